@@ -1,0 +1,35 @@
+# Two entry points that set everything up on a fresh machine (Python 3.11 + a package index):
+#   make study   # build the venv, then run the embedded default study (snakemake --cores all)
+#   make test    # build the venv, then run the test suite (what .ci/run calls)
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CUDA builds that also run on a CPU; pinned because an unpinned torch may fetch other multi-GB builds.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup study test dry-run lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[hf,test]"
+	touch $@
+
+study: setup
+	PATH=$(abspath $(BIN)):$$PATH snakemake --cores all
+
+dry-run: setup
+	PATH=$(abspath $(BIN)):$$PATH snakemake -n --quiet rules
+
+lint: setup
+	PATH=$(abspath $(BIN)):$$PATH snakemake --lint --configfile tests/workflow/config/config.yaml
+	$(BIN)/ruff check src tests perf
+
+test: setup
+	PATH=$(abspath $(BIN)):$$PATH pytest -q
+
+clean:
+	rm -rf results logs benchmarks .snakemake resources/models

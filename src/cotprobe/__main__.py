@@ -1,0 +1,5 @@
+import sys
+
+from cotprobe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""Model backends, registered lazily so that resolving one (or its version) never imports torch."""
+
+from cotprobe.registry import Registry
+
+BACKENDS = Registry("backend")
+BACKENDS.register("hf", "cotprobe.backends.hf:HFBackend")
+BACKENDS.register("dummy", "cotprobe.backends.dummy:DummyBackend")

@@ -1,0 +1,271 @@
+"""The backend interface, plus the pure helpers every backend shares.
+
+A backend answers prompts (``generate``) and scores the option letters at the answer position
+(``letter_scores``). The helpers here (chat messages, image loading, the letter distribution, the
+scoring prefix) are pure Python so that every backend, including ones without torch, reads a
+prompt and scores a letter the same way.
+
+Light module: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from cotprobe.io import InputError
+from cotprobe.records import Generation, LetterScores, Prompt
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN = "<answer>"
+
+# Values of LetterScores.answer_position.
+POSITION_GENERATED = "generated"  # the model wrote <answer> itself
+POSITION_APPENDED = "appended"  # the scorer appended it because the model never did
+POSITION_PREFILLED = "prefilled"  # the pre-fill itself ends with <answer>
+
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size")
+
+
+class Backend(abc.ABC):
+    """A model that answers prompts and scores option letters.
+
+    Subclasses set ``version`` and take their settings (from the model's config entry) as keyword
+    arguments; an unknown setting is an error, not a silent no-op.
+
+    Args:
+        path: Where the weights are: a local directory or a hub id.
+        **settings: Backend-specific settings.
+    """
+
+    version: int
+
+    def __init__(self, path: str, **settings: Any):
+        self.path = str(path)
+        self.settings = settings
+
+    @abc.abstractmethod
+    def generate(
+        self, prompts: list[Prompt], *, model_id: str, seed: int, sampling: dict[str, Any]
+    ) -> list[Generation]:
+        """Answer each prompt, continuing its pre-fill.
+
+        Args:
+            prompts: The prompts, answered in order.
+            model_id: The model's config slug, written into each record.
+            seed: Sampling seed (ignored when greedy).
+            sampling: ``max_new_tokens`` (int), ``temperature`` (float; 0 means greedy),
+                ``top_p`` (float), ``batch_size`` (int).
+
+        Returns:
+            One Generation per prompt, in the same order.
+        """
+
+    @abc.abstractmethod
+    def letter_scores(self, prompts: list[Prompt], generations: list[Generation]) -> list[LetterScores]:
+        """Distribution over each prompt's option letters at the first answer-letter position.
+
+        Args:
+            prompts: The prompts.
+            generations: Their generations, in the same order (ids must match).
+
+        Returns:
+            One LetterScores per prompt, in the same order.
+        """
+
+
+def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
+    """Validate a sampling dict and return it with typed values.
+
+    Raises:
+        ValueError: On a missing or unknown key, or a value out of range.
+    """
+    missing = [k for k in SAMPLING_KEYS if k not in sampling]
+    unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
+    if missing or unknown:
+        raise ValueError(f"sampling: missing keys {missing}, unknown keys {unknown}")
+    out = {
+        "max_new_tokens": int(sampling["max_new_tokens"]),
+        "temperature": float(sampling["temperature"]),
+        "top_p": float(sampling["top_p"]),
+        "batch_size": int(sampling["batch_size"]),
+    }
+    if out["max_new_tokens"] < 1 or out["batch_size"] < 1:
+        raise ValueError(f"sampling: max_new_tokens and batch_size must be >= 1, got {sampling}")
+    if out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
+        raise ValueError(f"sampling: need temperature >= 0 and 0 < top_p <= 1, got {sampling}")
+    return out
+
+
+def check_pairs(prompts: Sequence[Prompt], generations: Sequence[Generation]) -> None:
+    """Raise ValueError unless ``generations`` answer ``prompts`` one to one, in order."""
+    if len(prompts) != len(generations):
+        raise ValueError(f"{len(prompts)} prompts but {len(generations)} generations")
+    for i, (p, g) in enumerate(zip(prompts, generations)):
+        if p.id != g.id:
+            raise ValueError(f"row {i}: prompt id {p.id!r} but generation id {g.id!r}")
+
+
+def load_image(prompt: Prompt):
+    """Open the prompt's image as RGB, fully decoded.
+
+    Raises:
+        InputError: The image is missing, unreadable or corrupt; the message names the path, the
+            sample id and the field.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(prompt.image) as img:
+            img.load()  # decode now: a truncated file fails here, not deep inside the processor
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three for bad files
+        raise InputError(
+            f"{prompt.image}: sample {prompt.id!r}, field 'image': cannot read image ({err})"
+        ) from None
+
+
+def build_messages(prompt: Prompt, image: Any = None, assistant: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages for a prompt: the user turn (image, then text) and the pre-fill, if any.
+
+    Args:
+        prompt: The prompt.
+        image: A PIL image, or None to put the prompt's image path in the message.
+        assistant: Text the assistant turn starts with; defaults to the prompt's pre-fill.
+
+    Returns:
+        Messages for ``apply_chat_template``; when the assistant text is non-empty the last one is
+        an assistant message to continue (``continue_final_message=True``).
+    """
+    content = [
+        {"type": "image", "image": prompt.image if image is None else image},
+        {"type": "text", "text": prompt.user_text},
+    ]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+    assistant = prompt.prefill if assistant is None else assistant
+    if assistant:
+        messages.append({"role": "assistant", "content": assistant})
+    return messages
+
+
+class ScoringPoint(NamedTuple):
+    """The assistant text to score after, and how its final ``<answer>`` got there."""
+
+    assistant_text: str
+    answer_position: str
+
+
+def scoring_point(prompt: Prompt, generation: Generation) -> ScoringPoint:
+    """Cut the assistant turn right after the first ``<answer>`` the model wrote after the pre-fill.
+
+    When the model never wrote ``<answer>``, append it (closing an open ``<think>`` first) so the
+    letter is still scored where a well-formed answer would have put it.
+    """
+    prefill, completion = generation.prefill, generation.completion
+    if prefill != prompt.prefill:
+        raise ValueError(f"sample {prompt.id!r}: generation pre-fill differs from the prompt's")
+    if prefill.endswith(ANSWER_OPEN):
+        return ScoringPoint(prefill, POSITION_PREFILLED)
+    at = completion.find(ANSWER_OPEN)
+    if at >= 0:
+        return ScoringPoint(prefill + completion[: at + len(ANSWER_OPEN)], POSITION_GENERATED)
+    text = prefill + completion
+    think_open = text.rfind(THINK_OPEN) > text.rfind(THINK_CLOSE)
+    suffix = THINK_CLOSE + ANSWER_OPEN if think_open else ANSWER_OPEN
+    return ScoringPoint(text + suffix, POSITION_APPENDED)
+
+
+class LetterTokens(NamedTuple):
+    """How a tokenizer writes an option letter right after ``<answer>``.
+
+    Attributes:
+        carry: The tail of ``<answer>`` that the tokenizer merges into the letter's token (e.g.
+            ``">"`` when ``>B`` is one token); "" when ``<answer>`` ends on a token boundary.
+        ids: Letter -> the id of its token after ``<answer>``.
+    """
+
+    carry: str
+    ids: dict[str, int]
+
+
+def letter_tokens(encode: Callable[[str], list[int]], letters: Sequence[str]) -> LetterTokens:
+    """Find the single token each letter takes after ``<answer>``.
+
+    The letters' tokenisations of ``<answer>X`` must share all tokens but the last. The score is
+    read at the position before that last token, so the context is ``<answer>`` without ``carry``.
+
+    Args:
+        encode: Text -> token ids, without special tokens added.
+        letters: The option letters.
+
+    Raises:
+        ValueError: A letter is not a single (distinct) token after ``<answer>``.
+    """
+    seqs = {x: list(encode(ANSWER_OPEN + x)) for x in letters}
+    first = next(iter(seqs.values()))
+    common = first[:-1]
+    for seq in seqs.values():
+        n = 0
+        while n < min(len(common), len(seq)) and common[n] == seq[n]:
+            n += 1
+        common = common[:n]
+    for x, seq in seqs.items():
+        if len(seq) != len(common) + 1:
+            raise ValueError(f"option letter {x!r} is not a single token after {ANSWER_OPEN}: {seq}")
+    ids = {x: seq[-1] for x, seq in seqs.items()}
+    if len(set(ids.values())) != len(ids):
+        raise ValueError(f"option letters share a token after {ANSWER_OPEN}: {ids}")
+    for cut in range(len(ANSWER_OPEN) + 1):
+        if list(encode(ANSWER_OPEN[: len(ANSWER_OPEN) - cut])) == common:
+            return LetterTokens(ANSWER_OPEN[len(ANSWER_OPEN) - cut :], ids)
+    raise ValueError(f"cannot split {ANSWER_OPEN!r} from the letter tokens {ids}")
+
+
+def letter_distribution(
+    letters: Sequence[str],
+    logits_or_logprobs: Sequence[float],
+    answer: str,
+    target: str | None,
+) -> dict[str, Any]:
+    """Renormalise scores over the option letters and summarise the distribution.
+
+    Softmax over the given values, so logits and log-probabilities (even of a larger vocabulary)
+    give the same result. ``-inf`` (a letter missing from a top-k list) means probability 0.
+
+    Args:
+        letters: The option letters, in order.
+        logits_or_logprobs: One score per letter.
+        answer: The correct letter.
+        target: The letter the perturbation pushes towards, or None.
+
+    Returns:
+        The LetterScores fields ``letters, probs, entropy, p_correct, p_target, argmax_letter``.
+
+    Raises:
+        ValueError: On mismatched lengths, an unknown answer/target letter, NaN or all ``-inf``.
+    """
+    import numpy as np
+
+    letters = list(letters)
+    x = np.asarray(logits_or_logprobs, dtype=np.float64)
+    if x.shape != (len(letters),) or not letters:
+        raise ValueError(f"need one score per letter: {len(letters)} letters, scores of shape {x.shape}")
+    if np.isnan(x).any() or np.isposinf(x).any() or np.isneginf(x).all():
+        raise ValueError(f"scores must be finite or -inf, with at least one finite: {x.tolist()}")
+    for name, letter in (("answer", answer), ("target", target)):
+        if letter is not None and letter not in letters:
+            raise ValueError(f"{name} letter {letter!r} is not one of {letters}")
+    z = np.exp(x - x.max())
+    probs = z / z.sum()
+    nz = probs[probs > 0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    return {
+        "letters": letters,
+        "probs": probs.tolist(),
+        "entropy": min(max(entropy, 0.0), math.log(len(letters))),  # clip rounding noise
+        "p_correct": float(probs[letters.index(answer)]),
+        "p_target": None if target is None else float(probs[letters.index(target)]),
+        "argmax_letter": letters[int(probs.argmax())],
+    }

@@ -1,0 +1,239 @@
+"""The transformers backend: batched ``generate`` and letter scoring for Qwen2.5-VL-style VLMs.
+
+Loads with ``AutoProcessor`` + ``AutoModelForImageTextToText``, so a hub checkpoint (Qwen2.5-VL-7B)
+and the project's tiny model (``cotprobe.tiny_model``) go through the same code.
+
+Light at import: torch and transformers are imported inside the methods.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cotprobe.backends.base import (
+    Backend,
+    LetterTokens,
+    build_messages,
+    check_pairs,
+    check_sampling,
+    letter_distribution,
+    letter_tokens,
+    load_image,
+    scoring_point,
+)
+from cotprobe.parsing import parse_response
+from cotprobe.records import Generation, LetterScores, Prompt
+
+# Tokens that end an assistant turn for Qwen2.5 chat models (its generation_config lists both).
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+class HFBackend(Backend):
+    """Hugging Face transformers backend.
+
+    Args:
+        path: A local checkpoint directory or a hub id.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
+        device: ``auto`` (``cuda`` when available, else ``cpu``) or a torch device string.
+        score_batch_size: Batch size of the letter-scoring forward passes.
+        attn_implementation: Passed to ``from_pretrained`` when set (e.g. ``sdpa``, ``eager``).
+    """
+
+    version = 1
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        score_batch_size: int = 16,
+        attn_implementation: str | None = None,
+    ):
+        super().__init__(
+            path,
+            dtype=dtype,
+            device=device,
+            score_batch_size=score_batch_size,
+            attn_implementation=attn_implementation,
+        )
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
+        self.score_batch_size = int(score_batch_size)
+
+        self.processor = AutoProcessor.from_pretrained(self.path)
+        self.tokenizer = self.processor.tokenizer
+        # Decoder-only batching: pad on the left so every row's next token sits at position -1.
+        self.tokenizer.padding_side = "left"
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **extra)
+        self.model = model.to(self.device).eval()
+
+        vocab = self.tokenizer.get_vocab()
+        stop = [vocab[t] for t in _STOP_TOKENS if t in vocab]
+        if self.tokenizer.eos_token_id is not None:
+            stop.append(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(set(stop))
+        if not self.eos_ids:
+            raise ValueError(f"{self.path}: tokenizer has no end-of-turn token")
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = self.eos_ids[0] if pad is None else pad
+        # Checkpoints ship sampling defaults (Qwen2.5-VL: top_k=1, repetition_penalty=1.05, ...) that
+        # generate() silently merges into every call; drop them so only our explicit settings apply.
+        self.model.generation_config = GenerationConfig(pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+        self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
+
+    # -- shared plumbing -------------------------------------------------------------------
+
+    def _encode(self, prompts: list[Prompt], assistants: list[str]):
+        """Render and tokenise a batch: chat template, image, assistant text continued."""
+        images = [load_image(p) for p in prompts]
+        texts = []
+        for prompt, image, assistant in zip(prompts, images, assistants):
+            messages = build_messages(prompt, image, assistant)
+            texts.append(
+                self.processor.apply_chat_template(
+                    messages,
+                    tokenize=False,
+                    add_generation_prompt=not assistant,
+                    continue_final_message=bool(assistant),
+                )
+            )
+        enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        return texts, enc.to(self.device)
+
+    def _encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _letters(self, letters: list[str]) -> LetterTokens:
+        key = tuple(letters)
+        if key not in self._letter_cache:
+            self._letter_cache[key] = letter_tokens(self._encode_text, letters)
+        return self._letter_cache[key]
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def generate(
+        self, prompts: list[Prompt], *, model_id: str, seed: int, sampling: dict[str, Any]
+    ) -> list[Generation]:
+        """Answer each prompt; see ``Backend.generate``.
+
+        Sampling is seeded per batch (``seed + batch index``), so a rerun with the same prompts,
+        seed and batch size reproduces the outputs.
+        """
+        import torch
+        from transformers import GenerationConfig
+
+        s = check_sampling(sampling)
+        common = {
+            "max_new_tokens": s["max_new_tokens"],
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": self.eos_ids,
+        }
+        if s["temperature"] == 0:
+            config = GenerationConfig(do_sample=False, **common)
+        else:
+            # top_k=0 turns off transformers' global top_k=50 default; top_p alone shapes the tail.
+            config = GenerationConfig(
+                do_sample=True,
+                temperature=s["temperature"],
+                top_p=s["top_p"],
+                top_k=0,
+                typical_p=1.0,
+                **common,
+            )
+        out: list[Generation] = []
+        bs = s["batch_size"]
+        for b, start in enumerate(range(0, len(prompts), bs)):
+            batch = prompts[start : start + bs]
+            t0 = time.perf_counter()
+            _, enc = self._encode(batch, [p.prefill for p in batch])
+            if config.do_sample:
+                torch.manual_seed(seed + b)
+            with torch.inference_mode():
+                ids = self.model.generate(**enc, generation_config=config)
+            new = ids[:, enc["input_ids"].shape[1] :].tolist()
+            prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for prompt, row, n_prompt in zip(batch, new, prompt_tokens):
+                out.append(self._record(prompt, row, int(n_prompt), seconds, model_id))
+        return out
+
+    def _record(self, prompt: Prompt, row: list[int], n_prompt: int, seconds: float, model_id: str):
+        """Turn one row of generated ids into a Generation."""
+        stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+        kept = row if stop is None else row[: stop + 1]
+        completion = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text = prompt.prefill + completion
+        parsed = parse_response(text, list(prompt.options))
+        return Generation(
+            id=prompt.id,
+            model=model_id,
+            bench=prompt.bench,
+            variant=prompt.variant,
+            seed=prompt.seed,
+            prefill=prompt.prefill,
+            completion=completion,
+            text=text,
+            think=parsed.think,
+            answer_text=parsed.answer_text,
+            answer_letter=parsed.answer_letter,
+            parse_status=parsed.status,
+            prompt_tokens=n_prompt,
+            completion_tokens=len(kept),
+            seconds=seconds,
+            finish_reason="length" if stop is None else "stop",
+        )
+
+    def letter_scores(self, prompts: list[Prompt], generations: list[Generation]) -> list[LetterScores]:
+        """Score the option letters after ``<answer>``; see ``Backend.letter_scores``.
+
+        One forward pass per batch over prompt + pre-fill + the generation up to its first
+        ``<answer>`` (appended when missing), reading the logits at the last position.
+        """
+        import torch
+
+        check_pairs(prompts, generations)
+        out: list[LetterScores] = []
+        for start in range(0, len(prompts), self.score_batch_size):
+            batch = prompts[start : start + self.score_batch_size]
+            points = [scoring_point(p, g) for p, g in zip(batch, generations[start : start + len(batch)])]
+            tokens = [self._letters(list(p.options)) for p in batch]
+            # Drop the part of <answer> that the tokenizer merges into the letter token (if any).
+            contexts = [
+                pt.assistant_text[: len(pt.assistant_text) - len(lt.carry)] for pt, lt in zip(points, tokens)
+            ]
+            texts, enc = self._encode(batch, contexts)
+            for prompt, text, lt in zip(batch, texts, tokens):
+                self._check_boundary(prompt, text, lt)
+            with torch.inference_mode():
+                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float().cpu()
+            for i, (prompt, point, lt) in enumerate(zip(batch, points, tokens)):
+                letters = list(prompt.options)
+                values = logits[i, [lt.ids[x] for x in letters]].tolist()
+                fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
+                out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
+        return out
+
+    def _check_boundary(self, prompt: Prompt, text: str, lt: LetterTokens) -> None:
+        """Check that context tokens + a letter token is how the tokenizer writes context + letter."""
+        context = self._encode_text(text)
+        for letter, token in lt.ids.items():
+            if self._encode_text(text + lt.carry + letter) != context + [token]:
+                raise ValueError(
+                    f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
+                    f"scoring context ending {text[-40:]!r}"
+                )

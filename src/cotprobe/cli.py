@@ -1,0 +1,316 @@
+"""Command line: one verb per pipeline stage, so any single cell can be run by hand.
+
+Each Snakemake rule calls exactly one of these verbs with the rule's slice of config as a JSON
+``--spec`` (the same JSON is the rule's param, so changing it reruns the cell). Bad input ends
+with one ``error:`` line that names the file, row and field, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cotprobe.io import InputError, atomic_path, read_jsonl, write_jsonl
+from cotprobe.records import Generation, Prompt, Sample
+
+log = logging.getLogger("cotprobe")
+
+
+def _spec(text: str) -> dict[str, Any]:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--spec: not valid JSON ({err.msg})") from None
+    if not isinstance(spec, dict):
+        raise InputError("--spec: expected a JSON object")
+    return spec
+
+
+def _load(path: str, cls, required: tuple[str, ...]):
+    rows = read_jsonl(path, required=required)
+    fields = set(cls.__dataclass_fields__)
+    return [cls(**{k: v for k, v in row.items() if k in fields}) for row in rows]
+
+
+def load_samples(path: str) -> list[Sample]:
+    return _load(path, Sample, ("id", "image", "question", "options", "answer", "category"))
+
+
+def load_prompts(path: str) -> list[Prompt]:
+    return _load(path, Prompt, ("id", "image", "options", "answer", "user_text", "prefill"))
+
+
+def load_generations(path: str) -> list[Generation]:
+    return _load(path, Generation, ("id", "text", "think", "answer_letter", "parse_status"))
+
+
+# ---------------------------------------------------------------- stages
+def cmd_prepare(args) -> None:
+    from cotprobe.benchmarks import BENCHMARKS
+
+    spec = _spec(args.spec)
+    bench = BENCHMARKS.get(spec["kind"])(**spec.get("args", {}))
+    out = Path(args.out)
+    samples = bench.prepare(out.parent)
+    write_jsonl(out, (s.to_dict() for s in samples))
+    log.info("wrote %d samples of %s to %s", len(samples), spec["kind"], out)
+
+
+def cmd_perturb(args) -> None:
+    from cotprobe.variants import perturb
+
+    samples = load_samples(args.samples)
+    prompts = perturb(samples, args.variant, bench=args.bench, seed=args.seed)
+    write_jsonl(args.out, (p.to_dict() for p in prompts))
+    log.info("wrote %d %s prompts (seed %d) to %s", len(prompts), args.variant, args.seed, args.out)
+
+
+def cmd_build_model(args) -> None:
+    from cotprobe.tiny_model import build_tiny_model
+
+    spec = _spec(args.spec)
+    if spec.get("kind") != "tiny":
+        raise InputError(f"--spec: unknown model builder {spec.get('kind')!r} (known: tiny)")
+    build_tiny_model(Path(args.out), seed=int(spec.get("seed", 0)))
+    log.info("built tiny model in %s", args.out)
+
+
+def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
+    """Identity of a generation run: model (path + weights fingerprint), prompts, sampling, seed."""
+    h = hashlib.sha256()
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    h.update(Path(prompts_path).read_bytes())
+    h.update(str(seed).encode())
+    weights = Path(spec["path"])
+    if weights.is_dir():  # local checkpoints: the same path may hold other weights later
+        for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_part(part: Path, key: str) -> list[dict[str, Any]]:
+    """Finished records of an interrupted run with the same cache key (else none)."""
+    if not part.exists():
+        return []
+    lines = part.read_text(encoding="utf-8").splitlines()
+    if not lines or json.loads(lines[0]).get("cache_key") != key:
+        log.info("discarding %s: made by another model, prompt file or sampling setting", part)
+        part.unlink()
+        return []
+    done = []
+    for line in lines[1:]:
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a kill mid-write
+            break
+    return done
+
+
+def cmd_generate(args) -> None:
+    from cotprobe.backends import BACKENDS
+
+    spec = _spec(args.spec)
+    prompts = load_prompts(args.prompts)
+    sampling = spec["generation"]
+    key = _cache_key(spec, args.prompts, args.seed)
+    out = Path(args.out)
+    part = out.with_name(out.name + ".part")
+    done = _read_part(part, key)
+    done_ids = {r["id"] for r in done}
+    todo = [p for p in prompts if p.id not in done_ids]
+    log.info(
+        "%s: %d prompts, %d already generated (resumed), %d to go", out, len(prompts), len(done), len(todo)
+    )
+
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    t0 = time.perf_counter()
+    backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
+
+    part.parent.mkdir(parents=True, exist_ok=True)
+    step = int(sampling["batch_size"])
+    index = {p.id: i for i, p in enumerate(prompts)}
+    with part.open("a", encoding="utf-8") as fh:
+        if not done:
+            fh.write(json.dumps({"cache_key": key}) + "\n")
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
+            chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
+            gens = backend.generate(chunk, model_id=args.model, seed=chunk_seed, sampling=sampling)
+            for g in gens:
+                fh.write(json.dumps(g.to_dict(), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            done.extend(g.to_dict() for g in gens)
+
+    by_id = {r["id"]: r for r in done}
+    generations = [Generation(**by_id[p.id]) for p in prompts]
+    t1 = time.perf_counter()
+    scores = backend.letter_scores(prompts, generations)
+    log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
+    _write_scores(args.logits_out, scores)
+    write_jsonl(out, (g.to_dict() for g in generations))
+    part.unlink(missing_ok=True)
+
+
+def _write_scores(path: str, scores) -> None:
+    from dataclasses import asdict
+
+    import polars as pl
+
+    df = pl.DataFrame(
+        [asdict(s) for s in scores],
+        schema={
+            "id": pl.String,
+            "letters": pl.List(pl.String),
+            "probs": pl.List(pl.Float64),
+            "entropy": pl.Float64,
+            "p_correct": pl.Float64,
+            "p_target": pl.Float64,
+            "argmax_letter": pl.String,
+            "answer_position": pl.String,
+        },
+    )
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp)
+
+
+def cmd_judge(args) -> None:
+    from cotprobe.judges import JUDGES
+
+    spec = _spec(args.spec)
+    judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
+    prompts = load_prompts(args.prompts)
+    generations = load_generations(args.generations)
+    verdicts = judge.judge(args.judge, prompts, generations)
+    write_jsonl(args.out, (v.to_dict() for v in verdicts))
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.quadrant] = counts.get(v.quadrant, 0) + 1
+    log.info("%s: %s", args.out, counts)
+
+
+def cmd_metrics(args) -> None:
+    from cotprobe import metrics
+    from cotprobe.workflow import cell_entries
+
+    entries = cell_entries(_spec(args.axes))
+    cells = metrics.cell_rows(entries)
+    metrics.write_csv(cells, args.cells)
+    metrics.write_csv(metrics.summary_rows(cells), args.summary)
+    metrics.write_csv(metrics.auroc_rows(entries), args.auroc)
+    log.info("metrics over %d cells written", cells.height)
+
+
+def cmd_figures(args) -> None:
+    from cotprobe import figures
+
+    figures.plot_accuracy(args.summary, args.accuracy)
+    figures.plot_quadrants(args.summary, args.quadrants)
+    figures.plot_auroc(args.auroc, args.auroc_out)
+
+
+def cmd_check_config(args) -> None:
+    import yaml
+
+    from cotprobe.workflow import Grid
+
+    config = yaml.safe_load(Path(args.configfile).read_text())
+    grid = Grid.from_config(config, args.schema)
+    n = len(list(grid.cells()))
+    print(f"{args.configfile}: ok ({n} generation cells x {len(grid.judges)} judge(s))")
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cotprobe", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("prepare", help="write a benchmark's normalised samples (+ images)")
+    s.add_argument("--spec", required=True, help='benchmark slice of config, JSON: {"kind":..,"args":..}')
+    s.add_argument("--out", required=True, help="results/data/{bench}/samples.jsonl")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("perturb", help="apply one prompt variant to a benchmark's samples")
+    s.add_argument("--samples", required=True)
+    s.add_argument("--bench", required=True)
+    s.add_argument("--variant", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_perturb)
+
+    s = sub.add_parser("build-model", help="build the offline tiny Qwen2.5-VL-architecture model")
+    s.add_argument("--spec", required=True, help='JSON: {"kind":"tiny","seed":0}')
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_build_model)
+
+    s = sub.add_parser("generate", help="generate responses and letter scores for one cell")
+    s.add_argument("--model", required=True, help="model id (recorded in every record)")
+    s.add_argument("--spec", required=True, help="model slice of config, JSON")
+    s.add_argument("--prompts", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--logits-out", required=True)
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("judge", help="judge one cell's generations")
+    s.add_argument("--judge", required=True, help="judge id (recorded in every verdict)")
+    s.add_argument("--spec", required=True, help="judge slice of config, JSON")
+    s.add_argument("--prompts", required=True)
+    s.add_argument("--generations", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_judge)
+
+    s = sub.add_parser("metrics", help="aggregate every cell into the metric tables")
+    s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
+    s.add_argument("--cells", required=True)
+    s.add_argument("--summary", required=True)
+    s.add_argument("--auroc", required=True)
+    s.set_defaults(func=cmd_metrics)
+
+    s = sub.add_parser("figures", help="draw the study's figures (PNG and PDF)")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--auroc", required=True)
+    s.add_argument("--accuracy", required=True, help="output .png (a .pdf is written beside it)")
+    s.add_argument("--quadrants", required=True)
+    s.add_argument("--auroc-out", required=True)
+    s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("check-config", help="validate a study config and count its cells")
+    s.add_argument("--configfile", default="config/config.yaml")
+    s.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    s.set_defaults(func=cmd_check_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cotprobe.registry import UnknownPluginError
+    from cotprobe.workflow import ConfigError
+
+    try:
+        args.func(args)
+    except (InputError, ConfigError, UnknownPluginError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

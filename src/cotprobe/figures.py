@@ -1,0 +1,293 @@
+"""Figures from the metrics CSVs (``cotprobe.metrics``): accuracy, quadrants, AUROC.
+
+Each function reads a CSV, draws with matplotlib's Agg backend (no display, no pyplot state)
+and writes ``out_png`` plus a PDF with the same stem next to it, both atomically. Missing
+values (empty CSV fields, NaN) are drawn as missing, never as zero; an empty table gives a
+figure that says so. Variants are ordered ``base`` first, then as they appear in the CSV.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import polars as pl
+
+from cotprobe.io import atomic_path
+from cotprobe.metrics import BASE_VARIANT
+from cotprobe.records import QUADRANTS, UNPARSEABLE
+
+PathLike = str | os.PathLike
+STACK = (*QUADRANTS, UNPARSEABLE)
+STACK_COLOURS = {
+    "consistent_correct": "#1b9e77",
+    "inconsistent_correct": "#a6dba0",
+    "consistent_incorrect": "#d95f02",
+    "inconsistent_incorrect": "#fdb863",
+    "unparseable": "#bdbdbd",
+}
+CI_NOTE = "error bars: 95% interval (t over seeds; Wilson over samples for one seed)"
+
+
+class Written(NamedTuple):
+    png: Path
+    pdf: Path
+
+
+def plot_accuracy(summary_csv: PathLike, out_png: PathLike) -> Written:
+    """Accuracy per variant, one bar colour per model, one panel per benchmark (Fig. 3 style).
+
+    Accuracy does not depend on the judge; when the summary holds several judges, the first
+    one's rows are drawn.
+
+    Args:
+        summary_csv: The seed summary (``metrics.summary_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(summary_csv)
+    fig = _figure()
+    if table.is_empty():
+        return _empty(fig, "Accuracy by prompt variant", out_png)
+    table = table.filter(pl.col("judge") == table["judge"][0]) if "judge" in table.columns else table
+    benches = _unique(table["bench"])
+    models = _unique(table["model"])
+    variants = _variants(table["variant"])
+    width = max(4.5, 0.3 * len(variants) * max(len(models), 2) + 1.5)
+    axes = _axes(fig, len(benches), width, 3.8)
+    bar = 0.8 / len(models)
+    for ax, bench in zip(axes, benches):
+        rows = table.filter(pl.col("bench") == bench)
+        for m, model in enumerate(models):
+            xs, ys, lo, hi = [], [], [], []
+            for v, variant in enumerate(variants):
+                row = _row(rows, model=model, variant=variant)
+                if row is None or _nan(row["accuracy"]):
+                    continue
+                xs.append(v - 0.4 + bar * (m + 0.5))
+                ys.append(row["accuracy"])
+                lo.append(row.get("accuracy_lo"))
+                hi.append(row.get("accuracy_hi"))
+            ax.bar(xs, ys, width=bar, color=_colour(m), label=model, edgecolor="white", linewidth=0.5)
+            ci = [i for i in range(len(xs)) if not (_nan(lo[i]) or _nan(hi[i]))]
+            if ci:
+                ax.errorbar(
+                    [xs[i] for i in ci],
+                    [ys[i] for i in ci],
+                    yerr=[[ys[i] - lo[i] for i in ci], [hi[i] - ys[i] for i in ci]],
+                    fmt="none",
+                    ecolor="black",
+                    elinewidth=0.8,
+                    capsize=2,
+                )
+        _variant_axis(ax, variants)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("Accuracy")
+        ax.set_title(bench)
+        ax.grid(axis="y", alpha=0.3)
+    _legend(fig, axes[0], "Model")
+    fig.suptitle(f"Accuracy by prompt variant\n{CI_NOTE}", fontsize="medium")
+    return _save(fig, out_png)
+
+
+def plot_quadrants(summary_csv: PathLike, out_png: PathLike) -> Written:
+    """Quadrant shares (and unparseable) as stacked bars per model x variant.
+
+    One panel per (benchmark, judge); bars are grouped by model, one bar per variant.
+
+    Args:
+        summary_csv: The seed summary (``metrics.summary_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    from matplotlib.patches import Patch
+
+    table = _read(summary_csv)
+    fig = _figure()
+    if table.is_empty():
+        return _empty(fig, "Think/answer quadrants", out_png)
+    panels = _unique(table.select(pl.concat_str("bench", pl.lit(" | judge: "), "judge"))[:, 0])
+    models = _unique(table["model"])
+    variants = _variants(table["variant"])
+    width = max(5.0, 0.32 * len(models) * (len(variants) + 1) + 2.0)
+    axes = _axes(fig, len(panels), width, 4.2, max_cols=1 if width > 9 else 2)
+    table = table.with_columns(pl.concat_str("bench", pl.lit(" | judge: "), "judge").alias("_panel"))
+    for ax, panel in zip(axes, panels):
+        rows = table.filter(pl.col("_panel") == panel)
+        ticks, labels = [], []
+        for m, model in enumerate(models):
+            group_x = []
+            for v, variant in enumerate(variants):
+                row = _row(rows, model=model, variant=variant)
+                x = m * (len(variants) + 1) + v
+                ticks.append(x)
+                labels.append(variant)
+                group_x.append(x)
+                if row is None:
+                    continue
+                shares = [row.get(f"share_{q}") for q in STACK]
+                if all(_nan(s) for s in shares):
+                    ax.text(x, 0.02, "n/a", ha="center", va="bottom", rotation=90, fontsize="x-small")
+                    continue
+                bottom = 0.0
+                for q, share in zip(STACK, shares):
+                    if not _nan(share):
+                        ax.bar(x, share, bottom=bottom, width=0.8, color=STACK_COLOURS[q], linewidth=0)
+                        bottom += share
+            ax.text(sum(group_x) / len(group_x), 1.03, model, ha="center", va="bottom", fontsize="small")
+        ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.set_ylabel("Share of samples")
+        ax.set_title(panel, pad=14)
+    handles = [Patch(color=STACK_COLOURS[q], label=q.replace("_", " ")) for q in reversed(STACK)]
+    fig.legend(handles=handles, title="Quadrant", loc="outside right upper", fontsize="small")
+    fig.suptitle("Think/answer consistency x correctness", fontsize="medium")
+    return _save(fig, out_png)
+
+
+def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
+    """AUROC of P_base and of −H for staying correct, per perturbing variant.
+
+    One panel per (benchmark, model), paired bars per variant, a dashed chance line at 0.5.
+    A null AUROC (one class only) has no bar and an ``n/a`` mark.
+
+    Args:
+        auroc_csv: The AUROC table (``metrics.auroc_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(auroc_csv)
+    fig = _figure()
+    if table.is_empty():
+        return _empty(fig, "AUROC of base-prompt confidence", out_png)
+    benches = _unique(table["bench"])
+    models = _unique(table["model"])
+    variants = _variants(table["variant"])
+    width = max(3.5, 0.7 * len(variants) + 1.5)
+    panels = [(b, m) for b in benches for m in models]
+    axes = _axes(fig, len(panels), width, 3.6, max_cols=min(len(models), max(1, int(16 // width))))
+    series = (
+        ("auroc_p_base", "P_base (p_correct)", "#3b6fb6"),
+        ("auroc_neg_entropy", "−H (minus entropy)", "#e08a2b"),
+    )
+    missing_note = False
+    for ax, (bench, model) in zip(axes, panels):
+        rows = table.filter((pl.col("bench") == bench) & (pl.col("model") == model))
+        for s, (column, label, colour) in enumerate(series):
+            xs, ys = [], []
+            for v, variant in enumerate(variants):
+                row = _row(rows, variant=variant)
+                if row is None:
+                    continue
+                x = v - 0.2 + 0.4 * s
+                if _nan(row[column]):
+                    ax.text(
+                        x,
+                        0.03,
+                        "n/a",
+                        ha="center",
+                        va="bottom",
+                        rotation=90,
+                        fontsize="x-small",
+                        color=colour,
+                    )
+                    missing_note = True
+                else:
+                    xs.append(x)
+                    ys.append(row[column])
+            ax.bar(xs, ys, width=0.38, color=colour, label=label)
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (0.5)")
+        _variant_axis(ax, variants)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("AUROC")
+        ax.set_title(f"{model} | {bench}", fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+    _legend(fig, axes[0], "Score on the base prompt")
+    title = "AUROC for staying correct under each perturbation"
+    if missing_note:
+        title += "\nn/a: only one class (every or no sample stays correct)"
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+def _read(path: PathLike) -> pl.DataFrame:
+    table = pl.read_csv(path, infer_schema_length=None)
+    keys = [c for c in ("model", "bench", "variant", "judge") if c in table.columns]
+    return table.with_columns(pl.col(keys).cast(pl.String))
+
+
+def _figure() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained")
+
+
+def _axes(fig: Any, n: int, width: float, height: float, max_cols: int = 3) -> list[Any]:
+    cols = max(1, min(n, max_cols))
+    rows = math.ceil(n / cols)
+    fig.set_size_inches(width * cols + 2.5, height * rows + 0.8)
+    grid = fig.subplots(rows, cols, squeeze=False)
+    flat = [ax for row in grid for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return flat[:n]
+
+
+def _empty(fig: Any, title: str, out_png: PathLike) -> Written:
+    fig.set_size_inches(5, 3)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title)
+    return _save(fig, out_png)
+
+
+def _save(fig: Any, out_png: PathLike) -> Written:
+    png = Path(out_png)
+    if png.suffix != ".png":
+        raise ValueError(f"output path must end in .png: {png}")
+    pdf = png.with_suffix(".pdf")
+    for path, fmt in ((png, "png"), (pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+    return Written(png, pdf)
+
+
+def _legend(fig: Any, ax: Any, title: str) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, title=title, loc="outside right upper", fontsize="small")
+
+
+def _variant_axis(ax: Any, variants: list[str]) -> None:
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(variants) - 0.4)
+    ax.set_xlabel("Prompt variant")
+
+
+def _unique(column: pl.Series) -> list[str]:
+    return [str(v) for v in column.unique(maintain_order=True).to_list()]
+
+
+def _variants(column: pl.Series) -> list[str]:
+    variants = _unique(column)
+    return sorted(variants, key=lambda v: v != BASE_VARIANT)
+
+
+def _row(rows: pl.DataFrame, **match: str) -> dict[str, Any] | None:
+    hit = rows.filter(pl.all_horizontal([pl.col(k) == v for k, v in match.items()]))
+    return hit.row(0, named=True) if hit.height else None
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _colour(i: int) -> Any:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if i < 10 else "tab20"]
+    return cmap(i % cmap.N)

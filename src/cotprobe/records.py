@@ -1,0 +1,209 @@
+"""The records that flow between stages: the file-level interface of the pipeline.
+
+Every stage reads and writes JSON Lines (one record per line, key order as below) except the
+letter logits, which are a parquet table. Image paths are relative to the workflow's working
+directory (the repository root when run with ``snakemake``), e.g.
+``results/data/shapes/images/shapes-00003.png``.
+
+Stage files::
+
+    results/data/{bench}/samples.jsonl                      Sample
+    results/prompts/{bench}/{variant}/seed{seed}.jsonl      Prompt
+    results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl   Generation
+    results/logits/{model}/{bench}/{variant}/seed{seed}.parquet      LetterScores (one row each)
+    results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl  Verdict
+
+Light module: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LETTERS = "ABCDEFGHIJ"
+
+# Quadrants of the think/answer consistency x correctness grid, plus the explicit failure state.
+QUADRANTS = (
+    "consistent_correct",
+    "inconsistent_correct",
+    "consistent_incorrect",
+    "inconsistent_incorrect",
+)
+UNPARSEABLE = "unparseable"
+
+# Parse status of a generation (see cotprobe.parsing.parse_response).
+PARSE_OK = "ok"  # <think>…</think><answer>X</answer>, X one of the options
+PARSE_NO_ANSWER = "no_answer"  # no <answer>…</answer> block
+PARSE_BAD_ANSWER = "bad_answer"  # <answer> present but not one of the sample's option letters
+PARSE_NO_THINK = "no_think"  # answer fine but no closed <think> block
+
+
+@dataclass
+class Sample:
+    """One normalised multiple-choice sample of a benchmark.
+
+    Attributes:
+        id: Unique within the benchmark; stable across runs (slug-like string).
+        image: Path of the image file (relative to the workflow directory).
+        question: The question text, without options.
+        options: Letter -> option text, letters A, B, C, ... in display order.
+        answer: The correct letter (a key of ``options``).
+        category: Question type (e.g. ``left``, ``count``); selects perturbation templates.
+        meta: Free-form, benchmark-specific facts (ground truth of the construction).
+    """
+
+    id: str
+    image: str
+    question: str
+    options: dict[str, str]
+    answer: str
+    category: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Prompt:
+    """A sample after a prompt variant: exactly what a backend is asked.
+
+    Attributes:
+        id: The sample id.
+        bench, variant, seed: The cell.
+        image: Image path, untouched by every variant.
+        question: The sample's question (unperturbed).
+        options: Letter -> text as shown to the model (``abstain`` adds one).
+        answer: The correct letter.
+        category: The sample's category.
+        user_text: The full text of the user turn (caption, question, option lines, instruction);
+            the image goes before it.
+        prefill: Text the assistant turn starts with; the model continues it ("" for none).
+        target_letter: The letter the perturbation pushes towards (a wrong letter for the wrong_*
+            variants, the answer for correct_*), or None when the variant pushes nowhere.
+        caption: The caption put before the question, or None.
+        variant_version: Version of the variant plugin that made this record.
+    """
+
+    id: str
+    bench: str
+    variant: str
+    seed: int
+    image: str
+    question: str
+    options: dict[str, str]
+    answer: str
+    category: str
+    user_text: str
+    prefill: str = ""
+    target_letter: str | None = None
+    caption: str | None = None
+    variant_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """One model response to one prompt.
+
+    Attributes:
+        id: The sample id.
+        model, bench, variant, seed: The cell.
+        prefill: The assistant pre-fill the model continued.
+        completion: The text the model generated after the pre-fill (special tokens removed).
+        text: ``prefill + completion``, the whole assistant turn that is parsed.
+        think: Content of the last closed ``<think>`` block, or None.
+        answer_text: Content of the last ``<answer>`` block, or None.
+        answer_letter: The option letter read from ``answer_text``, or None.
+        parse_status: One of ``ok``, ``no_answer``, ``bad_answer``, ``no_think``.
+        prompt_tokens, completion_tokens: Token counts.
+        seconds: Wall time of the sample's batch divided by the batch size.
+        finish_reason: ``stop`` (eos) or ``length`` (max tokens).
+    """
+
+    id: str
+    model: str
+    bench: str
+    variant: str
+    seed: int
+    prefill: str
+    completion: str
+    text: str
+    think: str | None
+    answer_text: str | None
+    answer_letter: str | None
+    parse_status: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LetterScores:
+    """Distribution over a sample's option letters at the first answer-letter position.
+
+    One row of ``results/logits/...parquet``.
+
+    Attributes:
+        id: The sample id.
+        letters: The sample's option letters, in order.
+        probs: Probabilities over ``letters`` (renormalised; sums to 1).
+        entropy: Shannon entropy of ``probs`` in nats (<= log(len(letters))).
+        p_correct: Probability of the correct letter.
+        p_target: Probability of the letter the perturbation pushes, or None.
+        argmax_letter: The most probable letter.
+        answer_position: ``generated`` when the model wrote ``<answer>``; ``appended`` when the
+            scorer appended it to the think because the model never did; ``prefilled`` when the
+            pre-fill itself ends with ``<answer>``.
+    """
+
+    id: str
+    letters: list[str]
+    probs: list[float]
+    entropy: float
+    p_correct: float
+    p_target: float | None
+    argmax_letter: str
+    answer_position: str
+
+
+@dataclass
+class Verdict:
+    """A judge's reading of one generation.
+
+    Attributes:
+        id: The sample id.
+        judge: The judge id (config slug).
+        think_letter: The option the think finally settles on, or None when it settles on none.
+        answer_letter: The generation's answer letter, or None.
+        correct: Whether ``answer_letter`` is the correct letter (None when unparseable).
+        consistent: Whether ``think_letter == answer_letter`` (None when unparseable).
+        quadrant: One of QUADRANTS or ``unparseable``.
+        reason: Why the verdict is unparseable ("" otherwise).
+        judge_version: Version of the judge plugin.
+    """
+
+    id: str
+    judge: str
+    think_letter: str | None
+    answer_letter: str | None
+    correct: bool | None
+    consistent: bool | None
+    quadrant: str
+    reason: str = ""
+    judge_version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quadrant_of(consistent: bool, correct: bool) -> str:
+    """Name the quadrant for a consistency/correctness pair."""
+    return f"{'consistent' if consistent else 'inconsistent'}_{'correct' if correct else 'incorrect'}"

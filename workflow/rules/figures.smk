@@ -1,0 +1,23 @@
+rule plot_figures:
+    input:
+        summary="results/metrics/summary.csv",
+        auroc="results/metrics/auroc.csv",
+    output:
+        accuracy=report("results/figures/accuracy.png", category="Figures"),
+        accuracy_pdf="results/figures/accuracy.pdf",
+        quadrants=report("results/figures/quadrants.png", category="Figures"),
+        quadrants_pdf="results/figures/quadrants.pdf",
+        auroc=report("results/figures/auroc.png", category="Figures"),
+        auroc_pdf="results/figures/auroc.pdf",
+    log:
+        "logs/plot_figures/plot_figures.log",
+    benchmark:
+        "benchmarks/plot_figures/plot_figures.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        version=FIGURES_VERSION,
+    shell:
+        "python -m cotprobe figures --summary {input.summary} --auroc {input.auroc}"
+        " --accuracy {output.accuracy} --quadrants {output.quadrants}"
+        " --auroc-out {output.auroc} > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule generate_completions:
+    input:
+        prompts="results/prompts/{bench}/{variant}/seed{seed}.jsonl",
+        weights=get_model_inputs,
+    output:
+        generations="results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl",
+        logits="results/logits/{model}/{bench}/{variant}/seed{seed}.parquet",
+    log:
+        "logs/generate_completions/{model}/{bench}/{variant}/seed{seed}.log",
+    benchmark:
+        "benchmarks/generate_completions/{model}/{bench}/{variant}/seed{seed}.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    threads: 1
+    resources:
+        gpu=get_model_gpus,
+    params:
+        spec=model_spec,
+    shell:
+        "python -m cotprobe generate --model {wildcards.model} --spec {params.spec:q}"
+        " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads}"
+        " --out {output.generations} --logits-out {output.logits} > {log} 2>&1"

@@ -1,0 +1,14 @@
+rule build_tiny_model:
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "logs/build_tiny_model/{model}.log",
+    benchmark:
+        "benchmarks/build_tiny_model/{model}.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    threads: 1
+    params:
+        spec=build_spec,
+    shell:
+        "python -m cotprobe build-model --spec {params.spec:q} --out {output} > {log} 2>&1"

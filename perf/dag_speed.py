@@ -29,36 +29,72 @@ JUDGES = [f"judge-{i}" for i in range(3)]
 SEEDS = [0, 1, 2]
 
 BARE = """
-M = {models}; B = {benches}; V = {variants}; S = {seeds}; J = {judges}
+M = {models}
+B = {benches}
+V = {variants}
+S = {seeds}
+J = {judges}
+
 wildcard_constraints:
-    model="|".join(M), bench="|".join(B), variant="|".join(V), judge="|".join(J), seed=r"\\d+"
+    model="|".join(M),
+    bench="|".join(B),
+    variant="|".join(V),
+    judge="|".join(J),
+    seed=r"\\d+",
+
 rule all:
-    input: "results/figures/accuracy.png"
-rule prepare:
-    output: "results/data/{{bench}}/samples.jsonl"
-    shell: "touch {{output}}"
-rule perturb:
-    input: "results/data/{{bench}}/samples.jsonl"
-    output: "results/prompts/{{bench}}/{{variant}}/seed{{seed}}.jsonl"
-    shell: "touch {{output}}"
-rule generate:
-    input: "results/prompts/{{bench}}/{{variant}}/seed{{seed}}.jsonl"
-    output: "results/generations/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
-            "results/logits/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.parquet"
-    shell: "touch {{output}}"
-rule judge:
-    input: "results/generations/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl"
-    output: "results/verdicts/{{judge}}/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl"
-    shell: "touch {{output}}"
-rule metrics:
-    input: expand("results/verdicts/{{judge}}/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
-                  judge=J, model=M, bench=B, variant=V, seed=S)
-    output: "results/metrics/summary.csv"
-    shell: "touch {{output}}"
-rule figures:
-    input: "results/metrics/summary.csv"
-    output: "results/figures/accuracy.png"
-    shell: "touch {{output}}"
+    input:
+        "results/figures/accuracy.png",
+
+rule prepare_bare:
+    output:
+        "results/data/{{bench}}/samples.jsonl",
+    shell:
+        "touch {{output}}"
+
+rule perturb_bare:
+    input:
+        "results/data/{{bench}}/samples.jsonl",
+    output:
+        "results/prompts/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+    shell:
+        "touch {{output}}"
+
+rule generate_bare:
+    input:
+        "results/prompts/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+    output:
+        "results/generations/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+        "results/logits/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.parquet",
+    shell:
+        "touch {{output}}"
+
+rule judge_bare:
+    input:
+        "results/generations/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+    output:
+        "results/verdicts/{{judge}}/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+    shell:
+        "touch {{output}}"
+
+rule metrics_bare:
+    input:
+        expand(
+            "results/verdicts/{{judge}}/{{model}}/{{bench}}/{{variant}}/seed{{seed}}.jsonl",
+            judge=J, model=M, bench=B, variant=V, seed=S,
+        ),
+    output:
+        "results/metrics/summary.csv",
+    shell:
+        "touch {{output}}"
+
+rule figures_bare:
+    input:
+        "results/metrics/summary.csv",
+    output:
+        "results/figures/accuracy.png",
+    shell:
+        "touch {{output}}"
 """
 
 

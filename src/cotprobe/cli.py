@@ -89,7 +89,7 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     h.update(Path(prompts_path).read_bytes())
     h.update(str(seed).encode())
     weights = Path(spec["path"])
-    if weights.is_dir():  # local checkpoints: the same path may hold other weights later
+    if spec["path"] and weights.is_dir():  # local checkpoints: the same path may hold other weights later
         for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -134,10 +134,8 @@ def cmd_generate(args) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
     backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads and "torch" in sys.modules:  # only backends that run torch here
+        sys.modules["torch"].set_num_threads(args.threads)
     log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
 
     part.parent.mkdir(parents=True, exist_ok=True)

@@ -254,10 +254,14 @@ def _interval(values: list[float], metric: str) -> Interval | None:
 
 
 def _sorted(table: pl.DataFrame, keys: list[str], base: str = BASE_VARIANT) -> pl.DataFrame:
+    """Sort by ``keys``, then variants in the paper's order (``base`` first; unknown names last)."""
+    from cotprobe.variants import VARIANT_NAMES
+
+    rank = {name: i for i, name in enumerate([base, *[v for v in VARIANT_NAMES if v != base]])}
     return (
-        table.with_columns((pl.col("variant") != base).alias("_not_base"))
-        .sort([*keys, "_not_base", "variant"])
-        .drop("_not_base")
+        table.with_columns(pl.col("variant").replace_strict(rank, default=len(rank)).alias("_rank"))
+        .sort([*keys, "_rank", "variant"])
+        .drop("_rank")
     )
 
 

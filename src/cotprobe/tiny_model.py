@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cotprobe.records import LETTERS
 
-TINY_MODEL_VERSION = 1
+TINY_MODEL_VERSION = 2
 
 # Special tokens of the Qwen2.5-VL vocabulary that the processor and model config refer to.
 # <|endoftext|> is the pad token, <|im_end|> the end of a turn (eos).
@@ -60,9 +60,13 @@ CHAT_TEMPLATE = (
 _COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black")
 _SHAPES = ("circle", "square", "triangle")
 _PLACES = ("left", "right", "top", "bottom")
+_AT_PLACES = ("on the left", "on the right", "at the top", "at the bottom")
+_NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _FIXED = (
     "Which colour is the shape on the left?",
     "Which colour is the shape on the right?",
+    "Which colour is the shape at the top?",
+    "Which colour is the shape at the bottom?",
     "Which colour is the largest shape?",
     "How many shapes are in the image?",
     (
@@ -88,6 +92,17 @@ def _corpus() -> list[str]:
         lines.append(f"The {shape} on the {place} is {colour}.")
         lines.append(f"The {colour} {shape} is above the {shape} below it, on the {place}.")
         lines.append(f"The largest shape is a {colour} {shape}.")
+    # The shapes benchmark's wordings and the organism's thinks (cotprobe.organism): number words,
+    # "at the top", option lines and "so option X." become whole tokens.
+    for colour, place in itertools.product(_COLOURS, _AT_PLACES):
+        lines.append(f"The shape {place} is {colour}.")
+    for colour in _COLOURS:
+        lines.append(f"The largest of the shapes is {colour}.")
+    for word in _NUMBERS:
+        lines.append(f"The number of the shapes is {word}. The number of shapes in the image is {word}.")
+        lines.append(f"Counting the shapes, the number of shapes is {word}.")
+    for letter, word in itertools.product(LETTERS[:5], (*_NUMBERS, *_COLOURS)):
+        lines.append(f"{letter}. {word}\nso option {letter}.")
     for n in range(11):
         lines.append(f"There are {n} shapes in the image. The answer is {n}.")
     for i, letter in enumerate(LETTERS):

@@ -1,0 +1,133 @@
+"""Build the model organism (tiny model + warm start) and measure it against issue 3's targets.
+
+Usage: ``python perf/organism.py [--steps 1600] [--n-train 6000] [--n-eval 300] [--threads 2]``.
+Builds the tiny model in a temporary directory, warm-starts it on the ``shapes`` train split
+with ``HELD_OUT_ORDERS`` left out, then answers ``n-eval`` held-out eval samples (base prompt,
+greedy, through ``HFBackend``) plus up to ``n-eval`` eval samples whose option order is one of
+the held-out orders. Prints build time, format compliance, accuracy (overall, per category, on
+held-out orders) and think/answer agreement (``RuleJudge``) next to the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from cotprobe.backends.hf import HFBackend
+from cotprobe.benchmarks.shapes import CATEGORIES, Shapes
+from cotprobe.judges.rule import RuleJudge
+from cotprobe.organism import HELD_OUT_ORDERS, option_order, warm_start
+from cotprobe.parsing import is_well_formed
+from cotprobe.tiny_model import build_tiny_model
+from cotprobe.variants import perturb
+
+TARGETS = {"format": 95.0, "accuracy": 80.0, "agree": 90.0, "build_s": 600.0}
+
+
+def evaluate(model_dir: Path, samples, *, threads: int | None) -> list[dict]:
+    """Greedy answers to the base prompts of ``samples``; one row of facts per sample."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    backend = HFBackend(str(model_dir), device="cpu")
+    prompts = perturb(samples, "base", bench="shapes", seed=0)
+    sampling = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "batch_size": 32}
+    gens = backend.generate(prompts, model_id="organism", seed=0, sampling=sampling)
+    judge = RuleJudge()
+    rows = []
+    for sample, prompt, gen in zip(samples, prompts, gens):
+        settled = judge.settle(gen.think, prompt.options).letter
+        rows.append(
+            {
+                "category": sample.category,
+                "format": is_well_formed(gen.text),
+                "correct": gen.answer_letter == sample.answer,
+                "agree": settled is not None and settled == gen.answer_letter,
+                "text": gen.text,
+            }
+        )
+    return rows
+
+
+def pct(rows: list[dict], key: str) -> float:
+    return 100.0 * sum(r[key] for r in rows) / max(1, len(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--n-train", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--vision-lr-scale", type=float, default=0.1)
+    parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--categories", nargs="*", default=None)
+    parser.add_argument("--show", type=int, default=0, help="print this many wrong answers")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    categories = args.categories or list(CATEGORIES)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        base = build_tiny_model(tmp / "base", seed=0)
+        summary = warm_start(
+            base,
+            tmp / "organism",
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            vision_lr_scale=args.vision_lr_scale,
+            n_train=args.n_train,
+            seed=0,
+            threads=args.threads,
+            log_every=100,
+            categories=categories,
+            exclude_orders=HELD_OUT_ORDERS,
+        )
+        build_s = time.perf_counter() - t0
+
+        # Held-out eval samples (eval split), and eval samples in option orders never trained on.
+        pool = Shapes(n=max(args.n_eval * 8, 2400), seed=0, categories=categories).prepare(tmp / "data")
+        main_set = pool[: args.n_eval]
+        unseen = [s for s in pool if option_order(s) in set(HELD_OUT_ORDERS)][: args.n_eval]
+        rows = evaluate(tmp / "organism", main_set, threads=args.threads)
+        rows_unseen = evaluate(tmp / "organism", unseen, threads=args.threads)
+
+    print(
+        f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
+        f"vision_lr_scale={args.vision_lr_scale} threads={args.threads} categories={','.join(categories)}"
+    )
+    print(
+        f"loss {summary['initial_loss']:.3f} -> {summary['final_loss']:.4f}; "
+        f"train {summary['train_seconds']:.0f} s; build (tiny model + data + training + save) "
+        f"{build_s:.0f} s   target <= {TARGETS['build_s']:.0f} s"
+    )
+    print(f"held-out eval samples: {len(rows)}; in option orders never trained on: {len(rows_unseen)}")
+    print(f"format    {pct(rows, 'format'):5.1f} %   target >= {TARGETS['format']:.0f} %")
+    print(f"accuracy  {pct(rows, 'correct'):5.1f} %   target >= {TARGETS['accuracy']:.0f} % (aim 95 %)")
+    print(
+        f"  unseen option orders: {pct(rows_unseen, 'correct'):5.1f} %  (format {pct(rows_unseen, 'format'):.1f} %)"
+    )
+    by_cat = defaultdict(list)
+    for r in rows:
+        by_cat[r["category"]].append(r)
+    for cat in categories:
+        rs = by_cat[cat]
+        print(f"  {cat:8s} {pct(rs, 'correct'):5.1f} %  (n={len(rs)}, agree {pct(rs, 'agree'):.0f} %)")
+    print(
+        f"agreement {pct(rows, 'agree'):5.1f} %   target >= {TARGETS['agree']:.0f} % (RuleJudge think vs answer)"
+    )
+    wrong = [r for r in rows if not r["correct"]][: args.show]
+    for r in wrong:
+        print(f"--- {r['category']}: {r['text']!r}")
+
+
+if __name__ == "__main__":
+    main()

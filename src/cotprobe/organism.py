@@ -1,0 +1,399 @@
+"""The model organism: a supervised warm start of the tiny Qwen2.5-VL on the ``shapes`` train split.
+
+The target of every training sample is ``<think>{think}</think><answer>{letter}</answer>`` plus the
+end of turn, after exactly the prompt the evaluation renders (the ``base`` variant through the
+chat template, image first). The think names what is seen, then re-copies the option lines up to
+the one that holds it and names that option::
+
+    The shape on the left is red.
+    A. yellow
+    B. green
+    C. red
+    so option C.
+
+Why this shape (see ``shared/reference/organism-on-cpu.md``): reading the colour is easy for the
+tiny model; finding the letter that holds it is not. Re-copying ``A. yellow`` lines token for
+token turns the lookup into copies from a constant distance back, provided the first sentence
+has the same number of tokens in every category (8 words and the full stop with the tiny
+tokenizer), and the stop is the check "is the text just copied the one stated".
+
+Light at import: torch and transformers are imported inside ``warm_start``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from cotprobe.benchmarks.shapes import NUMBER_WORDS, PALETTE, Shapes
+from cotprobe.records import Sample
+from cotprobe.variants import perturb
+
+ORGANISM_VERSION = 1
+
+log = logging.getLogger(__name__)
+
+# The first sentence of the think, per category; every one is 8 tokens with the tiny tokenizer.
+# The spatial ones start like the wrong_think templates (cotprobe.variants.templates).
+_SEEN = {
+    "left": "The shape on the left is {text}.",
+    "right": "The shape on the right is {text}.",
+    "above": "The shape at the top is {text}.",
+    "below": "The shape at the bottom is {text}.",
+    "largest": "The largest of the shapes is {text}.",
+    "count": "The number of the shapes is {text}.",
+}
+_LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
+_WARMUP = 0.05  # fraction of the steps spent warming up linearly
+
+
+def think_target(sample: Sample) -> str:
+    """The templated reasoning for one sample (without tags).
+
+    Names what is seen (the colour at the asked position, of the largest shape, or the number of
+    shapes), re-copies the option lines ``A. text`` in order up to the matching option, then
+    ``so option X.``.
+
+    Raises:
+        ValueError: For a category without a template.
+    """
+    if sample.category not in _SEEN:
+        raise ValueError(f"sample {sample.id!r}: no think template for category {sample.category!r}")
+    text = sample.options[sample.answer]
+    lines = [_SEEN[sample.category].format(text=text)]
+    for letter, option in sample.options.items():
+        lines.append(f"{letter}. {option}")
+        if letter == sample.answer:
+            break
+    lines.append(f"so option {sample.answer}.")
+    return "\n".join(lines)
+
+
+def assistant_target(sample: Sample) -> str:
+    """The whole assistant turn trained on, without the end-of-turn token."""
+    return f"<think>{think_target(sample)}</think><answer>{sample.answer}</answer>"
+
+
+def option_order(sample: Sample) -> tuple[int, ...]:
+    """The order of the option texts as a permutation of their canonical ranks.
+
+    Canonical order is the palette order for colours and numeric order for number words; e.g.
+    options ``green, red, blue, yellow`` give ``(1, 0, 2, 3)``. With 4 options there are 24
+    orders, which lets training leave some out and evaluation test on exactly those.
+    """
+    canon = {name: i for i, name in enumerate((*PALETTE, *NUMBER_WORDS))}
+    keys = [canon.get(text, len(canon)) for text in sample.options.values()]
+    ranked = sorted(range(len(keys)), key=lambda i: keys[i])
+    ranks = [0] * len(keys)
+    for rank, i in enumerate(ranked):
+        ranks[i] = rank
+    return tuple(ranks)
+
+
+# Six of the 24 orders of 4 options, one for each answer position at least once; left out of the
+# default training set so that evaluation can measure option orders never seen in training.
+HELD_OUT_ORDERS: tuple[tuple[int, ...], ...] = (
+    (3, 2, 1, 0),
+    (1, 3, 0, 2),
+    (2, 0, 3, 1),
+    (0, 3, 2, 1),
+    (3, 0, 1, 2),
+    (1, 2, 3, 0),
+)
+
+
+def train_samples(
+    n: int,
+    *,
+    seed: int = 0,
+    categories: Sequence[str] | None = None,
+    exclude_orders: Collection[tuple[int, ...]] = (),
+    image_size: int = 112,
+):
+    """``n`` drawn training samples (``shapes`` train split), skipping the excluded option orders.
+
+    Returns:
+        A list of ``cotprobe.benchmarks.shapes.Drawn`` (sample + in-memory image).
+    """
+    bench = Shapes(
+        n=1,
+        seed=seed,
+        image_size=image_size,
+        categories=list(categories) if categories else None,
+        split="train",
+    )
+    exclude = {tuple(o) for o in exclude_orders}
+    out, index = [], 0
+    while len(out) < n:
+        drawn = bench.draw(index, Path("memory"))
+        index += 1
+        if option_order(drawn.sample) not in exclude:
+            out.append(drawn)
+    return out
+
+
+def _encode_examples(processor, drawn: list) -> list[dict[str, Any]]:
+    """Render each sample as the evaluation does and tokenise prompt + target once.
+
+    Labels are -100 on the prompt, so the loss covers the assistant tokens only (think, answer and
+    the end of turn).
+    """
+    from cotprobe.backends.base import build_messages
+
+    end = processor.tokenizer.eos_token
+    samples = [d.sample for d in drawn]
+    prompts = perturb(samples, "base", bench="shapes", seed=0)
+    examples = []
+    for d, prompt in zip(drawn, prompts):
+        image = d.image.convert("RGB")
+        head = processor.apply_chat_template(
+            build_messages(prompt, image), tokenize=False, add_generation_prompt=True
+        )
+        enc = processor(text=[head + assistant_target(d.sample) + end], images=[image], return_tensors="pt")
+        head_ids = processor(text=[head], images=[image], return_tensors="pt")["input_ids"][0]
+        ids = enc["input_ids"][0]
+        n_head = len(head_ids)
+        if not ids[:n_head].equal(head_ids):
+            raise ValueError(
+                f"sample {d.sample.id!r}: the prompt does not tokenise as a prefix of prompt+target"
+            )
+        labels = ids.clone()
+        labels[:n_head] = -100
+        examples.append(
+            {
+                "input_ids": ids,
+                "labels": labels,
+                "mm_token_type_ids": enc["mm_token_type_ids"][0] if "mm_token_type_ids" in enc else None,
+                "pixel_values": enc["pixel_values"],
+                "image_grid_thw": enc["image_grid_thw"],
+            }
+        )
+    return examples
+
+
+def _collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch of cached examples and concatenate their images."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in examples)
+    n = len(examples)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), -100, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    has_mm = examples[0]["mm_token_type_ids"] is not None
+    mm = torch.zeros((n, width), dtype=torch.long) if has_mm else None
+    for i, e in enumerate(examples):
+        k = len(e["input_ids"])
+        ids[i, :k] = e["input_ids"]
+        labels[i, :k] = e["labels"]
+        mask[i, :k] = 1
+        if has_mm:
+            mm[i, :k] = e["mm_token_type_ids"]
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "pixel_values": torch.cat([e["pixel_values"] for e in examples]),
+        "image_grid_thw": torch.cat([e["image_grid_thw"] for e in examples]),
+    }
+    if has_mm:
+        batch["mm_token_type_ids"] = mm
+    return batch
+
+
+def _param_groups(model, lr: float, vision_lr_scale: float) -> list[dict[str, Any]]:
+    """Vision blocks at ``lr * vision_lr_scale``; the merger and the language model at ``lr``."""
+    visual = model.model.visual
+    vision = [p for name, p in visual.named_parameters() if not name.startswith("merger")]
+    seen = {id(p) for p in vision}
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    return [{"params": rest, "lr": lr}, {"params": vision, "lr": lr * vision_lr_scale}]
+
+
+def _schedule(steps: int):
+    """Linear warm-up over ``_WARMUP`` of the steps, then cosine decay to ``_LR_FLOOR``."""
+    warm = max(1, round(_WARMUP * steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, steps - warm)
+        return _LR_FLOOR + (1 - _LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def warm_start(
+    base_dir: Path,
+    out_dir: Path,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    vision_lr_scale: float = 0.1,
+    n_train: int,
+    seed: int = 0,
+    threads: int | None = None,
+    log_every: int = 50,
+    categories: Sequence[str] | None = None,
+    exclude_orders: Collection[tuple[int, ...]] = (),
+) -> dict[str, Any]:
+    """Supervised warm start of a saved model on ``n_train`` shapes train samples.
+
+    Plain PyTorch: AdamW (betas 0.9/0.98, no weight decay), linear warm-up then cosine decay,
+    gradient clipping at 1.0, loss on the assistant tokens only. Each example is processed once
+    and cached; a step draws ``batch_size`` of them at random. Deterministic given ``seed`` (as
+    far as CPU torch is).
+
+    Args:
+        base_dir: The model to start from (model + processor, e.g. ``build_tiny_model``'s output).
+        out_dir: Where to save the trained model and processor; replaced whole, written to a
+            temporary sibling first and renamed into place.
+        steps: Optimiser steps.
+        batch_size: Examples per step.
+        lr: Peak learning rate of the language model and the vision merger.
+        vision_lr_scale: Multiplier of ``lr`` for the vision blocks.
+        n_train: Distinct training samples drawn (train split, seed ``seed``).
+        seed: Seed of the training samples, the batch order and torch.
+        threads: ``torch.set_num_threads`` during training (restored afterwards); None leaves it.
+        log_every: Record (and log) the mean loss every this many steps.
+        categories: Question categories to train on (default: all of the benchmark's).
+        exclude_orders: Option orders (see ``option_order``) left out of training.
+
+    Returns:
+        ``initial_loss``, ``final_loss`` (means over the first and last ``log_every`` steps),
+        ``seconds`` (whole call), ``train_seconds`` (optimiser steps only), ``n_train``, ``steps``.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    t_start = time.perf_counter()
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            processor = AutoProcessor.from_pretrained(base_dir)
+            model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+            examples = _encode_examples(
+                processor,
+                train_samples(n_train, seed=seed, categories=categories, exclude_orders=exclude_orders),
+            )
+            t_data = time.perf_counter()
+            log.info("encoded %d examples in %.1f s", len(examples), t_data - t_start)
+            losses, train_seconds = _train(
+                model,
+                examples,
+                pad_id=processor.tokenizer.pad_token_id,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                vision_lr_scale=vision_lr_scale,
+                seed=seed,
+                log_every=log_every,
+            )
+    finally:
+        torch.set_num_threads(old_threads)
+    summary = {
+        "initial_loss": losses[0][1],
+        "final_loss": losses[-1][1],
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "train_seconds": round(train_seconds, 2),
+        "n_train": n_train,
+        "steps": steps,
+    }
+    facts = {
+        "builder": "cotprobe.organism.warm_start",
+        "organism_version": ORGANISM_VERSION,
+        "base": json.loads((base_dir / "cotprobe_model.json").read_text())
+        if (base_dir / "cotprobe_model.json").exists()
+        else None,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "vision_lr_scale": vision_lr_scale,
+        "n_train": n_train,
+        "seed": seed,
+        "threads": threads,
+        "categories": list(categories) if categories else None,
+        "exclude_orders": sorted(list(o) for o in exclude_orders),
+        "losses": [{"step": step, "loss": loss} for step, loss in losses],
+        **{k: summary[k] for k in ("initial_loss", "final_loss", "seconds", "train_seconds")},
+        "torch": torch.__version__,
+    }
+    _save(model, processor, facts, out_dir)
+    return summary
+
+
+def _train(
+    model,
+    examples: list[dict[str, Any]],
+    *,
+    pad_id: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    vision_lr_scale: float,
+    seed: int,
+    log_every: int,
+) -> tuple[list[tuple[int, float]], float]:
+    """The optimisation loop; returns ``(step, mean loss)`` every ``log_every`` steps and seconds."""
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW(_param_groups(model, lr, vision_lr_scale), betas=(0.9, 0.98), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
+    rng = random.Random(f"organism:{seed}")
+    order: list[int] = []
+    losses: list[tuple[int, float]] = []
+    window: list[float] = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        batch_ids = []
+        while len(batch_ids) < batch_size:
+            if not order:
+                order = list(range(len(examples)))
+                rng.shuffle(order)
+            batch_ids.append(order.pop())
+        batch = _collate([examples[i] for i in batch_ids], pad_id)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        window.append(float(loss.detach()))
+        if len(window) == log_every or step == steps - 1:
+            mean = sum(window) / len(window)
+            losses.append((step + 1, round(mean, 5)))
+            log.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean, time.perf_counter() - t0)
+            window = []
+    model.eval()
+    return losses, time.perf_counter() - t0
+
+
+def _save(model, processor, facts: dict[str, Any], out_dir: Path) -> None:
+    """Write model, processor and facts to a temporary sibling, then rename it to ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "cotprobe_model.json").write_text(json.dumps(facts, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

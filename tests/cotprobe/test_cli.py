@@ -1,0 +1,105 @@
+"""The CLI verbs on their own: resume of an interrupted generation, and clear bad-input errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cotprobe import cli
+from cotprobe.benchmarks.shapes import Shapes
+from cotprobe.io import write_jsonl
+from cotprobe.variants import perturb
+
+SPEC = {
+    "backend": "dummy",
+    "path": "",
+    "settings": {},
+    "generation": {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 2},
+    "version": 1,
+}
+
+
+@pytest.fixture
+def cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    samples = Shapes(n=6, seed=3).prepare(tmp_path / "data")
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, (p.to_dict() for p in perturb(samples, "wrong_think", bench="shapes", seed=0)))
+    return tmp_path, prompts
+
+
+def generate(tmp_path, prompts, spec=SPEC):
+    return cli.main(
+        ["generate", "--model", "m", "--spec", json.dumps(spec), "--prompts", str(prompts), "--seed", "0",
+         "--out", str(tmp_path / "gen.jsonl"), "--logits-out", str(tmp_path / "logits.parquet")]
+    )  # fmt: skip
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_generate_resumes_from_the_part_file(cell):
+    tmp_path, prompts = cell
+    assert generate(tmp_path, prompts) == 0
+    full = rows(tmp_path / "gen.jsonl")
+    assert len(full) == 6 and not (tmp_path / "gen.jsonl.part").exists()
+
+    # Simulate a kill after the first batch: the part file holds a header and two finished records,
+    # one of them marked so we can see it was kept rather than regenerated; then a torn line.
+    key = cli._cache_key(SPEC, str(prompts), 0)
+    marked = dict(full[0], completion="FROM-PART-FILE")
+    (tmp_path / "gen.jsonl").unlink()
+    (tmp_path / "gen.jsonl.part").write_text(
+        json.dumps({"cache_key": key})
+        + "\n"
+        + json.dumps(marked)
+        + "\n"
+        + json.dumps(full[1])
+        + "\n"
+        + '{"id": "sh'
+    )
+    assert generate(tmp_path, prompts) == 0
+    resumed = rows(tmp_path / "gen.jsonl")
+    assert resumed[0]["completion"] == "FROM-PART-FILE"
+    assert [r["id"] for r in resumed] == [r["id"] for r in full]
+    assert resumed[2:] == full[2:]  # the rest regenerated identically (same seeds per batch)
+
+
+def test_part_file_of_other_settings_is_discarded(cell):
+    tmp_path, prompts = cell
+    (tmp_path / "gen.jsonl.part").write_text(json.dumps({"cache_key": "other"}) + "\n" + '{"id": "x"}\n')
+    assert generate(tmp_path, prompts) == 0
+    assert all(r["completion"] != "FROM-PART-FILE" for r in rows(tmp_path / "gen.jsonl"))
+    assert len(rows(tmp_path / "gen.jsonl")) == 6
+
+
+def test_missing_field_names_file_row_and_field(cell, capsys):
+    tmp_path, prompts = cell
+    lines = prompts.read_text().splitlines()
+    broken = json.loads(lines[2])
+    del broken["user_text"]
+    lines[2] = json.dumps(broken)
+    prompts.write_text("\n".join(lines) + "\n")
+    assert generate(tmp_path, prompts) == 2
+    assert f"error: {prompts}:3: missing field 'user_text'" in capsys.readouterr().err
+
+
+def test_unknown_plugin_and_missing_file_are_one_line_errors(cell, capsys):
+    tmp_path, prompts = cell
+    assert generate(tmp_path, prompts, {**SPEC, "backend": "hff"}) == 2
+    assert "unknown backend 'hff'. Did you mean 'hf'?" in capsys.readouterr().err
+    assert generate(tmp_path, tmp_path / "nope.jsonl") == 2
+    assert "nope.jsonl: file not found" in capsys.readouterr().err
+
+
+def test_check_config(capsys):
+    root = Path(__file__).resolve().parents[2]
+    args = [
+        "--configfile",
+        str(root / "config/config.yaml"),
+        "--schema",
+        str(root / "workflow/schemas/config.schema.yaml"),
+    ]
+    assert cli.main(["check-config", *args]) == 0
+    assert "config/config.yaml: ok (18 generation cells x 1 judge(s))" in capsys.readouterr().out

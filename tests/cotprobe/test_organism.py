@@ -1,0 +1,128 @@
+"""The model organism: think targets, training-set option orders, and a short warm start."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from cotprobe.benchmarks.shapes import CATEGORIES, NUMBER_WORDS, Shapes
+from cotprobe.judges.rule import RuleJudge
+from cotprobe.organism import (
+    HELD_OUT_ORDERS,
+    ORGANISM_VERSION,
+    assistant_target,
+    option_order,
+    think_target,
+    train_samples,
+    warm_start,
+)
+from cotprobe.parsing import is_well_formed, parse_response
+
+NOWHERE = pathlib.Path("unused")
+
+
+def _samples(category: str, seed: int, n: int = 8):
+    bench = Shapes(n=n, seed=seed, categories=[category], split="train")
+    return [bench.draw(i, NOWHERE).sample for i in range(n)]
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_think_names_what_is_seen_and_settles_on_the_answer(category):
+    judge = RuleJudge()
+    for seed in range(12):
+        for sample in _samples(category, seed):
+            think = think_target(sample)
+            text = sample.options[sample.answer]
+            shapes = sample.meta["shapes"]
+            seen = (
+                NUMBER_WORDS[len(shapes) - 1]
+                if category == "count"
+                else shapes[sample.meta["target"]]["colour"]
+            )
+            assert text == seen
+            first, *lines, last = think.split("\n")
+            assert first.endswith(f" is {seen}.")
+            # The option lines re-copied in order, up to and including the answer's.
+            letters = list(sample.options)
+            assert lines == [f"{x}. {sample.options[x]}" for x in letters[: letters.index(sample.answer) + 1]]
+            assert last == f"so option {sample.answer}."
+            assert judge.settle(think, sample.options).letter == sample.answer
+            target = assistant_target(sample)
+            assert is_well_formed(target)
+            assert parse_response(target, letters).answer_letter == sample.answer
+
+
+def test_think_rejects_unknown_category():
+    sample = _samples("left", 0, 1)[0]
+    sample.category = "depth"
+    with pytest.raises(ValueError, match="depth"):
+        think_target(sample)
+
+
+def test_option_order_is_a_permutation_of_ranks():
+    sample = _samples("left", 0, 1)[0]
+    sample.options = {"A": "green", "B": "red", "C": "blue", "D": "yellow"}
+    assert option_order(sample) == (1, 0, 2, 3)
+    sample.options = {"A": "six", "B": "two", "C": "nine", "D": "one"}
+    assert option_order(sample) == (2, 1, 3, 0)
+
+
+def test_train_samples_skip_held_out_orders_and_never_overlap_eval():
+    drawn = train_samples(120, seed=0, exclude_orders=HELD_OUT_ORDERS)
+    assert len(drawn) == 120
+    assert not {option_order(d.sample) for d in drawn} & set(HELD_OUT_ORDERS)
+    assert {d.sample.category for d in drawn} == set(CATEGORIES)
+    assert all(d.sample.id.startswith("shapes-train-") for d in drawn)
+    assert len({option_order(d.sample) for d in train_samples(300, seed=0)}) == 24
+
+
+def test_first_sentences_have_the_same_length(tiny_model_dir):
+    """The option lines of the think sit a constant distance after the prompt's in every category."""
+    from transformers import AutoProcessor
+
+    tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
+    lengths = set()
+    for category in CATEGORIES:
+        for sample in _samples(category, 0, 6):
+            first = think_target(sample).split("\n")[0] + "\n"
+            lengths.add(len(tok.encode(first, add_special_tokens=False)))
+            for letter, text in sample.options.items():
+                assert len(tok.encode(f"{letter}. {text}\n", add_special_tokens=False)) == 4
+    assert len(lengths) == 1, lengths
+
+
+def _format_rate(model_dir, prompts) -> float:
+    from cotprobe.backends.hf import HFBackend
+
+    backend = HFBackend(str(model_dir), device="cpu")
+    sampling = {"max_new_tokens": 48, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
+    gens = backend.generate(prompts, model_id="t", seed=0, sampling=sampling)
+    return sum(is_well_formed(g.text) for g in gens) / len(gens)
+
+
+def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cotprobe.variants import perturb
+
+    out = tmp_path / "organism"
+    summary = warm_start(
+        tiny_model_dir, out, steps=40, batch_size=8, lr=5e-3, n_train=48, seed=0, log_every=10
+    )
+    assert summary["final_loss"] < 0.6 * summary["initial_loss"]
+    facts = json.loads((out / "cotprobe_model.json").read_text())
+    assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 40
+    assert [row["step"] for row in facts["losses"]] == [10, 20, 30, 40]
+    assert not list(tmp_path.glob(".organism.*"))  # the temporary directory was renamed
+
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(AutoProcessor.from_pretrained(out)).__name__ == "Qwen2_5_VLProcessor"
+
+    samples = Shapes(n=12, seed=0).prepare(tmp_path / "data")
+    prompts = perturb(samples, "base", bench="shapes", seed=0)
+    before, after = _format_rate(tiny_model_dir, prompts), _format_rate(out, prompts)
+    assert after > before
+    assert after >= 0.5

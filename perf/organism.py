@@ -1,6 +1,8 @@
 """Build the model organism (tiny model + warm start) and measure it against issue 3's targets.
 
-Usage: ``python perf/organism.py [--steps 1600] [--n-train 6000] [--n-eval 300] [--threads 2]``.
+Usage: ``python perf/organism.py [--steps 2000] [--n-train 10000] [--n-eval 300] [--threads 2]
+[--rope-theta 10]``. The defaults are the chosen recipe; ``--rope-theta`` patches the built tiny
+model's text ``rope_theta`` (an experiment: with 1e4, its M-RoPE hardly separates image columns).
 Builds the tiny model in a temporary directory, warm-starts it on the ``shapes`` train split
 with ``HELD_OUT_ORDERS`` left out, then answers ``n-eval`` held-out eval samples (base prompt,
 greedy, through ``HFBackend``) plus up to ``n-eval`` eval samples whose option order is one of
@@ -11,6 +13,7 @@ held-out orders) and think/answer agreement (``RuleJudge``) next to the targets.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 import time
@@ -42,12 +45,19 @@ def evaluate(model_dir: Path, samples, *, threads: int | None) -> list[dict]:
     rows = []
     for sample, prompt, gen in zip(samples, prompts, gens):
         settled = judge.settle(gen.think, prompt.options).letter
+        lines = (gen.think or "").split("\n")
+        stated = lines[0].rsplit(" is ", 1)[-1].rstrip(".")
+        scanned = [line.split(". ", 1)[-1] for line in lines[1:-1]]
         rows.append(
             {
                 "category": sample.category,
                 "format": is_well_formed(gen.text),
                 "correct": gen.answer_letter == sample.answer,
                 "agree": settled is not None and settled == gen.answer_letter,
+                # Diagnostics of the think: the first sentence names the answer's text; the scan
+                # stopped exactly at the first line holding the text it stated.
+                "seen": stated == sample.options[sample.answer],
+                "stop": stated in scanned and scanned.index(stated) == len(scanned) - 1,
                 "text": gen.text,
             }
         )
@@ -60,15 +70,21 @@ def pct(rows: list[dict], key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1600)
-    parser.add_argument("--n-train", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--vision-lr-scale", type=float, default=0.1)
+    parser.add_argument("--vision-lr-scale", type=float, default=1.0)
     parser.add_argument("--n-eval", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--categories", nargs="*", default=None)
     parser.add_argument("--show", type=int, default=0, help="print this many wrong answers")
+    parser.add_argument(
+        "--rope-theta",
+        type=float,
+        default=None,
+        help="experiment: override the tiny model's text rope_theta (default: as built)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     categories = args.categories or list(CATEGORIES)
@@ -77,6 +93,10 @@ def main() -> None:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         base = build_tiny_model(tmp / "base", seed=0)
+        if args.rope_theta is not None:
+            config = json.loads((base / "config.json").read_text())
+            config["text_config"]["rope_parameters"]["rope_theta"] = args.rope_theta
+            (base / "config.json").write_text(json.dumps(config, indent=2))
         summary = warm_start(
             base,
             tmp / "organism",
@@ -102,7 +122,8 @@ def main() -> None:
 
     print(
         f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
-        f"vision_lr_scale={args.vision_lr_scale} threads={args.threads} categories={','.join(categories)}"
+        f"vision_lr_scale={args.vision_lr_scale} threads={args.threads} rope_theta={args.rope_theta or 'as built'} "
+        f"categories={','.join(categories)}"
     )
     print(
         f"loss {summary['initial_loss']:.3f} -> {summary['final_loss']:.4f}; "
@@ -120,7 +141,10 @@ def main() -> None:
         by_cat[r["category"]].append(r)
     for cat in categories:
         rs = by_cat[cat]
-        print(f"  {cat:8s} {pct(rs, 'correct'):5.1f} %  (n={len(rs)}, agree {pct(rs, 'agree'):.0f} %)")
+        print(
+            f"  {cat:8s} {pct(rs, 'correct'):5.1f} %  (n={len(rs)}, agree {pct(rs, 'agree'):.0f} %, "
+            f"think names the answer {pct(rs, 'seen'):.0f} %, scan stops at the stated text {pct(rs, 'stop'):.0f} %)"
+        )
     print(
         f"agreement {pct(rows, 'agree'):5.1f} %   target >= {TARGETS['agree']:.0f} % (RuleJudge think vs answer)"
     )

@@ -60,7 +60,17 @@ def cmd_prepare(args) -> None:
     out = Path(args.out)
     samples = bench.prepare(out.parent)
     write_jsonl(out, (s.to_dict() for s in samples))
-    log.info("wrote %d samples of %s to %s", len(samples), spec["kind"], out)
+    report = bench.report(samples)
+    with atomic_path(out.with_name("report.json")) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    log.info(
+        "wrote %d samples of %s to %s (%d source rows; dropped: %s)",
+        len(samples),
+        spec["kind"],
+        out,
+        report.get("n_rows", len(samples)),
+        report.get("dropped") or "none",
+    )
 
 
 def cmd_perturb(args) -> None:
@@ -78,8 +88,20 @@ def cmd_build_model(args) -> None:
     spec = _spec(args.spec)
     if spec.get("kind") != "tiny":
         raise InputError(f"--spec: unknown model builder {spec.get('kind')!r} (known: tiny)")
-    build_tiny_model(Path(args.out), seed=int(spec.get("seed", 0)))
-    log.info("built tiny model in %s", args.out)
+    out = Path(args.out)
+    warm = spec.get("warm_start")
+    if not warm:
+        build_tiny_model(out, seed=int(spec.get("seed", 0)))
+        log.info("built tiny random model in %s", out)
+        return
+    import tempfile
+
+    from cotprobe.organism import warm_start
+
+    with tempfile.TemporaryDirectory(prefix="tiny-init-") as tmp:
+        init = build_tiny_model(Path(tmp) / "init", seed=int(spec.get("seed", 0)))
+        summary = warm_start(init, out, threads=args.threads or None, **warm)
+    log.info("warm-started tiny model in %s: %s", out, summary)
 
 
 def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
@@ -252,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_perturb)
 
     s = sub.add_parser("build-model", help="build the offline tiny Qwen2.5-VL-architecture model")
-    s.add_argument("--spec", required=True, help='JSON: {"kind":"tiny","seed":0}')
+    s.add_argument("--spec", required=True, help='JSON: {"kind":"tiny","seed":0,"warm_start":{...}}')
     s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads for the warm start")
     s.set_defaults(func=cmd_build_model)
 
     s = sub.add_parser("generate", help="generate responses and letter scores for one cell")

@@ -99,8 +99,8 @@ def option_order(sample: Sample) -> tuple[int, ...]:
     return tuple(ranks)
 
 
-# Six of the 24 orders of 4 options, one for each answer position at least once; left out of the
-# default training set so that evaluation can measure option orders never seen in training.
+# Six of the 24 orders of 4 options, to leave out of training (``exclude_orders``) so that an
+# evaluation can measure option orders never seen in training (perf/organism.py does).
 HELD_OUT_ORDERS: tuple[tuple[int, ...], ...] = (
     (3, 2, 1, 0),
     (1, 3, 0, 2),
@@ -147,6 +147,8 @@ def _encode_examples(processor, drawn: list) -> list[dict[str, Any]]:
     Labels are -100 on the prompt, so the loss covers the assistant tokens only (think, answer and
     the end of turn).
     """
+    import torch
+
     from cotprobe.backends.base import build_messages
 
     end = processor.tokenizer.eos_token
@@ -173,7 +175,8 @@ def _encode_examples(processor, drawn: list) -> list[dict[str, Any]]:
                 "input_ids": ids,
                 "labels": labels,
                 "mm_token_type_ids": enc["mm_token_type_ids"][0] if "mm_token_type_ids" in enc else None,
-                "pixel_values": enc["pixel_values"],
+                # Half precision halves the cache (64 patches x 1176 values per 112 px image).
+                "pixel_values": enc["pixel_values"].to(torch.float16),
                 "image_grid_thw": enc["image_grid_thw"],
             }
         )
@@ -202,7 +205,7 @@ def _collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         "input_ids": ids,
         "attention_mask": mask,
         "labels": labels,
-        "pixel_values": torch.cat([e["pixel_values"] for e in examples]),
+        "pixel_values": torch.cat([e["pixel_values"] for e in examples]).float(),
         "image_grid_thw": torch.cat([e["image_grid_thw"] for e in examples]),
     }
     if has_mm:

@@ -57,6 +57,17 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{{ prefill | default('') }}{% endif %}"
 )
 
+# The language model's shape (Qwen2.5-VL text config keys).
+TEXT_ARCH = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    # mrope_section must sum to head_dim / 2 (128 / 4 / 2 = 16).
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]},
+}
+
 _COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black")
 _SHAPES = ("circle", "square", "triangle")
 _PLACES = ("left", "right", "top", "bottom")
@@ -193,14 +204,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tok),
-            "hidden_size": 128,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **TEXT_ARCH,
             "max_position_embeddings": 2048,
-            # mrope_section must sum to head_dim / 2 (128 / 4 / 2 = 16).
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]},
             "bos_token_id": ids("<|endoftext|>"),
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": ids("<|endoftext|>"),

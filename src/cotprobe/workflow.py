@@ -155,6 +155,24 @@ class Grid:
             judges=judges,
         )
 
+    def check_plugins(self) -> None:
+        """Construct every benchmark and judge plugin once, so a bad arg fails before any job runs.
+
+        Constructors only validate their arguments (no data, no model): cheap at DAG-build time.
+        """
+        from cotprobe.benchmarks import BENCHMARKS
+        from cotprobe.judges import JUDGES
+
+        for section, table, reg in (
+            ("benchmarks", self.benchmarks, BENCHMARKS),
+            ("judges", self.judges, JUDGES),
+        ):
+            for pid, spec in table.items():
+                try:
+                    reg.get(spec["kind"])(**spec["args"])
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"config.{section}.{pid}.args: {err}") from None
+
     # ---- plugin versions (cheap: plugin modules import torch lazily) ----
     def _version(self, kind: str, name: str) -> int:
         key = (kind, name)
@@ -191,7 +209,12 @@ class Grid:
     def build_spec(self, model: str) -> dict[str, Any]:
         from cotprobe.tiny_model import TINY_MODEL_VERSION
 
-        return {**self.models[model].build, "version": TINY_MODEL_VERSION}
+        spec = {**self.models[model].build, "version": TINY_MODEL_VERSION}
+        if "warm_start" in spec:
+            from cotprobe.organism import ORGANISM_VERSION
+
+            spec["warm_start_version"] = ORGANISM_VERSION
+        return spec
 
     def judge_spec(self, judge: str) -> dict[str, Any]:
         spec = self.judges[judge]

@@ -109,12 +109,12 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
 
     out = tmp_path / "organism"
     summary = warm_start(
-        tiny_model_dir, out, steps=40, batch_size=8, lr=5e-3, n_train=48, seed=0, log_every=10
+        tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, log_every=50
     )
     assert summary["final_loss"] < 0.6 * summary["initial_loss"]
     facts = json.loads((out / "cotprobe_model.json").read_text())
-    assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 40
-    assert [row["step"] for row in facts["losses"]] == [10, 20, 30, 40]
+    assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 150
+    assert [row["step"] for row in facts["losses"]] == [50, 100, 150]
     assert not list(tmp_path.glob(".organism.*"))  # the temporary directory was renamed
 
     model = AutoModelForImageTextToText.from_pretrained(out)

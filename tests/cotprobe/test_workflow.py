@@ -114,3 +114,23 @@ def test_dag_build_imports_no_torch():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "section, pid, args, expected",
+    [
+        (
+            "benchmarks",
+            "shapes",
+            {"n": 8, "sizee": 3},
+            r"config\.benchmarks\.shapes\.args: .*unknown arg 'sizee'",
+        ),
+        ("benchmarks", "shapes", {"n": -1}, r"config\.benchmarks\.shapes\.args: .*'n'"),
+        ("judges", "rule", {"use_option_txt": True}, r"config\.judges\.rule\.args: .*use_option_txt"),
+    ],
+)
+def test_plugin_args_are_checked_before_any_job(section, pid, args, expected):
+    config = copy.deepcopy(DEFAULT)
+    config[section][pid]["args"] = args
+    with pytest.raises(ConfigError, match=expected):
+        grid(config).check_plugins()

@@ -50,6 +50,14 @@ def test_every_stage_writes_its_files(finished_study):
             assert s.file(log).exists()
 
 
+def test_the_short_warm_start_learned_the_format(finished_study):
+    facts = json.loads(finished_study.file("resources/models/tiny/cotprobe_model.json").read_text())
+    assert facts["final_loss"] < facts["initial_loss"]
+    gens = jsonl(finished_study.file("results/generations/tiny/shapes/base/seed0.jsonl"))
+    # The random model never closes a think and answers (0%); the warm-started one mostly does.
+    assert sum(g["parse_status"] == "ok" for g in gens) >= len(gens) // 2
+
+
 def test_letter_distributions_are_distributions(finished_study):
     s = finished_study
     for v in VARIANTS:

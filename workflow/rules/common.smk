@@ -10,6 +10,7 @@ GRID = Grid.from_config(
     config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 )
 validate(config, schema="../schemas/config.schema.yaml")
+GRID.check_plugins()
 
 
 def _alternation(ids):

@@ -1,6 +1,7 @@
 rule prepare_benchmark:
     output:
         samples="results/data/{bench}/samples.jsonl",
+        report="results/data/{bench}/report.json",
         images=directory("results/data/{bench}/images"),
     log:
         "logs/prepare_benchmark/{bench}.log",

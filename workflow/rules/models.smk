@@ -7,8 +7,9 @@ rule build_tiny_model:
         "benchmarks/build_tiny_model/{model}.tsv"
     conda:
         "../../envs/eval.yaml"
-    threads: 1
+    threads: 2
     params:
         spec=build_spec,
     shell:
-        "python -m cotprobe build-model --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m cotprobe build-model --spec {params.spec:q} --threads {threads}"
+        " --out {output} > {log} 2>&1"

@@ -77,3 +77,19 @@ class Benchmark(abc.ABC):
             The samples in a stable order; each ``image`` is ``str(out_dir / "images" / file)``,
             relative whenever ``out_dir`` is.
         """
+
+    def report(self, samples: list[Sample]) -> dict[str, Any]:
+        """What ``prepare`` read and dropped; written as ``report.json`` beside ``samples.jsonl``.
+
+        Adapters of real sources override this with their row and drop counts; an embedded
+        benchmark drops nothing.
+        """
+        return {
+            "kind": self.name,
+            "version": self.version,
+            "args": dict(self.args),
+            "source": "embedded",
+            "n_rows": len(samples),
+            "n_samples": len(samples),
+            "dropped": {},
+        }

@@ -203,6 +203,7 @@ def _write_scores(path: str, scores) -> None:
             "p_target": pl.Float64,
             "argmax_letter": pl.String,
             "answer_position": pl.String,
+            "missing_reason": pl.String,
         },
     )
     with atomic_path(path) as tmp:
@@ -322,12 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cotprobe.backends.base import BackendError
     from cotprobe.registry import UnknownPluginError
     from cotprobe.workflow import ConfigError
 
     try:
         args.func(args)
-    except (InputError, ConfigError, UnknownPluginError) as err:
+    except (InputError, ConfigError, UnknownPluginError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -68,15 +68,18 @@ def cell_rows(entries: Iterable[Entry]) -> pl.DataFrame:
         unknown = sorted(set(quadrants) - {*QUADRANTS, UNPARSEABLE})
         if unknown:
             raise InputError(f"{entry['verdicts']}: unknown quadrant {unknown[0]!r}")
-        p_target = [r["p_target"] for r in logits.values() if r["p_target"] is not None]
+        # Rows without letter scores (an API that gives no logprobs) are counted, not averaged.
+        scored = [r for r in logits.values() if _scored(r)]
+        p_target = [r["p_target"] for r in scored if r["p_target"] is not None]
         rows.append(
             {
                 **_keys(entry),
                 "n": n,
+                "n_scored": len(scored),
                 "accuracy": _mean([generations[i]["answer_letter"] == prompts[i]["answer"] for i in prompts]),
                 "parse_ok": _mean([g["parse_status"] == PARSE_OK for g in generations.values()]),
-                "mean_entropy": _mean([r["entropy"] for r in logits.values()]),
-                "mean_p_correct": _mean([r["p_correct"] for r in logits.values()]),
+                "mean_entropy": _mean([r["entropy"] for r in scored]),
+                "mean_p_correct": _mean([r["p_correct"] for r in scored]),
                 "mean_p_target": _mean(p_target),
                 **{f"share_{q}": (quadrants.count(q) / n if n else None) for q in (*QUADRANTS, UNPARSEABLE)},
             }
@@ -88,6 +91,7 @@ def cell_rows(entries: Iterable[Entry]) -> pl.DataFrame:
         "seed": pl.Int64,
         "judge": pl.String,
         "n": pl.Int64,
+        "n_scored": pl.Int64,
         **dict.fromkeys(METRICS, pl.Float64),
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
@@ -180,6 +184,8 @@ def auroc_rows(entries: Iterable[Entry], base: str = BASE_VARIANT) -> pl.DataFra
             )
         labels, p_base, neg_h = pooled.setdefault((model, bench, variant), ([], [], []))
         for i in prompts:
+            if not _scored(scores[i]):  # no base letter scores for this sample: nothing to rank by
+                continue
             labels.append(generations[i]["answer_letter"] == prompts[i]["answer"])
             p_base.append(scores[i]["p_correct"])
             neg_h.append(-scores[i]["entropy"])
@@ -270,6 +276,12 @@ def _keys(entry: Entry, keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
     if missing:
         raise InputError(f"cell entry {dict(entry)!r} lacks {', '.join(missing)}")
     return {k: (int(entry[k]) if k == "seed" else str(entry[k])) for k in keys}
+
+
+def _scored(row: dict[str, Any]) -> bool:
+    """Whether a logits row holds letter scores (not an explicit missing value)."""
+    h = row.get("entropy")
+    return h is not None and not math.isnan(h)
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -122,6 +122,13 @@ class Generation:
         prompt_tokens, completion_tokens: Token counts.
         seconds: Wall time of the sample's batch divided by the batch size.
         finish_reason: ``stop`` (eos) or ``length`` (max tokens).
+        delivery: How the pre-fill reached the model: ``prefill`` (the assistant turn was continued;
+            also every prompt without a pre-fill), ``fallback`` (the API cannot continue an
+            assistant turn, so the user turn asked the model to begin with the pre-fill, and it
+            did), ``fallback_ignored`` (asked, but the reply did not begin with it). See
+            ``cotprobe.backends.openai_compat``.
+        cost_usd: API cost of the request in US dollars, or None when no price is configured
+            (local backends).
     """
 
     id: str
@@ -140,6 +147,8 @@ class Generation:
     completion_tokens: int
     seconds: float
     finish_reason: str
+    delivery: str = "prefill"
+    cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +171,9 @@ class LetterScores:
         answer_position: ``generated`` when the model wrote ``<answer>``; ``appended`` when the
             scorer appended it to the think because the model never did; ``prefilled`` when the
             pre-fill itself ends with ``<answer>``.
+        missing_reason: None for a real distribution. Otherwise why the backend could not read
+            one (e.g. the API returned no log-probabilities); then ``probs`` is empty,
+            ``entropy`` and ``p_correct`` are NaN, ``p_target`` is None, ``argmax_letter`` is "".
     """
 
     id: str
@@ -172,6 +184,7 @@ class LetterScores:
     p_target: float | None
     argmax_letter: str
     answer_position: str
+    missing_reason: str | None = None
 
 
 @dataclass

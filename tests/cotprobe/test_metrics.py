@@ -67,7 +67,8 @@ def test_cell_rows_hand_computed(tmp_path):
     assert row["share_consistent_incorrect"] == pytest.approx(0.25)
     assert row["share_unparseable"] == pytest.approx(0.25)
     assert sum(row[s] for s in metrics.SHARES) == pytest.approx(1.0)
-    assert cells.columns == [*metrics.KEYS, "n", *metrics.METRICS]
+    assert cells.columns == [*metrics.KEYS, "n", "n_scored", *metrics.METRICS]
+    assert row["n_scored"] == 4
 
 
 def test_mean_p_target_when_the_variant_pushes(tmp_path):
@@ -136,7 +137,8 @@ def test_summary_sorts_base_first():
 
 
 def test_t_table_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
+
     for df in (1, 2, 5, 30):
         assert metrics._T975[df - 1] == pytest.approx(stats.t.ppf(0.975, df), abs=1e-3)
     assert metrics._Z975 + 2.4 / 60 == pytest.approx(stats.t.ppf(0.975, 60), abs=2e-3)

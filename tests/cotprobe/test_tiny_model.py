@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import transformers  # noqa: F401  (a missing dependency must fail, not skip)
 
 from cotprobe.records import LETTERS
 from cotprobe.tiny_model import SPECIAL_TOKENS, TAG_TOKENS, TINY_MODEL_VERSION, build_tiny_model
-
-pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")

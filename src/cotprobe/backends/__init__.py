@@ -4,4 +4,5 @@ from cotprobe.registry import Registry
 
 BACKENDS = Registry("backend")
 BACKENDS.register("hf", "cotprobe.backends.hf:HFBackend")
+BACKENDS.register("openai", "cotprobe.backends.openai_compat:OpenAIBackend")
 BACKENDS.register("dummy", "cotprobe.backends.dummy:DummyBackend")

@@ -29,6 +29,13 @@ POSITION_PREFILLED = "prefilled"  # the pre-fill itself ends with <answer>
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size")
 
 
+class BackendError(RuntimeError):
+    """A backend failed for good on a sample (e.g. an API error after retries).
+
+    The message names the sample and the cause, never a secret; the CLI prints it as one line.
+    """
+
+
 class Backend(abc.ABC):
     """A model that answers prompts and scores option letters.
 

@@ -9,12 +9,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import transformers  # noqa: F401  (a missing dependency must fail, not skip)
 
 from cotprobe.backends import BACKENDS
 from cotprobe.io import InputError
 from cotprobe.parsing import parse_response
-
-pytest.importorskip("transformers")
 
 GREEDY = {"max_new_tokens": 6, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
 SAMPLED = {**GREEDY, "temperature": 1.0, "top_p": 0.95}

@@ -2,7 +2,7 @@
 
 Usage: ``python perf/organism.py [--steps 2000] [--n-train 10000] [--n-eval 300] [--threads 2]
 [--rope-theta 10]``. The defaults are the chosen recipe; ``--rope-theta`` patches the built tiny
-model's text ``rope_theta`` (an experiment: with 1e4, its M-RoPE hardly separates image columns).
+model's text ``rope_theta`` (an experiment; the tiny model is built with 10 since version 3).
 Builds the tiny model in a temporary directory, warm-starts it on the ``shapes`` train split
 with ``HELD_OUT_ORDERS`` left out, then answers ``n-eval`` held-out eval samples (base prompt,
 greedy, through ``HFBackend``) plus up to ``n-eval`` eval samples whose option order is one of

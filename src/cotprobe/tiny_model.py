@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cotprobe.records import LETTERS
 
-TINY_MODEL_VERSION = 2
+TINY_MODEL_VERSION = 3
 
 # Special tokens of the Qwen2.5-VL vocabulary that the processor and model config refer to.
 # <|endoftext|> is the pad token, <|im_end|> the end of a turn (eos).
@@ -62,10 +62,13 @@ TEXT_ARCH = {
     "hidden_size": 128,
     "intermediate_size": 256,
     "num_hidden_layers": 2,
-    "num_attention_heads": 4,
+    # Two heads of 64 and a small rope_theta: M-RoPE gives image rows and columns the lowest
+    # frequencies, which with theta 1e4 hardly vary over a 4 x 4 grid of image tokens (the
+    # organism's left/right/top/bottom questions need them; see perf/organism.py).
+    "num_attention_heads": 2,
     "num_key_value_heads": 2,
-    # mrope_section must sum to head_dim / 2 (128 / 4 / 2 = 16).
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [4, 6, 6]},
+    # mrope_section must sum to head_dim / 2 (128 / 2 / 2 = 32).
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10.0, "mrope_section": [8, 12, 12]},
 }
 
 _COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from cotprobe.io import InputError
+from cotprobe.parsing import parse_response
 from cotprobe.records import Generation, LetterScores, Prompt
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -104,6 +105,37 @@ def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     if out["temperature"] < 0 or not 0 < out["top_p"] <= 1:
         raise ValueError(f"sampling: need temperature >= 0 and 0 < top_p <= 1, got {sampling}")
     return out
+
+
+def make_generation(
+    prompt: Prompt, *, model_id: str, completion: str, text: str | None = None, **accounting: Any
+) -> Generation:
+    """A Generation for ``prompt``: the assistant turn parsed once, the same way for every backend.
+
+    Args:
+        prompt: The prompt answered.
+        model_id: The model id recorded in the record.
+        completion: What the model generated after the pre-fill.
+        text: The whole assistant turn; ``prompt.prefill + completion`` unless given.
+        **accounting: The remaining Generation fields (token counts, seconds, finish_reason, ...).
+    """
+    text = prompt.prefill + completion if text is None else text
+    parsed = parse_response(text, list(prompt.options))
+    return Generation(
+        id=prompt.id,
+        model=model_id,
+        bench=prompt.bench,
+        variant=prompt.variant,
+        seed=prompt.seed,
+        prefill=prompt.prefill,
+        completion=completion,
+        text=text,
+        think=parsed.think,
+        answer_text=parsed.answer_text,
+        answer_letter=parsed.answer_letter,
+        parse_status=parsed.status,
+        **accounting,
+    )
 
 
 def check_pairs(prompts: Sequence[Prompt], generations: Sequence[Generation]) -> None:

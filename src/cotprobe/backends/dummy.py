@@ -16,9 +16,9 @@ from cotprobe.backends.base import (
     check_pairs,
     check_sampling,
     letter_distribution,
+    make_generation,
     scoring_point,
 )
-from cotprobe.parsing import parse_response
 from cotprobe.records import Generation, LetterScores, Prompt
 
 
@@ -64,21 +64,10 @@ class DummyBackend(Backend):
             completion, finish = f"{think}</think><answer>{letter}</answer>", "stop"
         else:
             completion, finish = f"{think} But I think", "length"
-        text = prompt.prefill + completion
-        parsed = parse_response(text, letters)
-        return Generation(
-            id=prompt.id,
-            model=model_id,
-            bench=prompt.bench,
-            variant=prompt.variant,
-            seed=prompt.seed,
-            prefill=prompt.prefill,
+        return make_generation(
+            prompt,
+            model_id=model_id,
             completion=completion,
-            text=text,
-            think=parsed.think,
-            answer_text=parsed.answer_text,
-            answer_letter=parsed.answer_letter,
-            parse_status=parsed.status,
             prompt_tokens=len(prompt.user_text.split()) + len(prompt.prefill.split()),  # words, not tokens
             completion_tokens=len(completion.split()),
             seconds=0.0,

@@ -20,9 +20,9 @@ from cotprobe.backends.base import (
     letter_distribution,
     letter_tokens,
     load_image,
+    make_generation,
     scoring_point,
 )
-from cotprobe.parsing import parse_response
 from cotprobe.records import Generation, LetterScores, Prompt
 
 # Tokens that end an assistant turn for Qwen2.5 chat models (its generation_config lists both).
@@ -177,21 +177,10 @@ class HFBackend(Backend):
         stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
         kept = row if stop is None else row[: stop + 1]
         completion = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        text = prompt.prefill + completion
-        parsed = parse_response(text, list(prompt.options))
-        return Generation(
-            id=prompt.id,
-            model=model_id,
-            bench=prompt.bench,
-            variant=prompt.variant,
-            seed=prompt.seed,
-            prefill=prompt.prefill,
+        return make_generation(
+            prompt,
+            model_id=model_id,
             completion=completion,
-            text=text,
-            think=parsed.think,
-            answer_text=parsed.answer_text,
-            answer_letter=parsed.answer_letter,
-            parse_status=parsed.status,
             prompt_tokens=n_prompt,
             completion_tokens=len(kept),
             seconds=seconds,

@@ -58,9 +58,9 @@ from cotprobe.backends.base import (
     check_pairs,
     check_sampling,
     letter_distribution,
+    make_generation,
     scoring_point,
 )
-from cotprobe.parsing import parse_response
 from cotprobe.records import Generation, LetterScores, Prompt
 
 log = logging.getLogger(__name__)
@@ -350,20 +350,11 @@ class OpenAIBackend(Backend):
             delivery, completion, text = DELIVERY_FALLBACK, content[len(prefill) :], content
         else:
             delivery, completion, text = DELIVERY_IGNORED, content, content
-        parsed = parse_response(text, list(prompt.options))
-        return Generation(
-            id=prompt.id,
-            model=model_id,
-            bench=prompt.bench,
-            variant=prompt.variant,
-            seed=prompt.seed,
-            prefill=prefill,
+        return make_generation(
+            prompt,
+            model_id=model_id,
             completion=completion,
             text=text,
-            think=parsed.think,
-            answer_text=parsed.answer_text,
-            answer_letter=parsed.answer_letter,
-            parse_status=parsed.status,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             seconds=reply.seconds,

@@ -28,6 +28,7 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.tiny_model import build_tiny_model
 from cotprobe.variants import perturb
 
+RECIPE_KEYS = ("steps", "batch_size", "lr", "vision_lr_scale", "n_train", "seed", "threads", "exclude_orders")
 TARGETS = {"format": 95.0, "accuracy": 80.0, "agree": 90.0, "build_s": 600.0}
 
 
@@ -46,7 +47,7 @@ def evaluate(model_dir: Path, samples, *, threads: int | None) -> list[dict]:
     for sample, prompt, gen in zip(samples, prompts, gens):
         settled = judge.settle(gen.think, prompt.options).letter
         lines = (gen.think or "").split("\n")
-        stated = lines[0].rsplit(" is ", 1)[-1].rstrip(".")
+        stated = lines[0].rsplit(": ", 1)[-1].rstrip(".")
         scanned = [line.split(". ", 1)[-1] for line in lines[1:-1]]
         rows.append(
             {
@@ -77,7 +78,15 @@ def main() -> None:
     parser.add_argument("--vision-lr-scale", type=float, default=1.0)
     parser.add_argument("--n-eval", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training data, order and torch")
     parser.add_argument("--categories", nargs="*", default=None)
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="evaluate this already built organism (e.g. resources/models/tiny from the workflow) "
+        "instead of building one; its recipe is read from its cotprobe_model.json",
+    )
     parser.add_argument("--show", type=int, default=0, help="print this many wrong answers")
     parser.add_argument(
         "--rope-theta",
@@ -91,40 +100,49 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        base = build_tiny_model(tmp / "base", seed=0)
-        if args.rope_theta is not None:
-            config = json.loads((base / "config.json").read_text())
-            config["text_config"]["rope_parameters"]["rope_theta"] = args.rope_theta
-            (base / "config.json").write_text(json.dumps(config, indent=2))
-        summary = warm_start(
-            base,
-            tmp / "organism",
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            vision_lr_scale=args.vision_lr_scale,
-            n_train=args.n_train,
-            seed=0,
-            threads=args.threads,
-            log_every=100,
-            categories=categories,
-            exclude_orders=HELD_OUT_ORDERS,
-        )
-        build_s = time.perf_counter() - t0
+        if args.model_dir is not None:
+            model_dir = args.model_dir
+            facts = json.loads((model_dir / "cotprobe_model.json").read_text())
+            summary = facts
+            build_s = facts["seconds"]  # the warm start's own time (the tiny model build is ~1 s)
+            print(f"evaluating {model_dir}: {json.dumps({k: facts.get(k) for k in RECIPE_KEYS})}")
+        else:
+            model_dir = tmp / "organism"
+            t0 = time.perf_counter()
+            base = build_tiny_model(tmp / "base", seed=0)
+            if args.rope_theta is not None:
+                config = json.loads((base / "config.json").read_text())
+                config["text_config"]["rope_parameters"]["rope_theta"] = args.rope_theta
+                (base / "config.json").write_text(json.dumps(config, indent=2))
+            summary = warm_start(
+                base,
+                tmp / "organism",
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                vision_lr_scale=args.vision_lr_scale,
+                n_train=args.n_train,
+                seed=args.seed,
+                threads=args.threads,
+                log_every=100,
+                categories=categories,
+                exclude_orders=HELD_OUT_ORDERS,
+            )
+            build_s = time.perf_counter() - t0
 
         # Held-out eval samples (eval split), and eval samples in option orders never trained on.
         pool = Shapes(n=max(args.n_eval * 8, 2400), seed=0, categories=categories).prepare(tmp / "data")
         main_set = pool[: args.n_eval]
         unseen = [s for s in pool if option_order(s) in set(HELD_OUT_ORDERS)][: args.n_eval]
-        rows = evaluate(tmp / "organism", main_set, threads=args.threads)
-        rows_unseen = evaluate(tmp / "organism", unseen, threads=args.threads)
+        rows = evaluate(model_dir, main_set, threads=args.threads)
+        rows_unseen = evaluate(model_dir, unseen, threads=args.threads)
 
-    print(
-        f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
-        f"vision_lr_scale={args.vision_lr_scale} threads={args.threads} rope_theta={args.rope_theta or 'as built'} "
-        f"categories={','.join(categories)}"
-    )
+    if args.model_dir is None:
+        print(
+            f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
+            f"vision_lr_scale={args.vision_lr_scale} seed={args.seed} threads={args.threads} "
+            f"rope_theta={args.rope_theta or 'as built'} categories={','.join(categories)}"
+        )
     print(
         f"loss {summary['initial_loss']:.3f} -> {summary['final_loss']:.4f}; "
         f"train {summary['train_seconds']:.0f} s; build (tiny model + data + training + save) "

@@ -96,8 +96,11 @@ def cmd_build_model(args) -> None:
         return
     import tempfile
 
-    from cotprobe.organism import warm_start
+    from cotprobe.organism import HELD_OUT_ORDERS, warm_start
 
+    warm = dict(warm)
+    if warm.pop("hold_out_orders", False):
+        warm["exclude_orders"] = HELD_OUT_ORDERS
     with tempfile.TemporaryDirectory(prefix="tiny-init-") as tmp:
         init = build_tiny_model(Path(tmp) / "init", seed=int(spec.get("seed", 0)))
         summary = warm_start(init, out, threads=args.threads or None, **warm)

@@ -5,7 +5,7 @@ end of turn, after exactly the prompt the evaluation renders (the ``base`` varia
 chat template, image first). The think names what is seen, then re-copies the option lines up to
 the one that holds it and names that option::
 
-    The shape on the left is red.
+    The left is red, the right is green; left: red.
     A. yellow
     B. green
     C. red
@@ -14,8 +14,11 @@ the one that holds it and names that option::
 Why this shape (see ``shared/reference/organism-on-cpu.md``): reading the colour is easy for the
 tiny model; finding the letter that holds it is not. Re-copying ``A. yellow`` lines token for
 token turns the lookup into copies from a constant distance back, provided the first sentence
-has the same number of tokens in every category (8 words and the full stop with the tiny
-tokenizer), and the stop is the check "is the text just copied the one stated".
+has the same number of tokens in every category (14 with the tiny tokenizer), and the stop is the
+check "is the text just copied the one stated". Reading a position is easier when the think
+first names both extreme shapes along the asked axis (a one-sentence think read 40-64 % of the
+spatial questions right); the stated text then follows a marker (``left:``) that appears once
+in the think, so the stop check cannot match an extreme that was named but not asked.
 
 Light at import: torch and transformers are imported inside ``warm_start``.
 """
@@ -38,20 +41,23 @@ from cotprobe.benchmarks.shapes import NUMBER_WORDS, PALETTE, Shapes
 from cotprobe.records import Sample
 from cotprobe.variants import perturb
 
-ORGANISM_VERSION = 1
+ORGANISM_VERSION = 3
 
 log = logging.getLogger(__name__)
 
-# The first sentence of the think, per category; every one is 8 tokens with the tiny tokenizer.
-# The spatial ones start like the wrong_think templates (cotprobe.variants.templates).
+# The first sentence of the think, per category; every one is 14 tokens with the tiny tokenizer.
+# The spatial ones name the colours of the two extreme shapes along the asked axis (first the
+# left/top one, then the right/bottom one), then state the asked one after a marker word and a
+# colon; count and largest have the same layout and length.
 _SEEN = {
-    "left": "The shape on the left is {text}.",
-    "right": "The shape on the right is {text}.",
-    "above": "The shape at the top is {text}.",
-    "below": "The shape at the bottom is {text}.",
-    "largest": "The largest of the shapes is {text}.",
-    "count": "The number of the shapes is {text}.",
+    "left": "The left is {first}, the right is {last}; left: {text}.",
+    "right": "The left is {first}, the right is {last}; right: {text}.",
+    "above": "The top is {first}, the bottom is {last}; top: {text}.",
+    "below": "The top is {first}, the bottom is {last}; bottom: {text}.",
+    "largest": "In the image, the largest is {text}; largest: {text}.",
+    "count": "The number of shapes in the image is {text}; number: {text}.",
 }
+_AXIS = {"left": 0, "right": 0, "above": 1, "below": 1}
 _LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
 _WARMUP = 0.05  # fraction of the steps spent warming up linearly
 
@@ -59,8 +65,9 @@ _WARMUP = 0.05  # fraction of the steps spent warming up linearly
 def think_target(sample: Sample) -> str:
     """The templated reasoning for one sample (without tags).
 
-    Names what is seen (the colour at the asked position, of the largest shape, or the number of
-    shapes), re-copies the option lines ``A. text`` in order up to the matching option, then
+    Names what is seen (for the spatial categories the colours of the two extreme shapes along
+    the axis, then the one at the asked position; the colour of the largest shape; or the number
+    of shapes), re-copies the option lines ``A. text`` in order up to the matching option, then
     ``so option X.``.
 
     Raises:
@@ -69,13 +76,25 @@ def think_target(sample: Sample) -> str:
     if sample.category not in _SEEN:
         raise ValueError(f"sample {sample.id!r}: no think template for category {sample.category!r}")
     text = sample.options[sample.answer]
-    lines = [_SEEN[sample.category].format(text=text)]
+    lines = [_SEEN[sample.category].format(text=text, **_extremes(sample))]
     for letter, option in sample.options.items():
         lines.append(f"{letter}. {option}")
         if letter == sample.answer:
             break
     lines.append(f"so option {sample.answer}.")
     return "\n".join(lines)
+
+
+def _extremes(sample: Sample) -> dict[str, str]:
+    """The colours of the first and last shape along a spatial category's axis (by centre).
+
+    Empty for the other categories. With 3 shapes the middle one is not named.
+    """
+    axis = _AXIS.get(sample.category)
+    if axis is None:
+        return {}
+    shapes = sorted(sample.meta["shapes"], key=lambda s: s["centre"][axis])
+    return {"first": shapes[0]["colour"], "last": shapes[-1]["colour"]}
 
 
 def assistant_target(sample: Sample) -> str:

@@ -43,7 +43,14 @@ def test_think_names_what_is_seen_and_settles_on_the_answer(category):
             )
             assert text == seen
             first, *lines, last = think.split("\n")
-            assert first.endswith(f" is {seen}.")
+            assert first.endswith(f": {seen}.") and first.count(":") == 1
+            if category in ("left", "right", "above", "below"):
+                # Both extreme shapes along the axis are named, in axis order.
+                axis = 0 if category in ("left", "right") else 1
+                ordered = sorted(shapes, key=lambda s: s["centre"][axis])
+                assert f" is {ordered[0]['colour']}, " in first and f" is {ordered[-1]['colour']}; " in first
+                edge = ordered[0] if category in ("left", "above") else ordered[-1]
+                assert edge["colour"] == seen
             # The option lines re-copied in order, up to and including the answer's.
             letters = list(sample.options)
             assert lines == [f"{x}. {sample.options[x]}" for x in letters[: letters.index(sample.answer) + 1]]

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from cotprobe.parsing import is_well_formed, parse_response
+from cotprobe.parsing import is_well_formed
 from cotprobe.records import Prompt
 
 # Bump whenever a score may change (weights, parsing, the consistency rule).
@@ -107,7 +107,12 @@ class Reward:
 
         gens = [
             make_generation(
-                p, model_id="reward", completion=c, prompt_tokens=0, completion_tokens=0, seconds=0.0,
+                p,
+                model_id="reward",
+                completion=c,
+                prompt_tokens=0,
+                completion_tokens=0,
+                seconds=0.0,
                 finish_reason="stop",
             )
             for p, c in items

@@ -29,8 +29,10 @@ def score(completion, prefill="", **spec):
 @pytest.mark.parametrize(
     "completion, expected",
     [
-        ("<think>The shape on the left is red.\nA. yellow\nB. green\nC. red\nso option C.</think>"
-         "<answer>C</answer>", 1.1),
+        (
+            "<think>The shape on the left is red.\nA. yellow\nB. green\nC. red\nso option C.</think><answer>C</answer>",
+            1.1,
+        ),
         ("\n<think>red</think>\n<answer>C</answer>\n", 1.1),  # whitespace around the blocks is fine
         ("<think>red</think><answer>(C)</answer>", 1.1),
         ("<think>red</think><answer>Option C</answer>", 1.1),
@@ -43,7 +45,10 @@ def score(completion, prefill="", **spec):
         ("<answer>C</answer>", 1.0),  # correct, no think: no format bonus
         ("<think>red<answer>C</answer>", 1.0),  # unclosed think
         ("<think>red</think><answer>C</answer> and more", 1.0),  # text after the answer
-        ("<think>red</think><answer>B</answer><answer>C</answer>", 1.0),  # two answers: last counts, no format
+        (
+            "<think>red</think><answer>B</answer><answer>C</answer>",
+            1.0,
+        ),  # two answers: last counts, no format
         ("<think>red</think><answer>C</answer><answer>B</answer>", 0.0),
         ("<think>a</think><think>b</think><answer>C</answer>", 1.0),  # two thinks
         ("<think>red</think><answer>C", 0.0),  # unclosed answer: no letter
@@ -78,7 +83,9 @@ def test_faithfulness_multiplies_by_think_answer_agreement():
     assert (s.score, s.consistent, s.think_letter) == (0.0, 0.0, "A")
     assert score(unfaithful).score == pytest.approx(1.1)  # off by default
     # A wrong answer that its think supports keeps its format reward.
-    assert score("<think>so option A.</think><answer>A</answer>", faithfulness=True).score == pytest.approx(0.1)
+    assert score("<think>so option A.</think><answer>A</answer>", faithfulness=True).score == pytest.approx(
+        0.1
+    )
 
 
 def test_faithfulness_reads_the_prefill_with_the_completion():
@@ -121,7 +128,9 @@ def test_a_plugged_in_judge_is_called_once_per_batch(monkeypatch):
 
     monkeypatch.setitem(JUDGES._entries, "always-c", Always)
     r = Reward({"faithfulness": True, "judge": {"kind": "always-c"}})
-    out = r.score([(prompt(), "<think>x</think><answer>C</answer>"), (prompt(), "<think>x</think><answer>A</answer>")])
+    out = r.score(
+        [(prompt(), "<think>x</think><answer>C</answer>"), (prompt(), "<think>x</think><answer>A</answer>")]
+    )
     assert calls == [2]
     assert [s.score for s in out] == [pytest.approx(1.1), 0.0]
 
@@ -161,7 +170,9 @@ def test_tags_survive_decoding_even_as_special_tokens(tokenizer):
     ids = tokenizer.encode(text + tokenizer.eos_token, add_special_tokens=False)
     assert special_tags(tokenizer) == []
     assert completion_text(tokenizer, ids) == text
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<think>", "</think>", "<answer>", "</answer>"]})
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<think>", "</think>", "<answer>", "</answer>"]}
+    )
     assert special_tags(tokenizer) == ["<think>", "</think>", "<answer>", "</answer>"]
     # What a trainer decoding with skip_special_tokens=True hands its reward: no tags, no reward.
     stripped = tokenizer.decode(ids, skip_special_tokens=True)

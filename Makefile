@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[hf,data,api,test]"
+	$(BIN)/pip install --quiet -e ".[hf,data,api,train,test]"
 	touch $@
 
 study: setup

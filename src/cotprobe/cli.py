@@ -245,6 +245,36 @@ def cmd_figures(args) -> None:
     figures.plot_auroc(args.auroc, args.auroc_out)
 
 
+def cmd_train(args) -> None:
+    from cotprobe.training import trl_backend
+    from cotprobe.training.augment import training_prompts
+
+    spec = _spec(args.spec)
+    if spec.get("backend", "trl") != "trl":
+        raise InputError(f"--spec: backend {spec.get('backend')!r} is not run by this verb (only trl)")
+    prompts = []
+    for item in args.samples:
+        bench, sep, path = item.partition("=")
+        if not sep:
+            raise InputError(f"--samples {item!r}: expected BENCH=PATH")
+        prompts += training_prompts(
+            load_samples(path),
+            bench=bench,
+            seed=args.seed,
+            augment=bool(spec.get("augment", True)),
+            probability=float(spec.get("augment_probability", 0.1)),
+        )
+    run = {k: v for k, v in spec.items() if k not in ("backend", "base", "data", "seeds")}
+    try:
+        trl_backend.check_run(run)
+    except ValueError as err:
+        raise InputError(f"--spec: {err}") from None
+    summary = trl_backend.train(
+        run, base=Path(args.base), prompts=prompts, seed=args.seed, out=Path(args.out), threads=args.threads
+    )
+    log.info("trained %s: %s", args.out, summary)
+
+
 def cmd_check_config(args) -> None:
     import yaml
 
@@ -312,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quadrants", required=True)
     s.add_argument("--auroc-out", required=True)
     s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("train", help="GRPO-train one (run, seed) with TRL; saves step{N} model dirs")
+    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
+    s.add_argument("--base", required=True, help="model dir to start from")
+    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("check-config", help="validate a study config and count its cells")
     s.add_argument("--configfile", default="config/config.yaml")

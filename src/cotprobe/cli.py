@@ -264,7 +264,7 @@ def cmd_train(args) -> None:
             augment=bool(spec.get("augment", True)),
             probability=float(spec.get("augment_probability", 0.1)),
         )
-    run = {k: v for k, v in spec.items() if k not in ("backend", "base", "data", "seeds")}
+    run = {k: v for k, v in spec.items() if k not in ("backend", "base", "data", "seeds", "gpus", "verl")}
     try:
         trl_backend.check_run(run)
     except ValueError as err:
@@ -273,6 +273,18 @@ def cmd_train(args) -> None:
         run, base=Path(args.base), prompts=prompts, seed=args.seed, out=Path(args.out), threads=args.threads
     )
     log.info("trained %s: %s", args.out, summary)
+
+
+def cmd_training_curves(args) -> None:
+    import polars as pl
+
+    from cotprobe import metrics
+    from cotprobe.training import curves
+
+    table = curves.curve_rows(pl.read_csv(args.cells, infer_schema_length=None), _spec(args.runs))
+    metrics.write_csv(table, args.out)
+    curves.plot_curves(table, args.figure)
+    log.info("training curves: %d rows written to %s", table.height, args.out)
 
 
 def cmd_check_config(args) -> None:
@@ -351,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("training-curves", help="metrics of every saved training step, table and figure")
+    s.add_argument("--cells", required=True, help="results/metrics/cells.csv")
+    s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
+    s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
+    s.add_argument("--figure", required=True, help="output .png (a .pdf is written beside it)")
+    s.set_defaults(func=cmd_training_curves)
 
     s = sub.add_parser("check-config", help="validate a study config and count its cells")
     s.add_argument("--configfile", default="config/config.yaml")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.records import Prompt
+from cotprobe.training import saved_steps
 from cotprobe.training.reward import Reward, completion_text
 
 TRL_BACKEND_VERSION = 1
@@ -93,14 +94,6 @@ def with_prefill(template: str) -> str:
     return template[: m.end(2)] + PREFILL_SNIPPET + template[m.end(2) :]
 
 
-def saved_steps(total_steps: int, save_every: int) -> list[int]:
-    """Steps with a checkpoint: every ``save_every`` and the last (as TRL and verl save)."""
-    steps = list(range(save_every, total_steps + 1, save_every))
-    if not steps or steps[-1] != total_steps:
-        steps.append(total_steps)
-    return steps
-
-
 def _fingerprint(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -111,18 +104,18 @@ def last_checkpoint(trl_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def export_checkpoint(checkpoint: Path, processor_dir: Path, dest: Path, facts: dict[str, Any]) -> None:
-    """Weights of a TRL checkpoint + the base model's processor files -> a loadable model dir (atomic)."""
+def export_checkpoint(checkpoint: Path, processor, dest: Path, facts: dict[str, Any]) -> None:
+    """Weights of a TRL checkpoint + the base model's processor -> a loadable model dir (atomic).
+
+    ``processor`` is the base model's, unchanged (its own chat template, not the training one).
+    """
     tmp = dest.with_name(f".{dest.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for f in checkpoint.iterdir():
         if _MODEL_FILES.match(f.name):
             shutil.copy2(f, tmp / f.name)
-    for f in processor_dir.iterdir():  # tokenizer, processor and chat template of the base model
-        weights = f.name.endswith((".safetensors", ".bin", ".pt", ".pth"))
-        if f.is_file() and not weights and not _MODEL_FILES.match(f.name) and f.name != "cotprobe_model.json":
-            shutil.copy2(f, tmp / f.name)
+    processor.save_pretrained(tmp)
     (tmp / "cotprobe_model.json").write_text(json.dumps(facts, indent=2) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
@@ -240,9 +233,9 @@ def train(
     log.info("training %d prompts for %d steps, saving %s; %s", len(prompts), run["total_steps"], steps,
              f"resuming from {resume}" if resume else "from the start")  # fmt: skip
 
+    plain = AutoProcessor.from_pretrained(base)  # saved with every step
     processor = AutoProcessor.from_pretrained(base)
-    template = processor.chat_template
-    processor.chat_template = with_prefill(template)
+    processor.chat_template = with_prefill(plain.chat_template)
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=getattr(torch, dtype))
     reward_fn = RewardFunction(Reward(run["reward"]), processor.tokenizer, work / "rewards.jsonl")
@@ -257,7 +250,7 @@ def train(
     class Export(TrainerCallback):
         def on_save(self, args, state, control, **kw):
             ckpt = trl_dir / f"checkpoint-{state.global_step}"
-            export_checkpoint(ckpt, Path(base), exports / f"step{state.global_step}",
+            export_checkpoint(ckpt, plain, exports / f"step{state.global_step}",
                               {**facts_base, "step": state.global_step})  # fmt: skip
             (ckpt / DONE).write_text("")
             log.info("saved and exported step %d", state.global_step)

@@ -12,7 +12,8 @@ import pytest
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
 from cotprobe.tiny_model import CHAT_TEMPLATE
-from cotprobe.training.trl_backend import PREFILL_SNIPPET, saved_steps, with_prefill
+from cotprobe.training import saved_steps
+from cotprobe.training.trl_backend import PREFILL_SNIPPET, with_prefill
 
 QWEN_TAIL = "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 

@@ -1,0 +1,3 @@
+"""verl backend (multi-GPU GRPO): placeholder version, filled in below."""
+
+VERL_BACKEND_VERSION = 1

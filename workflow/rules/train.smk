@@ -22,7 +22,57 @@ rule prepare_training_data:
 
 # One rule per run: its saved steps (hence its outputs) come from the config.
 for _run, _r in GRID.training_runs.items():
-    if _r["backend"] != "trl":
+    _samples = " ".join(
+        f"--samples {d}={s}" for d, s in zip(_r["data"], GRID.train_inputs(_run)["samples"])
+    )
+    if _r["backend"] == "verl":
+
+        rule:
+            name:
+                f"verl_prepare_{_run}"
+            input:
+                **GRID.train_inputs(_run),
+            output:
+                parquet=f"results/training/{_run}/seed{{seed}}/verl/train.parquet",
+                reward=f"results/training/{_run}/seed{{seed}}/verl/reward_fn.py",
+                overrides=f"results/training/{_run}/seed{{seed}}/verl/overrides.txt",
+                script=f"results/training/{_run}/seed{{seed}}/verl/run.sh",
+            log:
+                f"logs/verl_prepare/{_run}/seed{{seed}}.log",
+            conda:
+                "../../envs/eval.yaml"
+            params:
+                spec=as_json(GRID.train_spec(_run)),
+                base=GRID.train_base(_run),
+                samples=_samples,
+                out=f"results/training/{_run}/seed{{seed}}",
+                name=f"{_run}-s{{seed}}",
+            shell:
+                "python -m cotprobe verl-prepare --spec {params.spec:q} --base {params.base} {params.samples}"
+                " --seed {wildcards.seed} --name {params.name} --out {params.out} > {log} 2>&1"
+
+        # verl starts its own Ray cluster on the job's node(s); see README for multi-node.
+        rule:
+            name:
+                f"train_{_run}"
+            input:
+                script=f"results/training/{_run}/seed{{seed}}/verl/run.sh",
+                parquet=f"results/training/{_run}/seed{{seed}}/verl/train.parquet",
+                reward=f"results/training/{_run}/seed{{seed}}/verl/reward_fn.py",
+            output:
+                [directory(p) for p in GRID.trained_outputs(_run)],
+            log:
+                f"logs/train/{_run}/seed{{seed}}.log",
+            benchmark:
+                f"benchmarks/train/{_run}/seed{{seed}}.tsv"
+            conda:
+                "../../envs/verl.yaml"
+            resources:
+                gpu=GRID.train_gpus(_run),
+                nodes=_r.get("verl", {}).get("nnodes", 1),
+            shell:
+                "bash {input.script} > {log} 2>&1"
+
         continue
 
     rule:
@@ -44,9 +94,7 @@ for _run, _r in GRID.training_runs.items():
         params:
             spec=as_json(GRID.train_spec(_run)),
             base=GRID.train_base(_run),
-            samples=" ".join(
-                f"--samples {d}={s}" for d, s in zip(_r["data"], GRID.train_inputs(_run)["samples"])
-            ),
+            samples=_samples,
             out=f"results/training/{_run}/seed{{seed}}",
         shell:
             "python -m cotprobe train --spec {params.spec:q} --base {params.base} {params.samples}"

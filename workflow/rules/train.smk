@@ -1,5 +1,7 @@
 # GRPO training (cotprobe.training). Every saved step of every seed is a declared output dir,
 # evaluated as the model {run}-s{seed}-step{N} by the generation rules like any other model.
+from pathlib import Path
+
 from cotprobe.workflow import TRAINING_CURVES, TRAINING_FIGURES
 
 
@@ -43,9 +45,9 @@ for _run, _r in GRID.training_runs.items():
                 "../../envs/eval.yaml"
             params:
                 spec=as_json(GRID.train_spec(_run)),
-                base=GRID.train_base(_run),
+                base=lambda w, input, _hub=GRID.train_base(_run): input.base[0] if input.base else _hub,
                 samples=_samples,
-                out=f"results/training/{_run}/seed{{seed}}",
+                out=lambda w, output: str(Path(output.parquet).parent.parent),
                 name=f"{_run}-s{{seed}}",
             shell:
                 "python -m cotprobe verl-prepare --spec {params.spec:q} --base {params.base} {params.samples}"
@@ -93,9 +95,10 @@ for _run, _r in GRID.training_runs.items():
             gpu=GRID.train_gpus(_run),
         params:
             spec=as_json(GRID.train_spec(_run)),
-            base=GRID.train_base(_run),
+            # The built base model's dir (an input), else its hub id.
+            base=lambda w, input, _hub=GRID.train_base(_run): input.base[0] if input.base else _hub,
             samples=_samples,
-            out=f"results/training/{_run}/seed{{seed}}",
+            out=lambda w, output: str(Path(output[0]).parent),
         shell:
             "python -m cotprobe train --spec {params.spec:q} --base {params.base} {params.samples}"
             " --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"

@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[hf,data,api,test]"
+	$(BIN)/pip install --quiet -e ".[hf,data,api,train,test]"
 	touch $@
 
 study: setup
@@ -28,7 +28,13 @@ lint: setup
 	PATH=$(abspath $(BIN)):$$PATH snakemake --lint --configfile tests/workflow/config/config.yaml
 	$(BIN)/ruff check src tests perf
 
-test: setup
+# verl's config files + Hydra, for the verl backend's tests (verl cannot import without its GPU stack).
+.venv-verl:
+	$(PYTHON) -m venv .venv-verl
+	.venv-verl/bin/pip install --quiet --no-deps verl==0.9.1
+	.venv-verl/bin/pip install --quiet hydra-core omegaconf
+
+test: setup .venv-verl
 	PATH=$(abspath $(BIN)):$$PATH pytest -q
 
 clean:

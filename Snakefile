@@ -7,6 +7,8 @@
 #   results/logits/{model}/{bench}/{variant}/seed{seed}.parquet
 #   results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/metrics/{cells,summary,auroc}.csv, results/figures/*.{png,pdf}
+#   results/training/data/{data}/samples.jsonl, results/training/{run}/seed{seed}/step{N}/ (model {run}-s{seed}-step{N})
+#   results/metrics/training_curves.csv
 #   logs/<rule>/<wildcards>.log, benchmarks/<rule>/<wildcards>.tsv
 from snakemake.utils import min_version
 
@@ -28,6 +30,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -248,6 +248,68 @@ def cmd_figures(args) -> None:
     figures.plot_auroc(args.auroc, args.auroc_out)
 
 
+def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
+    from cotprobe.training.augment import training_prompts
+
+    prompts = []
+    for item in args.samples:
+        bench, sep, path = item.partition("=")
+        if not sep:
+            raise InputError(f"--samples {item!r}: expected BENCH=PATH")
+        prompts += training_prompts(
+            load_samples(path),
+            bench=bench,
+            seed=args.seed,
+            augment=bool(spec.get("augment", True)),
+            probability=float(spec.get("augment_probability", 0.1)),
+        )
+    return prompts
+
+
+def cmd_train(args) -> None:
+    from cotprobe.training import trl_backend
+
+    spec = _spec(args.spec)
+    if spec.get("backend", "trl") != "trl":
+        raise InputError(f"--spec: backend {spec.get('backend')!r} is not run by this verb (only trl)")
+    prompts = _training_prompts(args, spec)
+    run = {k: v for k, v in spec.items() if k not in ("backend", "base", "data", "seeds", "gpus", "verl")}
+    try:
+        trl_backend.check_run(run)
+    except ValueError as err:
+        raise InputError(f"--spec: {err}") from None
+    summary = trl_backend.train(
+        run, base=Path(args.base), prompts=prompts, seed=args.seed, out=Path(args.out), threads=args.threads
+    )
+    log.info("trained %s: %s", args.out, summary)
+
+
+def cmd_verl_prepare(args) -> None:
+    from transformers import AutoProcessor
+
+    from cotprobe.training import verl_backend
+
+    spec = _spec(args.spec)
+    template = AutoProcessor.from_pretrained(args.base).chat_template
+    paths = verl_backend.prepare(
+        spec, base=args.base, prompts=_training_prompts(args, spec), seed=args.seed, out=Path(args.out),
+        chat_template=template, name=args.name,
+    )  # fmt: skip
+    log.info("verl files: %s", {k: str(v) for k, v in paths.items()})
+
+
+def cmd_training_curves(args) -> None:
+    import polars as pl
+
+    from cotprobe import metrics
+    from cotprobe.training import curves
+
+    table = curves.curve_rows(pl.read_csv(args.cells, infer_schema_length=None), _spec(args.runs))
+    metrics.write_csv(table, args.out)
+    curves.plot_curves(table, args.figure)
+    log.info("training curves: %d rows written to %s", table.height, args.out)
+
+
 def cmd_check_config(args) -> None:
     import yaml
 
@@ -315,6 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quadrants", required=True)
     s.add_argument("--auroc-out", required=True)
     s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("train", help="GRPO-train one (run, seed) with TRL; saves step{N} model dirs")
+    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
+    s.add_argument("--base", required=True, help="model dir to start from")
+    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("verl-prepare", help="write verl's parquet, reward file, overrides and run script")
+    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
+    s.add_argument("--base", required=True, help="model dir or hub id to start from")
+    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--name", required=True, help="experiment name, e.g. {run}-s{seed}")
+    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
+    s.set_defaults(func=cmd_verl_prepare)
+
+    s = sub.add_parser("training-curves", help="metrics of every saved training step, table and figure")
+    s.add_argument("--cells", required=True, help="results/metrics/cells.csv")
+    s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
+    s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
+    s.add_argument("--figure", required=True, help="output .png (a .pdf is written beside it)")
+    s.set_defaults(func=cmd_training_curves)
 
     s = sub.add_parser("check-config", help="validate a study config and count its cells")
     s.add_argument("--configfile", default="config/config.yaml")

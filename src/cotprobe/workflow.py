@@ -26,6 +26,13 @@ GENERATIONS = "results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl"
 LOGITS = "results/logits/{model}/{bench}/{variant}/seed{seed}.parquet"
 VERDICTS = "results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl"
 BUILT_MODEL = "resources/models/{model}"
+# Training (cotprobe.training): data, and one HF model dir per saved step of each run and seed,
+# evaluated as model ``{run}-s{seed}-step{step}``.
+TRAINING_DATA = "results/training/data/{data}/samples.jsonl"
+TRAINED = "results/training/{run}/seed{seed}/step{step}"
+TRAINED_MODEL_ID = "{run}-s{seed}-step{step}"
+TRAINING_CURVES = "results/metrics/training_curves.csv"
+TRAINING_FIGURES = ("results/figures/training_curves.png", "results/figures/training_curves.pdf")
 METRICS = ("results/metrics/cells.csv", "results/metrics/summary.csv", "results/metrics/auroc.csv")
 FIGURE_NAMES = ("accuracy", "quadrants", "auroc")
 FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf"))
@@ -93,6 +100,7 @@ class ModelSpec:
     settings: dict[str, Any]
     generation: dict[str, Any]
     gpus: int | None = None
+    trained: dict[str, Any] | None = None  # {"run", "seed", "step"} for a saved training step
 
     @property
     def built(self) -> bool:
@@ -108,6 +116,8 @@ class Grid:
     variants: list[str]
     seeds: list[int]
     judges: dict[str, dict[str, Any]]
+    training_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    training_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -147,12 +157,22 @@ class Grid:
         judges = {
             j: {"kind": v["kind"], "args": dict(v.get("args", {}))} for j, v in config["judges"].items()
         }
+        training = config.get("training") or {}
+        training_data = {
+            d: {"kind": v["kind"], "args": dict(v.get("args", {}))}
+            for d, v in training.get("data", {}).items()
+        }
+        runs = {
+            rid: _training_run(rid, r, models, training_data) for rid, r in training.get("runs", {}).items()
+        }
         return cls(
             models=models,
             benchmarks=benchmarks,
             variants=list(config["variants"]),
             seeds=[int(s) for s in config.get("seeds", [0])],
             judges=judges,
+            training_data=training_data,
+            training_runs=runs,
         )
 
     def check_plugins(self) -> None:
@@ -165,6 +185,7 @@ class Grid:
 
         for section, table, reg in (
             ("benchmarks", self.benchmarks, BENCHMARKS),
+            ("training.data", self.training_data, BENCHMARKS),
             ("judges", self.judges, JUDGES),
         ):
             for pid, spec in table.items():
@@ -216,6 +237,59 @@ class Grid:
             spec["warm_start_version"] = ORGANISM_VERSION
         return spec
 
+    def training_data_spec(self, data: str) -> dict[str, Any]:
+        spec = self.training_data[data]
+        return {**spec, "version": self._version("benchmark", spec["kind"])}
+
+    def train_spec(self, run: str) -> dict[str, Any]:
+        """A run's slice of config, without its seeds (a wildcard: adding a seed reruns nothing)."""
+        from cotprobe.training.augment import AUGMENT_VERSION
+        from cotprobe.training.reward import REWARD_VERSION
+        from cotprobe.training.trl_backend import TRL_BACKEND_VERSION
+
+        spec = {k: v for k, v in self.training_runs[run].items() if k not in ("seeds", "steps", "gpus")}
+        version = {"reward": REWARD_VERSION, "augment": AUGMENT_VERSION}
+        if spec["backend"] == "trl":
+            version["trl"] = TRL_BACKEND_VERSION
+        else:
+            from cotprobe.training.verl_backend import VERL_BACKEND_VERSION
+
+            version["verl"] = VERL_BACKEND_VERSION
+        return {**spec, "version": version}
+
+    def train_base(self, run: str) -> str:
+        """Where the run's base model loads from (a built dir or a hub id)."""
+        return self.models[self.training_runs[run]["base"]].path
+
+    def train_inputs(self, run: str) -> dict[str, Any]:
+        r = self.training_runs[run]
+        return {
+            "base": self.model_inputs(r["base"]),
+            "samples": [TRAINING_DATA.format(data=d) for d in r["data"]],
+        }
+
+    def train_gpus(self, run: str) -> int:
+        r = self.training_runs[run]
+        return int(r["gpus"]) if r.get("gpus") is not None else self.model_gpus(r["base"])
+
+    def trained_outputs(self, run: str) -> list[str]:
+        """The step dirs of one run, with ``{seed}`` left as the job's wildcard."""
+        return [TRAINED.format(run=run, seed="{seed}", step=n) for n in self.training_runs[run]["steps"]]
+
+    def training_axes(self) -> dict[str, Any]:
+        """run -> base model and every (seed, step, model id), for the training-curves rule."""
+        return {
+            run: {
+                "base": r["base"],
+                "models": [
+                    {"seed": m.trained["seed"], "step": m.trained["step"], "model": mid}
+                    for mid, m in self.models.items()
+                    if m.trained and m.trained["run"] == run
+                ],
+            }
+            for run, r in self.training_runs.items()
+        }
+
     def judge_spec(self, judge: str) -> dict[str, Any]:
         spec = self.judges[judge]
         return {**spec, "version": self._version("judge", spec["kind"])}
@@ -241,8 +315,11 @@ class Grid:
         return int(m.gpus if m.gpus is not None else (0 if m.built else 1))
 
     def model_inputs(self, model: str) -> list[str]:
-        """Files the generation of ``model`` depends on: the built model dir, or nothing (hub)."""
-        return [BUILT_MODEL.format(model=model)] if self.models[model].built else []
+        """Files the generation of ``model`` depends on: the built or trained model dir, or nothing (hub)."""
+        m = self.models[model]
+        if m.trained:
+            return [m.path]
+        return [BUILT_MODEL.format(model=model)] if m.built else []
 
     def cells(self):
         """Every (model, bench, variant, seed)."""
@@ -271,7 +348,47 @@ class Grid:
         return self.prompt_files() + self.generation_files() + self.logit_files() + self.verdict_files()
 
     def final_targets(self) -> list[str]:
-        return [*METRICS, *FIGURES]
+        training = [TRAINING_CURVES, *TRAINING_FIGURES] if self.training_runs else []
+        return [*METRICS, *FIGURES, *training]
+
+
+def _training_run(
+    rid: str, r: dict[str, Any], models: dict[str, ModelSpec], data: dict[str, Any]
+) -> dict[str, Any]:
+    """Check one training run and add a model per saved step of each seed to ``models``."""
+    from cotprobe.training import saved_steps
+
+    where = f"config.training.runs.{rid}"
+    base = models.get(r["base"])
+    if base is None or base.trained:
+        raise ConfigError(f"{where}.base: {r['base']!r} is not a model id (known: {', '.join(models)})")
+    if base.backend != "hf":
+        raise ConfigError(
+            f"{where}.base: model {r['base']!r} runs on backend {base.backend!r}; training needs hf"
+        )
+    missing = [d for d in r["data"] if d not in data]
+    if missing:
+        raise ConfigError(
+            f"{where}.data: {missing[0]!r} is not in config.training.data (known: {', '.join(data)})"
+        )
+    steps = saved_steps(int(r["total_steps"]), int(r["save_every"]))
+    eval_gpus = base.gpus if base.gpus is not None else (0 if base.built else 1)
+    for seed in r["seeds"]:
+        for step in steps:
+            mid = TRAINED_MODEL_ID.format(run=rid, seed=seed, step=step)
+            if mid in models:
+                raise ConfigError(f"{where}: its step model id {mid!r} clashes with another model id")
+            models[mid] = ModelSpec(
+                id=mid,
+                backend=base.backend,
+                path=TRAINED.format(run=rid, seed=seed, step=step),
+                build=None,
+                settings=base.settings,
+                generation=base.generation,
+                gpus=eval_gpus,
+                trained={"run": rid, "seed": int(seed), "step": step},
+            )
+    return {**r, "steps": steps}
 
 
 def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:

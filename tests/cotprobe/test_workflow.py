@@ -21,12 +21,16 @@ def grid(config=None):
 
 def test_default_config_is_valid_and_expands():
     g = grid()
-    assert list(g.models) == ["tiny"] and list(g.benchmarks) == ["shapes"]
+    trained = ["grpo-s0-step2", "grpo-s0-step4", "grpo-s1-step2", "grpo-s1-step4"]
+    assert list(g.models) == ["tiny", *trained] and list(g.benchmarks) == ["shapes"]
     assert len(g.variants) == 9 and g.seeds == [0, 1]
-    assert len(list(g.cells())) == 18
-    assert len(g.verdict_files()) == 18
+    assert len(list(g.cells())) == 18 * 5
+    assert len(g.verdict_files()) == 18 * 5
     assert g.model_inputs("tiny") == [BUILT_MODEL.format(model="tiny")]
+    assert g.model_inputs("grpo-s1-step4") == ["results/training/grpo/seed1/step4"]
+    assert g.model_gpus("grpo-s1-step4") == 0 and g.train_gpus("grpo") == 0
     assert "results/figures/accuracy.png" in g.final_targets()
+    assert "results/metrics/training_curves.csv" in g.final_targets()
 
 
 @pytest.mark.parametrize(
@@ -96,7 +100,7 @@ def test_rule_params_hold_only_their_own_slice():
 
 def test_cell_entries_follow_the_path_grammar():
     entries = cell_entries(grid().axes())
-    assert len(entries) == 18
+    assert len(entries) == 18 * 5  # tiny and its four saved GRPO steps
     e = entries[0]
     assert e["generations"] == "results/generations/tiny/shapes/base/seed0.jsonl"
     assert e["logits"] == "results/logits/tiny/shapes/base/seed0.parquet"
@@ -134,3 +138,60 @@ def test_plugin_args_are_checked_before_any_job(section, pid, args, expected):
     config[section][pid]["args"] = args
     with pytest.raises(ConfigError, match=expected):
         grid(config).check_plugins()
+
+
+def test_training_runs_expand_to_step_models():
+    g = grid()
+    assert g.trained_outputs("grpo") == [
+        "results/training/grpo/seed{seed}/step2",
+        "results/training/grpo/seed{seed}/step4",
+    ]
+    assert g.train_inputs("grpo") == {
+        "base": ["resources/models/tiny"], "samples": ["results/training/data/shapes-train/samples.jsonl"],
+    }  # fmt: skip
+    spec = g.train_spec("grpo")
+    assert (
+        "seeds" not in spec
+        and spec["base"] == "tiny"
+        and set(spec["version"]) == {"reward", "augment", "trl"}
+    )
+    axes = g.training_axes()["grpo"]
+    assert axes["base"] == "tiny" and {"seed": 1, "step": 4, "model": "grpo-s1-step4"} in axes["models"]
+    m = g.models["grpo-s0-step2"]
+    assert (m.backend, m.settings, m.trained) == (
+        "hf",
+        {"device": "cpu"},
+        {"run": "grpo", "seed": 0, "step": 2},
+    )
+    # Five steps saved every two: 2, 4 and the last.
+    config = copy.deepcopy(DEFAULT)
+    config["training"]["runs"]["grpo"].update(total_steps=5, seeds=[3])
+    assert [m for m in grid(config).models if m.startswith("grpo")] == [
+        "grpo-s3-step2",
+        "grpo-s3-step4",
+        "grpo-s3-step5",
+    ]
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: r.update(base="nope"), r"config\.training\.runs\.grpo\.base: 'nope' is not a model id"),
+        (lambda r: r.update(data=["sat"]), r"config\.training\.runs\.grpo\.data: 'sat' is not in"),
+        (lambda r: r.update(backend="deepspeed"), r"config\.training\.runs\.grpo\.backend: unknown value"),
+        (lambda r: r.update(save_evry=3), r"unknown key 'save_evry' \(did you mean 'save_every'\?\)"),
+        (lambda r: r.update(augment_probability=0.5), r"augment_probability"),
+    ],
+)
+def test_training_config_errors_name_the_bad_key(mutate, expected):
+    config = copy.deepcopy(DEFAULT)
+    mutate(config["training"]["runs"]["grpo"])
+    with pytest.raises(ConfigError, match=expected):
+        grid(config)
+
+
+def test_a_step_model_id_may_not_clash():
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["grpo-s0-step2"] = {"backend": "hf", "path": "x"}
+    with pytest.raises(ConfigError, match="clashes"):
+        grid(config)

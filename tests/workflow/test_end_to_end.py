@@ -15,6 +15,9 @@ VARIANTS = [
     "wrong_caption_disclaimer", "correct_caption", "correct_think", "abstain",
 ]  # fmt: skip
 PUSHING = {"wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer"}
+# The tiny model and the one saved step (2) of each of the two seeds of the test study's GRPO run.
+TRAINED = ["grpo-s0-step2", "grpo-s1-step2"]
+MODELS = ["tiny", *TRAINED]
 
 
 def jsonl(path):
@@ -80,7 +83,7 @@ def test_letter_distributions_are_distributions(finished_study):
 def test_metrics_tables(finished_study):
     s = finished_study
     cells = pl.read_csv(s.file("results/metrics/cells.csv"))
-    assert cells.height == len(VARIANTS)
+    assert cells.height == len(VARIANTS) * len(MODELS) and set(cells["model"]) == set(MODELS)
     assert set(cells["variant"]) == set(VARIANTS) and set(cells["judge"]) == {"rule"}
     shares = [f"share_{q}" for q in (*QUADRANTS, UNPARSEABLE)]
     for row in cells.iter_rows(named=True):
@@ -88,7 +91,7 @@ def test_metrics_tables(finished_study):
         assert math.isclose(sum(row[c] for c in shares), 1.0, abs_tol=1e-9)
         assert 0 <= row["accuracy"] <= 1
     summary = pl.read_csv(s.file("results/metrics/summary.csv"))
-    assert summary.height == len(VARIANTS) and "accuracy_lo" in summary.columns
+    assert summary.height == len(VARIANTS) * len(MODELS) and "accuracy_lo" in summary.columns
     auroc = pl.read_csv(s.file("results/metrics/auroc.csv"))
     assert set(auroc["variant"]) == set(VARIANTS) - {"base"}
     assert {"auroc_p_base", "auroc_neg_entropy"} <= set(auroc.columns)
@@ -114,8 +117,8 @@ def test_changing_a_judge_reruns_only_its_verdicts_and_aggregates(finished_study
     config["judges"]["rule"]["args"] = {"use_option_text": False}
     jobs = s.planned_jobs(s.write_config("judge_changed.yaml", config))
     rules = [r for r, _ in jobs]
-    assert rules.count("judge_completions") == len(VARIANTS)
-    assert set(rules) - {"all"} == {"judge_completions", "compute_metrics", "plot_figures"}
+    assert rules.count("judge_completions") == len(VARIANTS) * len(MODELS)
+    assert set(rules) - {"all"} == {"judge_completions", "compute_metrics", "plot_figures", "training_curves"}
 
 
 def test_adding_a_judge_adds_only_its_cells(finished_study):
@@ -124,8 +127,14 @@ def test_adding_a_judge_adds_only_its_cells(finished_study):
     config["judges"]["rule-strict"] = {"kind": "rule", "args": {"use_option_text": False}}
     jobs = s.planned_jobs(s.write_config("judge_added.yaml", config))
     judged = [out for r, out in jobs if r == "judge_completions"]
-    assert len(judged) == len(VARIANTS) and all(o.startswith("results/verdicts/rule-strict/") for o in judged)
-    assert {r for r, _ in jobs} - {"all"} == {"judge_completions", "compute_metrics", "plot_figures"}
+    assert len(judged) == len(VARIANTS) * len(MODELS)
+    assert all(o.startswith("results/verdicts/rule-strict/") for o in judged)
+    assert {r for r, _ in jobs} - {"all"} == {
+        "judge_completions",
+        "compute_metrics",
+        "plot_figures",
+        "training_curves",
+    }
 
 
 def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
@@ -134,9 +143,9 @@ def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
     config["benchmarks"]["shapes-large"] = {"kind": "shapes", "args": {"n": 4, "seed": 1, "image_size": 112}}
     jobs = s.planned_jobs(s.write_config("bench_added.yaml", config))
     for rule, out in jobs:
-        if rule not in {"compute_metrics", "plot_figures", "all"}:
+        if rule not in {"compute_metrics", "plot_figures", "training_curves", "all"}:
             assert "shapes-large" in out, (rule, out)
-    assert sum(r == "generate_completions" for r, _ in jobs) == len(VARIANTS)
+    assert sum(r == "generate_completions" for r, _ in jobs) == len(VARIANTS) * len(MODELS)
 
 
 def test_changing_generation_settings_reruns_generation_not_prompts(finished_study):
@@ -144,7 +153,71 @@ def test_changing_generation_settings_reruns_generation_not_prompts(finished_stu
     config = copy.deepcopy(s.config)
     config["generation"]["max_new_tokens"] = 12
     rules = {r for r, _ in s.planned_jobs(s.write_config("gen_changed.yaml", config))}
-    assert rules - {"all"} == {"generate_completions", "judge_completions", "compute_metrics", "plot_figures"}
+    assert rules - {"all"} == {
+        "generate_completions", "judge_completions", "compute_metrics", "plot_figures", "training_curves",
+    }  # fmt: skip
+
+
+def test_every_saved_step_is_trained_and_evaluated(finished_study):
+    s = finished_study
+    for seed in (0, 1):
+        step = s.file(f"results/training/grpo/seed{seed}/step2")
+        facts = json.loads((step / "cotprobe_model.json").read_text())
+        assert (facts["step"], facts["seed"]) == (2, seed)
+        assert (step / "model.safetensors").exists() and s.file(f"logs/train/grpo/seed{seed}.log").exists()
+        rewards = jsonl(s.file(f"results/training/grpo/seed{seed}/work/rewards.jsonl"))
+        assert [r["step"] for r in rewards] == [1, 2] and all(r["n"] == 4 for r in rewards)
+    for model in TRAINED:
+        gens = jsonl(s.file(f"results/generations/{model}/shapes/base/seed0.jsonl"))
+        assert len(gens) == 8 and all(g["model"] == model for g in gens)
+    # The two seeds trained differently (different data order and samples).
+    assert (s.file("results/training/grpo/seed0/step2/model.safetensors").read_bytes()
+            != s.file("results/training/grpo/seed1/step2/model.safetensors").read_bytes())  # fmt: skip
+
+
+def test_training_curves(finished_study):
+    s = finished_study
+    curves = pl.read_csv(s.file("results/metrics/training_curves.csv"))
+    assert curves.height == 2 * 2 * len(VARIANTS)  # seeds x steps (0 and 2) x variants
+    assert set(curves["step"]) == {0, 2} and set(curves["train_seed"]) == {0, 1}
+    cells = pl.read_csv(s.file("results/metrics/cells.csv"))
+    for row in curves.iter_rows(named=True):
+        model = "tiny" if row["step"] == 0 else f"grpo-s{row['train_seed']}-step2"
+        assert row["model"] == model
+        cell = cells.filter((pl.col("model") == model) & (pl.col("variant") == row["variant"])).row(
+            0, named=True
+        )
+        assert math.isclose(row["accuracy"], cell["accuracy"])
+        consistent = cell["share_consistent_correct"] + cell["share_consistent_incorrect"]
+        assert math.isclose(row["consistency"], consistent)
+    png = s.file("results/figures/training_curves.png")
+    assert (
+        png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        and s.file("results/figures/training_curves.pdf").exists()
+    )
+
+
+def test_changing_a_run_retrains_it_and_reevaluates_only_its_steps(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["training"]["runs"]["grpo"]["lr"] = 5e-5
+    jobs = s.planned_jobs(s.write_config("run_changed.yaml", config))
+    assert sorted(out for r, out in jobs if r == "train_grpo") == [
+        "results/training/grpo/seed0/step2", "results/training/grpo/seed1/step2",
+    ]  # fmt: skip
+    generated = [out for r, out in jobs if r == "generate_completions"]
+    assert len(generated) == len(VARIANTS) * len(TRAINED)
+    assert not any(out.startswith("results/generations/tiny/") for out in generated)
+
+
+def test_adding_a_training_seed_trains_and_evaluates_only_it(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["training"]["runs"]["grpo"]["seeds"] = [0, 1, 2]
+    jobs = s.planned_jobs(s.write_config("seed_added.yaml", config))
+    assert [out for r, out in jobs if r == "train_grpo"] == ["results/training/grpo/seed2/step2"]
+    generated = [out for r, out in jobs if r == "generate_completions"]
+    assert len(generated) == len(VARIANTS) and all("/grpo-s2-step2/" in out for out in generated)
 
 
 def test_config_typo_fails_before_any_job(finished_study):

@@ -53,6 +53,10 @@ def build_spec(wildcards):
     return as_json(GRID.build_spec(wildcards.model))
 
 
+def training_data_spec(wildcards):
+    return as_json(GRID.training_data_spec(wildcards.data))
+
+
 def judge_spec(wildcards):
     return as_json(GRID.judge_spec(wildcards.judge))
 

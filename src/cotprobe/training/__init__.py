@@ -1,0 +1,19 @@
+"""GRPO training whose saved steps feed the evaluation.
+
+``reward`` (the one reward every backend calls), ``augment`` (the paper's caption/think
+augmentation, made by the evaluation's perturbation code), ``trl_backend`` (single machine:
+TRL's GRPOTrainer, CPU or one GPU), ``verl_backend`` (multi-GPU: data, reward file, Hydra
+overrides, checkpoint merging) and ``curves`` (metrics per saved step).
+
+Light at import: torch, transformers and trl are imported inside the functions that need them.
+"""
+
+
+def saved_steps(total_steps: int, save_every: int) -> list[int]:
+    """Steps with a checkpoint: every ``save_every`` and the last (as TRL and verl save)."""
+    if total_steps < 1 or save_every < 1:
+        raise ValueError(f"total_steps and save_every must be >= 1, got {total_steps}, {save_every}")
+    steps = list(range(save_every, total_steps + 1, save_every))
+    if not steps or steps[-1] != total_steps:
+        steps.append(total_steps)
+    return steps

@@ -1,0 +1,181 @@
+import pytest
+
+from cotprobe.records import Prompt
+from cotprobe.registry import UnknownPluginError
+from cotprobe.training.reward import (
+    REWARD_VERSION,
+    Reward,
+    RewardSpec,
+    completion_text,
+    prompt_from_fields,
+    special_tags,
+)
+
+OPTIONS = {"A": "yellow", "B": "green", "C": "red", "D": "blue"}
+WRONG_THINK = "<think>The shape on the left is yellow. So the answer is A."
+
+
+def prompt(prefill="", variant="base"):
+    return Prompt(
+        id="s1", bench="shapes", variant=variant, seed=0, image="x.png", question="Which colour?",
+        options=dict(OPTIONS), answer="C", category="left", user_text="...", prefill=prefill,
+    )  # fmt: skip
+
+
+def score(completion, prefill="", **spec):
+    return Reward(spec).score_one(prompt(prefill), completion)
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        (
+            "<think>The shape on the left is red.\nA. yellow\nB. green\nC. red\nso option C.</think><answer>C</answer>",
+            1.1,
+        ),
+        ("\n<think>red</think>\n<answer>C</answer>\n", 1.1),  # whitespace around the blocks is fine
+        ("<think>red</think><answer>(C)</answer>", 1.1),
+        ("<think>red</think><answer>Option C</answer>", 1.1),
+        ("<think>red</think><answer>c</answer>", 1.1),  # a lone lower-case letter is read
+        ("<think>red</think><answer>C. red</answer>", 1.1),
+        ("<think></think><answer>C</answer>", 1.1),  # an empty think is still the format
+        ("<think>yellow</think><answer>A</answer>", 0.1),  # well formed, wrong
+        ("<think>red</think><answer>red</answer>", 0.1),  # the option text, not its letter
+        ("<think>red</think><answer>E</answer>", 0.1),  # not an option letter
+        ("<answer>C</answer>", 1.0),  # correct, no think: no format bonus
+        ("<think>red<answer>C</answer>", 1.0),  # unclosed think
+        ("<think>red</think><answer>C</answer> and more", 1.0),  # text after the answer
+        (
+            "<think>red</think><answer>B</answer><answer>C</answer>",
+            1.0,
+        ),  # two answers: last counts, no format
+        ("<think>red</think><answer>C</answer><answer>B</answer>", 0.0),
+        ("<think>a</think><think>b</think><answer>C</answer>", 1.0),  # two thinks
+        ("<think>red</think><answer>C", 0.0),  # unclosed answer: no letter
+        ("The shape on the left is red.\nso option C.C", 0.0),  # tags stripped as special tokens
+        ("", 0.0),
+        ("<think>red</think><answer></answer>", 0.1),
+    ],
+)
+def test_format_and_correctness(completion, expected):
+    s = score(completion)
+    assert s.score == pytest.approx(expected)
+    assert s.consistent is None and s.think_letter is None
+
+
+def test_parts_are_reported():
+    s = score("<think>red</think><answer>A</answer>")
+    assert (s.format, s.correct, s.answer_letter) == (1.0, 0.0, "A")
+
+
+def test_the_prefill_is_part_of_the_assistant_turn():
+    # The completion alone is not well formed; with the pre-filled "<think>..." it is.
+    completion = " But I think it is red, so option C.</think><answer>C</answer>"
+    assert score(completion, prefill=WRONG_THINK).score == pytest.approx(1.1)
+    assert score(completion).score == pytest.approx(1.0)
+
+
+def test_faithfulness_multiplies_by_think_answer_agreement():
+    faithful = "<think>It is red, so option C.</think><answer>C</answer>"
+    unfaithful = "<think>It is yellow, so option A.</think><answer>C</answer>"
+    assert score(faithful, faithfulness=True).score == pytest.approx(1.1)
+    s = score(unfaithful, faithfulness=True)
+    assert (s.score, s.consistent, s.think_letter) == (0.0, 0.0, "A")
+    assert score(unfaithful).score == pytest.approx(1.1)  # off by default
+    # A wrong answer that its think supports keeps its format reward.
+    assert score("<think>so option A.</think><answer>A</answer>", faithfulness=True).score == pytest.approx(
+        0.1
+    )
+
+
+def test_faithfulness_reads_the_prefill_with_the_completion():
+    # The pre-filled wrong think settles on A; the model closes it and answers C: inconsistent.
+    assert score("</think><answer>C</answer>", prefill=WRONG_THINK, faithfulness=True).score == 0.0
+    # It corrects the think first: the last reference (C) wins.
+    fixed = " But I think the answer is C.</think><answer>C</answer>"
+    assert score(fixed, prefill=WRONG_THINK, faithfulness=True).score == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize(
+    "completion",
+    ["<think></think><answer>C</answer>", "<answer>C</answer>", "<think>hmm</think><answer>C</answer>",
+     "<think>so option C.</think>"],
+)  # fmt: skip
+def test_no_settled_think_or_no_answer_is_not_consistent(completion):
+    s = score(completion, faithfulness=True)
+    assert s.score == 0.0 and s.consistent == 0.0
+
+
+def test_the_judge_is_configurable():
+    # use_option_text off: "red" alone no longer settles the think.
+    text = "<think>It looks red.</think><answer>C</answer>"
+    assert score(text, faithfulness=True).score == pytest.approx(1.1)
+    off = {"kind": "rule", "args": {"use_option_text": False}}
+    assert score(text, faithfulness=True, judge=off).score == 0.0
+
+
+def test_a_plugged_in_judge_is_called_once_per_batch(monkeypatch):
+    from cotprobe.judges import JUDGES, Judge, ThinkReading
+
+    calls = []
+
+    class Always(Judge):
+        version = 1
+
+        def read_thinks(self, pairs):
+            calls.append(len(pairs))
+            return [ThinkReading("C") for _ in pairs]
+
+    monkeypatch.setitem(JUDGES._entries, "always-c", Always)
+    r = Reward({"faithfulness": True, "judge": {"kind": "always-c"}})
+    out = r.score(
+        [(prompt(), "<think>x</think><answer>C</answer>"), (prompt(), "<think>x</think><answer>A</answer>")]
+    )
+    assert calls == [2]
+    assert [s.score for s in out] == [pytest.approx(1.1), 0.0]
+
+
+def test_bad_specs_fail_clearly():
+    with pytest.raises(ValueError, match="unknown key"):
+        Reward({"format_wieght": 0.1})
+    with pytest.raises(UnknownPluginError):
+        Reward({"faithfulness": True, "judge": "nope"})
+    with pytest.raises(ValueError, match="use_option_txt"):
+        Reward({"faithfulness": True, "judge": {"kind": "rule", "args": {"use_option_txt": True}}})
+
+
+def test_weights_and_spec_round_trip():
+    spec = RewardSpec.from_dict({"format_weight": 0.5, "correct_weight": 2.0, "judge": "rule"})
+    assert spec.to_dict()["version"] == REWARD_VERSION
+    assert RewardSpec.from_dict(spec.to_dict()) == spec
+    assert Reward(spec).score_one(prompt(), "<think>x</think><answer>C</answer>").score == pytest.approx(2.5)
+
+
+def test_prompt_from_fields_ignores_extra_columns():
+    p = prompt(WRONG_THINK)
+    assert prompt_from_fields({**p.to_dict(), "image_obj": object()}) == p
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from cotprobe.tiny_model import build_tiny_model
+
+    return AutoTokenizer.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("m") / "tiny"))
+
+
+def test_tags_survive_decoding_even_as_special_tokens(tokenizer):
+    text = "<think>so option C.</think><answer>C</answer>"
+    ids = tokenizer.encode(text + tokenizer.eos_token, add_special_tokens=False)
+    assert special_tags(tokenizer) == []
+    assert completion_text(tokenizer, ids) == text
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<think>", "</think>", "<answer>", "</answer>"]}
+    )
+    assert special_tags(tokenizer) == ["<think>", "</think>", "<answer>", "</answer>"]
+    # What a trainer decoding with skip_special_tokens=True hands its reward: no tags, no reward.
+    stripped = tokenizer.decode(ids, skip_special_tokens=True)
+    assert "<think>" not in stripped and score(stripped).score == 0.0
+    assert completion_text(tokenizer, ids) == text
+    assert score(completion_text(tokenizer, ids)).score == pytest.approx(1.1)

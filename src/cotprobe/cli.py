@@ -241,6 +241,15 @@ def cmd_judge(args) -> None:
     log.info("%s: %s", args.out, counts)
 
 
+def _judge_cache_key(spec: dict[str, Any], prompts_path: str, generations_path: str) -> str:
+    """Identity of a judging run: the judge spec (model, template hash, ...), its inputs, the weights."""
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for path in (prompts_path, generations_path):
+        h.update(Path(path).read_bytes())
+    _hash_weights(h, str(spec.get("args", {}).get("path", "")))
+    return h.hexdigest()[:16]
+
+
 def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
     """A model-based judge's readings, chunk by chunk, each checkpointed in ``<out>.part``.
 
@@ -249,11 +258,7 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
     """
     from cotprobe.judges.base import ThinkReading
 
-    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
-    for path in (args.prompts, args.generations):
-        h.update(Path(path).read_bytes())
-    _hash_weights(h, str(spec.get("args", {}).get("path", "")))
-    key = h.hexdigest()[:16]
+    key = _judge_cache_key(spec, args.prompts, args.generations)
     part = Path(args.out + ".part")
     done = {r["id"]: ThinkReading(r["letter"], r["reason"], r["raw"]) for r in _read_part(part, key)}
     todo = [pair for pair in pairs if pair[0].id not in done]

@@ -113,12 +113,16 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(Path(prompts_path).read_bytes())
     h.update(str(seed).encode())
-    weights = Path(spec["path"])
-    if spec["path"] and weights.is_dir():  # local checkpoints: the same path may hold other weights later
+    _hash_weights(h, spec["path"])
+    return h.hexdigest()[:16]
+
+
+def _hash_weights(h, path: str) -> None:
+    weights = Path(path)
+    if path and weights.is_dir():  # local checkpoints: the same path may hold other weights later
         for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
 
 
 def _read_part(part: Path, key: str) -> list[dict[str, Any]]:
@@ -214,18 +218,113 @@ def _write_scores(path: str, scores) -> None:
 
 
 def cmd_judge(args) -> None:
-    from cotprobe.judges import JUDGES
+    from cotprobe.judges import ENSEMBLE, JUDGES
+    from cotprobe.judges.base import build_verdict
 
     spec = _spec(args.spec)
+    if spec["kind"] == ENSEMBLE:
+        raise InputError(f"--spec: judge {args.judge!r} is an ensemble; run `cotprobe ensemble`")
     judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
-    verdicts = judge.judge(args.judge, prompts, generations)
+    pairs = judge.pair(prompts, generations)
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if judge.chunk_size:
+        readings = _read_thinks_resumably(judge, pairs, spec, args)
+    else:
+        readings = judge.read_thinks(pairs)
+        judge.check_readings(pairs, readings)
+    verdicts = [build_verdict(args.judge, judge.version, p, g, r) for (p, g), r in zip(pairs, readings)]
+    write_jsonl(args.out, (v.to_dict() for v in verdicts))
+    Path(args.out + ".part").unlink(missing_ok=True)
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.quadrant] = counts.get(v.quadrant, 0) + 1
+    log.info("%s: %s", args.out, counts)
+
+
+def _judge_cache_key(spec: dict[str, Any], prompts_path: str, generations_path: str) -> str:
+    """Identity of a judging run: the judge spec (model, template hash, ...), its inputs, the weights."""
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for path in (prompts_path, generations_path):
+        h.update(Path(path).read_bytes())
+    _hash_weights(h, str(spec.get("args", {}).get("path", "")))
+    return h.hexdigest()[:16]
+
+
+def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
+    """A model-based judge's readings, chunk by chunk, each checkpointed in ``<out>.part``.
+
+    Like ``cmd_generate``: a rerun with the same judge spec and input files reads back what was
+    answered and asks only the rest.
+    """
+    from cotprobe.judges.base import ThinkReading
+
+    key = _judge_cache_key(spec, args.prompts, args.generations)
+    part = Path(args.out + ".part")
+    done = {r["id"]: ThinkReading(r["letter"], r["reason"], r["raw"]) for r in _read_part(part, key)}
+    todo = [pair for pair in pairs if pair[0].id not in done]
+    log.info(
+        "%s: %d samples, %d already judged (resumed), %d to go", args.out, len(pairs), len(done), len(todo)
+    )
+    part.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not part.exists()
+    with part.open("a", encoding="utf-8") as fh:
+        if fresh:
+            fh.write(json.dumps({"cache_key": key}) + "\n")
+        for start in range(0, len(todo), judge.chunk_size):
+            chunk = todo[start : start + judge.chunk_size]
+            readings = judge.read_thinks(chunk)
+            judge.check_readings(chunk, readings)
+            for (prompt, _), r in zip(chunk, readings):
+                row = {"id": prompt.id, "letter": r.letter, "reason": r.reason, "raw": r.raw}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[prompt.id] = r
+            fh.flush()
+            os.fsync(fh.fileno())
+    return [done[p.id] for p, _ in pairs]
+
+
+def cmd_ensemble(args) -> None:
+    from cotprobe.judges.ensemble import EnsembleJudge
+
+    spec = _spec(args.spec)
+    ensemble = EnsembleJudge(**spec.get("args", {}))
+    if len(args.verdicts) != len(ensemble.members):
+        raise InputError(f"--verdicts: {len(args.verdicts)} files for members {ensemble.members}")
+    rows = {
+        m: read_jsonl(path, required=("id", "quadrant", "answer_letter", "correct", "consistent"))
+        for m, path in zip(ensemble.members, args.verdicts)
+    }
+    verdicts = ensemble.combine(args.judge, rows)
     write_jsonl(args.out, (v.to_dict() for v in verdicts))
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v.quadrant] = counts.get(v.quadrant, 0) + 1
     log.info("%s: %s", args.out, counts)
+
+
+def cmd_agreement(args) -> None:
+    from cotprobe import agreement, metrics
+    from cotprobe.workflow import cell_entries
+
+    judges = json.loads(args.judges)
+    table = agreement.agreement_rows(cell_entries(_spec(args.axes)), judges)
+    metrics.write_csv(table, args.out)
+    log.info("agreement of %s over %d groups written", judges, table.height)
+
+
+def cmd_agreement_figure(args) -> None:
+    from cotprobe import figures
+
+    figures.plot_agreement(args.agreement, args.out)
+
+
+def cmd_judge_cost(args) -> None:
+    from cotprobe.judge_cost import cost_table, format_table
+
+    print(format_table(cost_table(args.configfile, args.schema, samples_per_bench=args.samples_per_bench)))
 
 
 def cmd_metrics(args) -> None:
@@ -243,8 +342,8 @@ def cmd_metrics(args) -> None:
 def cmd_figures(args) -> None:
     from cotprobe import figures
 
-    figures.plot_accuracy(args.summary, args.accuracy)
-    figures.plot_quadrants(args.summary, args.quadrants)
+    figures.plot_accuracy(args.summary, args.accuracy, judge=args.judge)
+    figures.plot_quadrants(args.summary, args.quadrants, judge=args.judge)
     figures.plot_auroc(args.auroc, args.auroc_out)
 
 
@@ -361,7 +460,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompts", required=True)
     s.add_argument("--generations", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads of a local LLM judge")
     s.set_defaults(func=cmd_judge)
+
+    s = sub.add_parser("ensemble", help="combine member judges' verdicts of one cell")
+    s.add_argument("--judge", required=True, help="ensemble id (recorded in every verdict)")
+    s.add_argument("--spec", required=True, help='JSON: {"kind":"ensemble","args":{"judges":[..],"rule":..}}')
+    s.add_argument("--verdicts", required=True, nargs="+", help="member verdict files, in member order")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_ensemble)
+
+    s = sub.add_parser("agreement", help="judge agreement table (strict, Fleiss' and Cohen's kappa)")
+    s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
+    s.add_argument("--judges", required=True, help="JSON list of the judges compared")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_agreement)
+
+    s = sub.add_parser("agreement-figure", help="draw the judge agreement table")
+    s.add_argument("--agreement", required=True)
+    s.add_argument("--out", required=True, help="output .png (a .pdf is written beside it)")
+    s.set_defaults(func=cmd_agreement_figure)
+
+    s = sub.add_parser("judge-cost", help="count the calls and tokens each LLM judge would spend (dry run)")
+    s.add_argument("--configfile", default="config/config.yaml")
+    s.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    s.add_argument(
+        "--samples-per-bench", type=int, default=None, help="samples of a benchmark not yet prepared"
+    )
+    s.set_defaults(func=cmd_judge_cost)
 
     s = sub.add_parser("metrics", help="aggregate every cell into the metric tables")
     s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
@@ -376,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accuracy", required=True, help="output .png (a .pdf is written beside it)")
     s.add_argument("--quadrants", required=True)
     s.add_argument("--auroc-out", required=True)
+    s.add_argument("--judge", default=None, help="the judge (or ensemble) drawn; default: the first")
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("train", help="GRPO-train one (run, seed) with TRL; saves step{N} model dirs")

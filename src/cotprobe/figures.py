@@ -1,4 +1,4 @@
-"""Figures from the metrics CSVs (``cotprobe.metrics``): accuracy, quadrants, AUROC.
+"""Figures from the metrics CSVs (``cotprobe.metrics``): accuracy, quadrants, AUROC, judge agreement.
 
 Each function reads a CSV, draws with matplotlib's Agg backend (no display, no pyplot state)
 and writes ``out_png`` plus a PDF with the same stem next to it, both atomically. Missing
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from cotprobe.io import atomic_path
+from cotprobe.io import InputError, atomic_path
 from cotprobe.metrics import BASE_VARIANT
 from cotprobe.records import QUADRANTS, UNPARSEABLE
 
@@ -36,21 +36,22 @@ class Written(NamedTuple):
     pdf: Path
 
 
-def plot_accuracy(summary_csv: PathLike, out_png: PathLike) -> Written:
+def plot_accuracy(summary_csv: PathLike, out_png: PathLike, judge: str | None = None) -> Written:
     """Accuracy per variant, one bar colour per model, one panel per benchmark (Fig. 3 style).
 
-    Accuracy does not depend on the judge; when the summary holds several judges, the first
-    one's rows are drawn.
+    Accuracy does not depend on the judge; the rows of ``judge`` (default: the summary's first
+    judge) are drawn.
 
     Args:
         summary_csv: The seed summary (``metrics.summary_rows``).
         out_png: Output path ending in ``.png``; the PDF goes next to it.
+        judge: Any judge or ensemble of the summary.
     """
     table = _read(summary_csv)
     fig = _figure()
     if table.is_empty():
         return _empty(fig, "Accuracy by prompt variant", out_png)
-    table = table.filter(pl.col("judge") == table["judge"][0]) if "judge" in table.columns else table
+    table = _one_judge(table, judge, summary_csv)
     benches = _unique(table["bench"])
     models = _unique(table["model"])
     variants = _variants(table["variant"])
@@ -91,7 +92,7 @@ def plot_accuracy(summary_csv: PathLike, out_png: PathLike) -> Written:
     return _save(fig, out_png)
 
 
-def plot_quadrants(summary_csv: PathLike, out_png: PathLike) -> Written:
+def plot_quadrants(summary_csv: PathLike, out_png: PathLike, judge: str | None = None) -> Written:
     """Quadrant shares (and unparseable) as stacked bars per model x variant.
 
     One panel per (benchmark, judge); bars are grouped by model, one bar per variant.
@@ -99,6 +100,7 @@ def plot_quadrants(summary_csv: PathLike, out_png: PathLike) -> Written:
     Args:
         summary_csv: The seed summary (``metrics.summary_rows``).
         out_png: Output path ending in ``.png``; the PDF goes next to it.
+        judge: Draw only this judge or ensemble (default: every judge of the summary).
     """
     from matplotlib.patches import Patch
 
@@ -106,6 +108,8 @@ def plot_quadrants(summary_csv: PathLike, out_png: PathLike) -> Written:
     fig = _figure()
     if table.is_empty():
         return _empty(fig, "Think/answer quadrants", out_png)
+    if judge is not None:
+        table = _one_judge(table, judge, summary_csv)
     panels = _unique(table.select(pl.concat_str("bench", pl.lit(" | judge: "), "judge"))[:, 0])
     models = _unique(table["model"])
     variants = _variants(table["variant"])
@@ -210,9 +214,67 @@ def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
     return _save(fig, out_png)
 
 
+def plot_agreement(agreement_csv: PathLike, out_png: PathLike) -> Written:
+    """Pairwise Cohen's kappa between judges, one heat map per benchmark (all models pooled).
+
+    Each panel's title gives the strict all-judge agreement and Fleiss' kappa; an undefined
+    kappa is shown as ``n/a`` (see ``cotprobe.agreement``).
+
+    Args:
+        agreement_csv: The agreement table (``agreement.agreement_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(agreement_csv)
+    fig = _figure()
+    title = "Judge agreement (pairwise Cohen's kappa)"
+    if table.is_empty():
+        return _empty(fig, title, out_png)
+    table = table.filter(pl.col("model") == "all")
+    benches = _unique(table["bench"])
+    fleiss_rows = table.filter(pl.col("statistic") == "fleiss")
+    judges = str(fleiss_rows["raters"][0]).split("+")
+    k = len(judges)
+    axes = _axes(fig, len(benches), 1.0 * k + 2.0, 0.9 * k + 1.6)
+    image = None
+    for ax, bench in zip(axes, benches):
+        rows = table.filter(pl.col("bench") == bench)
+        matrix = [[1.0 if i == j else math.nan for j in range(k)] for i in range(k)]
+        for row in rows.filter(pl.col("statistic") == "cohen").iter_rows(named=True):
+            a, b = str(row["raters"]).split("+")
+            value = math.nan if _nan(row["kappa"]) else row["kappa"]
+            matrix[judges.index(a)][judges.index(b)] = matrix[judges.index(b)][judges.index(a)] = value
+        image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdYlGn")
+        for i in range(k):
+            for j in range(k):
+                text = "n/a" if math.isnan(matrix[i][j]) else f"{matrix[i][j]:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize="small")
+        ax.set_xticks(range(k), judges, rotation=30, ha="right", fontsize="small")
+        ax.set_yticks(range(k), judges, fontsize="small")
+        fl = _row(rows, statistic="fleiss")
+        strict = "n/a" if fl is None or _nan(fl["agreement"]) else f"{fl['agreement']:.0%}"
+        kappa = "n/a" if fl is None or _nan(fl["kappa"]) else f"{fl['kappa']:.2f}"
+        n = 0 if fl is None else fl["n"]
+        ax.set_title(f"{bench} (n={n})\nstrict {strict}, Fleiss κ {kappa}", fontsize="small")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="Cohen's κ")
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+def _one_judge(table: pl.DataFrame, judge: str | None, path: PathLike) -> pl.DataFrame:
+    if "judge" not in table.columns:
+        return table
+    judges = _unique(table["judge"])
+    if judge is None:
+        judge = judges[0]
+    if judge not in judges:
+        raise InputError(f"{path}: no rows of judge {judge!r} (judges: {', '.join(judges)})")
+    return table.filter(pl.col("judge") == judge)
+
+
 def _read(path: PathLike) -> pl.DataFrame:
     table = pl.read_csv(path, infer_schema_length=None)
-    keys = [c for c in ("model", "bench", "variant", "judge") if c in table.columns]
+    keys = [c for c in ("model", "bench", "variant", "judge", "raters", "statistic") if c in table.columns]
     return table.with_columns(pl.col(keys).cast(pl.String))
 
 

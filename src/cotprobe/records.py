@@ -5,7 +5,7 @@ letter logits, which are a parquet table. Image paths are relative to the workfl
 directory (the repository root when run with ``snakemake``), e.g.
 ``results/data/shapes/images/shapes-00003.png``.
 
-Stage files::
+Stage files (an ensemble of judges writes verdicts like any judge)::
 
     results/data/{bench}/samples.jsonl                      Sample
     results/prompts/{bench}/{variant}/seed{seed}.jsonl      Prompt
@@ -201,6 +201,9 @@ class Verdict:
         quadrant: One of QUADRANTS or ``unparseable``.
         reason: Why the verdict is unparseable ("" otherwise).
         judge_version: Version of the judge plugin.
+        judge_output: The raw text of a model-based judge (None for the rule judge, and for
+            samples it was not asked about, e.g. a generation without a think).
+        votes: For an ensemble, each member judge's quadrant (None for a single judge).
     """
 
     id: str
@@ -212,6 +215,8 @@ class Verdict:
     quadrant: str
     reason: str = ""
     judge_version: int = 1
+    judge_output: str | None = None
+    votes: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from cotprobe.judges import ENSEMBLE
+
 SAMPLES = "results/data/{bench}/samples.jsonl"
 PROMPTS = "results/prompts/{bench}/{variant}/seed{seed}.jsonl"
 GENERATIONS = "results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl"
@@ -36,6 +38,11 @@ TRAINING_FIGURES = ("results/figures/training_curves.png", "results/figures/trai
 METRICS = ("results/metrics/cells.csv", "results/metrics/summary.csv", "results/metrics/auroc.csv")
 FIGURE_NAMES = ("accuracy", "quadrants", "auroc")
 FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf"))
+# Only with two or more judges to compare (Grid.agreement_judges).
+AGREEMENT = "results/metrics/judge_agreement.csv"
+AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
+# Ensembles added when a study lists several judges and configures none (majority, strict).
+AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 
 # Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
 METRICS_VERSION = 1
@@ -118,6 +125,7 @@ class Grid:
     judges: dict[str, dict[str, Any]]
     training_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     training_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    judge_gpu_counts: dict[str, int] = field(default_factory=dict)
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -154,9 +162,7 @@ class Grid:
         benchmarks = {
             b: {"kind": v["kind"], "args": dict(v.get("args", {}))} for b, v in config["benchmarks"].items()
         }
-        judges = {
-            j: {"kind": v["kind"], "args": dict(v.get("args", {}))} for j, v in config["judges"].items()
-        }
+        judges, judge_gpus = _judges(config["judges"], models)
         training = config.get("training") or {}
         training_data = {
             d: {"kind": v["kind"], "args": dict(v.get("args", {}))}
@@ -173,6 +179,7 @@ class Grid:
             judges=judges,
             training_data=training_data,
             training_runs=runs,
+            judge_gpu_counts=judge_gpus,
         )
 
     def check_plugins(self) -> None:
@@ -291,8 +298,62 @@ class Grid:
         }
 
     def judge_spec(self, judge: str) -> dict[str, Any]:
+        """The judge's config, its plugin version and what else identifies its verdicts.
+
+        An LLM judge adds its prompt template's hash and its backend's version, so editing the
+        template reruns only its cells.
+        """
+        from cotprobe.judges import JUDGES
+
         spec = self.judges[judge]
-        return {**spec, "version": self._version("judge", spec["kind"])}
+        extras = getattr(JUDGES.get(spec["kind"]), "spec_extras", None)
+        return {
+            **spec,
+            "version": self._version("judge", spec["kind"]),
+            **(extras(spec["args"]) if extras else {}),
+        }
+
+    # ---- judges: those that read generations, and ensembles that combine them ----
+    @property
+    def base_judges(self) -> list[str]:
+        return [j for j, spec in self.judges.items() if spec["kind"] != ENSEMBLE]
+
+    @property
+    def ensemble_judges(self) -> list[str]:
+        return [j for j, spec in self.judges.items() if spec["kind"] == ENSEMBLE]
+
+    def ensemble_members(self, judge: str) -> list[str]:
+        return list(self.judges[judge]["args"]["judges"])
+
+    def ensemble_inputs(self, judge: str, model: str, bench: str, variant: str, seed: int | str) -> list[str]:
+        """The member verdict files of one ensemble cell, in member order."""
+        cell = {"model": model, "bench": bench, "variant": variant, "seed": seed}
+        return [VERDICTS.format(judge=m, **cell) for m in self.ensemble_members(judge)]
+
+    @property
+    def figure_judge(self) -> str:
+        """The judge the default figures draw: the first majority ensemble, else the first judge."""
+        majority = [j for j in self.ensemble_judges if self.judges[j]["args"]["rule"] == "majority"]
+        return (majority or list(self.judges))[0]
+
+    @property
+    def agreement_judges(self) -> list[str]:
+        """Judges compared in the agreement table: the figure ensemble's members, else every judge
+        that reads generations; empty when fewer than two."""
+        judge = self.figure_judge
+        judges = self.ensemble_members(judge) if judge in self.ensemble_judges else self.base_judges
+        return judges if len(judges) >= 2 else []
+
+    def judge_inputs(self, judge: str) -> list[str]:
+        """Files a judge's cells depend on besides the cell: a model built by the workflow."""
+        path = self.judges[judge]["args"].get("path")
+        return [
+            BUILT_MODEL.format(model=m) for m in self.built_model_ids if path == BUILT_MODEL.format(model=m)
+        ]
+
+    def judge_gpus(self, judge: str) -> int:
+        """GPUs one judge job requests (a scheduling resource, not part of the params)."""
+        return self.judge_gpu_counts.get(judge, 0)
 
     def axes(self) -> dict[str, Any]:
         """The grid's axes, for the aggregate rules (which rebuild paths from the grammar)."""
@@ -347,9 +408,18 @@ class Grid:
     def metric_inputs(self) -> list[str]:
         return self.prompt_files() + self.generation_files() + self.logit_files() + self.verdict_files()
 
+    def agreement_inputs(self) -> list[str]:
+        judges = self.agreement_judges
+        return [
+            VERDICTS.format(judge=j, model=m, bench=b, variant=v, seed=s)
+            for j in judges
+            for m, b, v, s in self.cells()
+        ]
+
     def final_targets(self) -> list[str]:
         training = [TRAINING_CURVES, *TRAINING_FIGURES] if self.training_runs else []
-        return [*METRICS, *FIGURES, *training]
+        agreement = [AGREEMENT, *AGREEMENT_FIGURES] if self.agreement_judges else []
+        return [*METRICS, *FIGURES, *training, *agreement]
 
 
 def _training_run(
@@ -389,6 +459,47 @@ def _training_run(
                 trained={"run": rid, "seed": int(seed), "step": step},
             )
     return {**r, "steps": steps}
+
+
+def _judges(config: dict[str, Any], models: dict[str, ModelSpec]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Judge slices (``kind``, ``args``), plus ensembles of several judges, and GPUs per judge.
+
+    Ensembles get their member list resolved (default: every judge that reads generations) so
+    that the param names it. With two or more such judges and no ensemble configured, the
+    ``AUTO_ENSEMBLES`` are added over all of them.
+    """
+    judges = {j: {"kind": v["kind"], "args": dict(v.get("args", {}))} for j, v in config.items()}
+    base = [j for j, v in judges.items() if v["kind"] != ENSEMBLE]
+    ensembles = [j for j, v in judges.items() if v["kind"] == ENSEMBLE]
+    if not ensembles and len(base) >= 2:
+        taken = sorted(set(AUTO_ENSEMBLES) & set(judges))
+        if taken:
+            raise ConfigError(
+                f"config.judges.{taken[0]}: this id names the automatic ensemble; configure "
+                f"an ensemble explicitly (kind: ensemble) or rename the judge"
+            )
+        for j, rule in AUTO_ENSEMBLES.items():
+            judges[j] = {"kind": ENSEMBLE, "args": {"judges": list(base), "rule": rule}}
+            ensembles.append(j)
+    for j in ensembles:
+        args = judges[j]["args"]
+        args.setdefault("judges", list(base))
+        args.setdefault("rule", "majority")
+        for m in args["judges"] if isinstance(args["judges"], list) else []:
+            if m not in base:
+                what = "an ensemble" if m in judges else "not a judge of this study"
+                raise ConfigError(
+                    f"config.judges.{j}.args.judges: {m!r} is {what} (members: {', '.join(base)})"
+                )
+    gpus = {}
+    built_paths = {BUILT_MODEL.format(model=m) for m, spec in models.items() if spec.built}
+    for j, v in config.items():
+        if "gpus" in v:
+            gpus[j] = int(v["gpus"])
+        elif v["kind"] == "llm":  # a local model needs a GPU unless the workflow built it (tiny)
+            local = v.get("args", {}).get("backend", "hf") != "openai"
+            gpus[j] = int(local and v.get("args", {}).get("path") not in built_paths)
+    return judges, gpus
 
 
 def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:

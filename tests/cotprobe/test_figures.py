@@ -108,3 +108,31 @@ def test_output_must_be_png(tmp_path):
     metrics.write_csv(auroc(), auroc_csv)
     with pytest.raises(ValueError, match=".png"):
         figures.plot_auroc(auroc_csv, tmp_path / "auroc.pdf")
+
+
+def test_figures_draw_the_chosen_judge(tmp_path):
+    csv = tmp_path / "summary.csv"
+    metrics.write_csv(metrics.summary_rows(cells(judges=("rule", "ensemble"))), csv)
+    for plot in (figures.plot_accuracy, figures.plot_quadrants):
+        out = tmp_path / f"{plot.__name__}.png"
+        assert_written(plot(csv, out, judge="ensemble"), out)
+        with pytest.raises(figures.InputError, match="no rows of judge 'llm' .*judges: ensemble, rule"):
+            plot(csv, out, judge="llm")
+
+
+def test_agreement_figure(tmp_path):
+    from cotprobe.agreement import group_rows
+
+    table = [["consistent", "consistent", "inconsistent"], ["inconsistent"] * 3, ["consistent"] * 3]
+    rows = group_rows("tiny", "shapes", ["a", "b", "c"], table) + group_rows(
+        "all", "shapes", ["a", "b", "c"], table
+    )
+    rows += group_rows("all", "cvbench", ["a", "b", "c"], [["consistent"] * 3])  # every kappa undefined
+    csv = tmp_path / "judge_agreement.csv"
+    from cotprobe.agreement import SCHEMA
+
+    metrics.write_csv(pl.DataFrame(rows, schema=SCHEMA, orient="row"), csv)
+    out = tmp_path / "judge_agreement.png"
+    assert_written(figures.plot_agreement(csv, out), out)
+    metrics.write_csv(pl.DataFrame([], schema=SCHEMA), csv)
+    assert_written(figures.plot_agreement(csv, out), out)

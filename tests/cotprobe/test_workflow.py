@@ -107,10 +107,14 @@ def test_cell_entries_follow_the_path_grammar():
     assert e["verdicts"] == "results/verdicts/rule/tiny/shapes/base/seed0.jsonl"
 
 
-def test_dag_build_imports_no_torch():
+@pytest.mark.parametrize(
+    "configfile", ["config/config.yaml", "config/paper.yaml", "tests/workflow/config/config.yaml"]
+)
+def test_dag_build_imports_no_torch(configfile):
     code = (
         "import sys, yaml; from cotprobe.workflow import Grid;"
-        f"g = Grid.from_config(yaml.safe_load(open({str(ROOT / 'config/config.yaml')!r})), {str(SCHEMA)!r});"
+        f"g = Grid.from_config(yaml.safe_load(open({str(ROOT / configfile)!r})), {str(SCHEMA)!r});"
+        "g.check_plugins();"
         "[g.model_spec(m) for m in g.models]; [g.bench_spec(b) for b in g.benchmarks];"
         "[g.variant_spec(v) for v in g.variants]; [g.judge_spec(j) for j in g.judges];"
         "[g.build_spec(m) for m in g.built_model_ids];"
@@ -190,8 +194,90 @@ def test_training_config_errors_name_the_bad_key(mutate, expected):
         grid(config)
 
 
+# ---- judges: LLM judges, ensembles, agreement ----
+TEST_STUDY = yaml.safe_load((ROOT / "tests/workflow/config/config.yaml").read_text())
+PAPER = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+
+
+def test_two_judges_add_the_ensembles_and_the_agreement_targets():
+    g = grid(TEST_STUDY)
+    assert list(g.judges) == ["rule", "tiny-llm", "ensemble", "ensemble-strict"]
+    assert g.base_judges == ["rule", "tiny-llm"] and g.ensemble_judges == ["ensemble", "ensemble-strict"]
+    assert g.judge_spec("ensemble-strict")["args"] == {"judges": ["rule", "tiny-llm"], "rule": "strict"}
+    assert g.figure_judge == "ensemble" and g.agreement_judges == ["rule", "tiny-llm"]
+    assert "results/metrics/judge_agreement.csv" in g.final_targets()
+    assert g.ensemble_inputs("ensemble", "tiny", "shapes", "base", 0) == [
+        "results/verdicts/rule/tiny/shapes/base/seed0.jsonl",
+        "results/verdicts/tiny-llm/tiny/shapes/base/seed0.jsonl",
+    ]
+    # The judge served by the built tiny model depends on it and needs no GPU.
+    assert g.judge_inputs("tiny-llm") == [BUILT_MODEL.format(model="tiny")] and g.judge_gpus("tiny-llm") == 0
+    assert g.judge_inputs("rule") == []
+    # One judge: no ensemble, no agreement table; the figures draw that judge.
+    one = grid()
+    assert one.ensemble_judges == [] and one.agreement_judges == [] and one.figure_judge == "rule"
+    assert not any("judge_agreement" in t for t in one.final_targets())
+
+
+def test_paper_judges():
+    g = grid(PAPER)
+    assert g.base_judges == ["rule", "qwen3-32b", "gpt-oss-120b", "llama31-70b"]
+    assert g.agreement_judges == ["qwen3-32b", "gpt-oss-120b", "llama31-70b"]  # Table 3: the LLM judges
+    assert g.figure_judge == "ensemble"
+    assert g.judge_gpus("qwen3-32b") == 1 and g.judge_gpus("gpt-oss-120b") == 0 and g.judge_gpus("rule") == 0
+    g.check_plugins()
+
+
+def test_llm_judge_spec_names_model_template_and_versions():
+    from cotprobe.judges.llm import load_template
+
+    g = grid(TEST_STUDY)
+    spec = g.judge_spec("tiny-llm")
+    assert (
+        spec["args"]["path"] == "resources/models/tiny" and spec["args"]["sampling"]["max_new_tokens"] == 12
+    )
+    assert spec["prompt_sha256"] == load_template("consistency_v1").sha256 and spec["backend_version"] == 1
+    assert set(g.judge_spec("rule")) == {"kind", "args", "version"}  # the rule judge's cells are unchanged
+    # Changing the LLM judge's model leaves every other judge's slice alone (ensembles rerun by their inputs).
+    other = copy.deepcopy(TEST_STUDY)
+    other["judges"]["tiny-llm"]["args"]["sampling"]["max_new_tokens"] = 20
+    g2 = grid(other)
+    assert g2.judge_spec("tiny-llm") != spec
+    assert all(g2.judge_spec(j) == g.judge_spec(j) for j in ("rule", "ensemble", "ensemble-strict"))
+
+
+@pytest.mark.parametrize(
+    "judges, expected",
+    [
+        ({"rule": {"kind": "rule"}, "e": {"kind": "ensemble", "args": {"judges": ["rule", "x"]}}},
+         r"config\.judges\.e\.args\.judges: 'x' is not a judge of this study"),
+        ({"rule": {"kind": "rule"}, "r2": {"kind": "rule"}, "e": {"kind": "ensemble"},
+          "e2": {"kind": "ensemble", "args": {"judges": ["rule", "e"]}}},
+         r"config\.judges\.e2\.args\.judges: 'e' is an ensemble"),
+        ({"rule": {"kind": "rule"}, "ensemble": {"kind": "rule"}},
+         r"config\.judges\.ensemble: this id names the automatic ensemble"),
+    ],
+)  # fmt: skip
+def test_ensemble_config_errors(judges, expected):
+    config = copy.deepcopy(DEFAULT)
+    config["judges"] = judges
+    with pytest.raises(ConfigError, match=expected):
+        grid(config)
+
+
 def test_a_step_model_id_may_not_clash():
     config = copy.deepcopy(DEFAULT)
     config["models"]["grpo-s0-step2"] = {"backend": "hf", "path": "x"}
     with pytest.raises(ConfigError, match="clashes"):
         grid(config)
+
+
+def test_explicit_ensemble_defaults_to_every_judge_and_is_checked():
+    config = copy.deepcopy(DEFAULT)
+    config["judges"] = {"rule": {"kind": "rule"}, "r2": {"kind": "rule"}, "vote": {"kind": "ensemble"}}
+    g = grid(config)
+    assert g.ensemble_judges == ["vote"] and g.ensemble_members("vote") == ["rule", "r2"]
+    assert g.figure_judge == "vote"
+    config["judges"]["vote"]["args"] = {"rule": "unanimous"}
+    with pytest.raises(ConfigError, match=r"config\.judges\.vote\.args: .*'rule' must be one of"):
+        grid(config).check_plugins()

@@ -18,6 +18,10 @@ PUSHING = {"wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_dis
 # The tiny model and the one saved step (2) of each of the two seeds of the test study's GRPO run.
 TRAINED = ["grpo-s0-step2", "grpo-s1-step2"]
 MODELS = ["tiny", *TRAINED]
+JUDGES = ["rule", "tiny-llm", "ensemble", "ensemble-strict"]  # two judges add the two ensembles
+AGGREGATES = {
+    "compute_metrics", "plot_figures", "compute_judge_agreement", "plot_judge_agreement", "training_curves", "all",
+}  # fmt: skip
 
 
 def jsonl(path):
@@ -34,11 +38,13 @@ def test_every_stage_writes_its_files(finished_study):
     for v in VARIANTS:
         prompts = jsonl(s.file(f"results/prompts/shapes/{v}/seed0.jsonl"))
         gens = jsonl(s.file(f"results/generations/tiny/shapes/{v}/seed0.jsonl"))
-        verdicts = jsonl(s.file(f"results/verdicts/rule/tiny/shapes/{v}/seed0.jsonl"))
+        verdicts = [
+            x for j in JUDGES for x in jsonl(s.file(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"))
+        ]
         logits = pl.read_parquet(s.file(f"results/logits/tiny/shapes/{v}/seed0.parquet"))
         ids = [p["id"] for p in prompts]
         assert [g["id"] for g in gens] == ids
-        assert [x["id"] for x in verdicts] == ids
+        assert [x["id"] for x in verdicts] == ids * len(JUDGES)
         assert logits["id"].to_list() == ids
         for p, g in zip(prompts, gens):
             assert g["text"] == g["prefill"] + g["completion"] and g["prefill"] == p["prefill"]
@@ -83,22 +89,63 @@ def test_letter_distributions_are_distributions(finished_study):
 def test_metrics_tables(finished_study):
     s = finished_study
     cells = pl.read_csv(s.file("results/metrics/cells.csv"))
-    assert cells.height == len(VARIANTS) * len(MODELS) and set(cells["model"]) == set(MODELS)
-    assert set(cells["variant"]) == set(VARIANTS) and set(cells["judge"]) == {"rule"}
+    assert cells.height == len(VARIANTS) * len(MODELS) * len(JUDGES) and set(cells["model"]) == set(MODELS)
+    assert set(cells["variant"]) == set(VARIANTS) and set(cells["judge"]) == set(JUDGES)
     shares = [f"share_{q}" for q in (*QUADRANTS, UNPARSEABLE)]
     for row in cells.iter_rows(named=True):
         assert row["n"] == 8
         assert math.isclose(sum(row[c] for c in shares), 1.0, abs_tol=1e-9)
         assert 0 <= row["accuracy"] <= 1
     summary = pl.read_csv(s.file("results/metrics/summary.csv"))
-    assert summary.height == len(VARIANTS) * len(MODELS) and "accuracy_lo" in summary.columns
+    assert summary.height == len(VARIANTS) * len(MODELS) * len(JUDGES) and "accuracy_lo" in summary.columns
     auroc = pl.read_csv(s.file("results/metrics/auroc.csv"))
     assert set(auroc["variant"]) == set(VARIANTS) - {"base"}
     assert {"auroc_p_base", "auroc_neg_entropy"} <= set(auroc.columns)
 
 
+def test_llm_judge_keeps_its_raw_replies_and_says_why_it_cannot_read_them(finished_study):
+    s = finished_study
+    asked = 0
+    for v in VARIANTS:
+        gens = {g["id"]: g for g in jsonl(s.file(f"results/generations/tiny/shapes/{v}/seed0.jsonl"))}
+        for x in jsonl(s.file(f"results/verdicts/tiny-llm/tiny/shapes/{v}/seed0.jsonl")):
+            think = gens[x["id"]]["think"]
+            assert (x["judge_output"] is not None) == bool(think and think.strip())  # asked iff a think
+            if x["judge_output"] is not None:
+                asked += 1
+                # The tiny model never writes a verdict line: an explicit unparseable verdict, with why.
+                assert x["quadrant"] == UNPARSEABLE and "judge: no 'Verdict: think=" in x["reason"]
+    assert asked > 0
+    log = s.file("logs/judge_completions/tiny-llm/tiny/shapes/base/seed0.log").read_text()
+    assert "already judged (resumed)" in log
+    assert not list(s.path.glob("results/verdicts/**/*.part"))
+
+
+def test_ensembles_combine_the_member_verdicts(finished_study):
+    s = finished_study
+    for v in VARIANTS:
+        rule, llm, majority, strict = (
+            jsonl(s.file(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl")) for j in JUDGES
+        )
+        for a, b, m, st in zip(rule, llm, majority, strict):
+            assert m["votes"] == st["votes"] == {"rule": a["quadrant"], "tiny-llm": b["quadrant"]}
+            agreed = a["quadrant"] == b["quadrant"] != UNPARSEABLE
+            assert st["quadrant"] == m["quadrant"] == (a["quadrant"] if agreed else UNPARSEABLE)
+
+
+def test_judge_agreement_table(finished_study):
+    table = pl.read_csv(finished_study.file("results/metrics/judge_agreement.csv"))
+    assert table.select("model", "bench", "raters", "statistic").rows() == [
+        ("tiny", "shapes", "rule+tiny-llm", "fleiss"),
+        ("tiny", "shapes", "rule+tiny-llm", "cohen"),
+        ("all", "shapes", "rule+tiny-llm", "fleiss"),
+        ("all", "shapes", "rule+tiny-llm", "cohen"),
+    ]
+    assert all(0 <= a <= 1 for a in table["agreement"].drop_nulls())
+
+
 def test_figures_are_valid_images(finished_study):
-    for name in ("accuracy", "quadrants", "auroc"):
+    for name in ("accuracy", "quadrants", "auroc", "judge_agreement"):
         png = finished_study.file(f"results/figures/{name}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(png) as im:
@@ -116,9 +163,23 @@ def test_changing_a_judge_reruns_only_its_verdicts_and_aggregates(finished_study
     config = copy.deepcopy(s.config)
     config["judges"]["rule"]["args"] = {"use_option_text": False}
     jobs = s.planned_jobs(s.write_config("judge_changed.yaml", config))
-    rules = [r for r, _ in jobs]
-    assert rules.count("judge_completions") == len(VARIANTS) * len(MODELS)
-    assert set(rules) - {"all"} == {"judge_completions", "compute_metrics", "plot_figures", "training_curves"}
+    judged = [out for r, out in jobs if r == "judge_completions"]
+    assert len(judged) == len(VARIANTS) * len(MODELS)
+    assert all(o.startswith("results/verdicts/rule/") for o in judged)
+    # ...and what depends on them: both ensembles, the aggregates; never the LLM judge.
+    assert sum(r == "ensemble_verdicts" for r, _ in jobs) == 2 * len(VARIANTS) * len(MODELS)
+    assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
+
+
+def test_changing_the_llm_judge_reruns_only_its_cells(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["judges"]["tiny-llm"]["args"]["sampling"]["max_new_tokens"] = 8
+    jobs = s.planned_jobs(s.write_config("llm_changed.yaml", config))
+    judged = [out for r, out in jobs if r == "judge_completions"]
+    assert len(judged) == len(VARIANTS) * len(MODELS)
+    assert all(o.startswith("results/verdicts/tiny-llm/") for o in judged)
+    assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
 
 
 def test_adding_a_judge_adds_only_its_cells(finished_study):
@@ -129,12 +190,8 @@ def test_adding_a_judge_adds_only_its_cells(finished_study):
     judged = [out for r, out in jobs if r == "judge_completions"]
     assert len(judged) == len(VARIANTS) * len(MODELS)
     assert all(o.startswith("results/verdicts/rule-strict/") for o in judged)
-    assert {r for r, _ in jobs} - {"all"} == {
-        "judge_completions",
-        "compute_metrics",
-        "plot_figures",
-        "training_curves",
-    }
+    # The automatic ensembles now have three members: they are recombined; no other judge reruns.
+    assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
 
 
 def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
@@ -143,9 +200,10 @@ def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
     config["benchmarks"]["shapes-large"] = {"kind": "shapes", "args": {"n": 4, "seed": 1, "image_size": 112}}
     jobs = s.planned_jobs(s.write_config("bench_added.yaml", config))
     for rule, out in jobs:
-        if rule not in {"compute_metrics", "plot_figures", "training_curves", "all"}:
+        if rule not in AGGREGATES:
             assert "shapes-large" in out, (rule, out)
     assert sum(r == "generate_completions" for r, _ in jobs) == len(VARIANTS) * len(MODELS)
+    assert sum(r == "judge_completions" for r, _ in jobs) == 2 * len(VARIANTS) * len(MODELS)
 
 
 def test_changing_generation_settings_reruns_generation_not_prompts(finished_study):
@@ -153,9 +211,7 @@ def test_changing_generation_settings_reruns_generation_not_prompts(finished_stu
     config = copy.deepcopy(s.config)
     config["generation"]["max_new_tokens"] = 12
     rules = {r for r, _ in s.planned_jobs(s.write_config("gen_changed.yaml", config))}
-    assert rules - {"all"} == {
-        "generate_completions", "judge_completions", "compute_metrics", "plot_figures", "training_curves",
-    }  # fmt: skip
+    assert rules - AGGREGATES == {"generate_completions", "judge_completions", "ensemble_verdicts"}
 
 
 def test_every_saved_step_is_trained_and_evaluated(finished_study):
@@ -178,15 +234,17 @@ def test_every_saved_step_is_trained_and_evaluated(finished_study):
 def test_training_curves(finished_study):
     s = finished_study
     curves = pl.read_csv(s.file("results/metrics/training_curves.csv"))
-    assert curves.height == 2 * 2 * len(VARIANTS)  # seeds x steps (0 and 2) x variants
+    assert curves.height == 2 * 2 * len(VARIANTS) * len(JUDGES)  # seeds x steps (0 and 2) x variants x judges
     assert set(curves["step"]) == {0, 2} and set(curves["train_seed"]) == {0, 1}
     cells = pl.read_csv(s.file("results/metrics/cells.csv"))
     for row in curves.iter_rows(named=True):
         model = "tiny" if row["step"] == 0 else f"grpo-s{row['train_seed']}-step2"
         assert row["model"] == model
-        cell = cells.filter((pl.col("model") == model) & (pl.col("variant") == row["variant"])).row(
-            0, named=True
-        )
+        cell = cells.filter(
+            (pl.col("model") == model)
+            & (pl.col("variant") == row["variant"])
+            & (pl.col("judge") == row["judge"])
+        ).row(0, named=True)
         assert math.isclose(row["accuracy"], cell["accuracy"])
         consistent = cell["share_consistent_correct"] + cell["share_consistent_incorrect"]
         assert math.isclose(row["consistency"], consistent)

@@ -14,7 +14,8 @@ GRID.check_plugins()
 
 
 def _alternation(ids):
-    return "|".join(map(re.escape, ids))
+    # An empty list matches nothing (e.g. no ensemble configured).
+    return "|".join(map(re.escape, ids)) or "(?!)"
 
 
 wildcard_constraints:
@@ -61,6 +62,24 @@ def judge_spec(wildcards):
     return as_json(GRID.judge_spec(wildcards.judge))
 
 
+def get_judge_inputs(wildcards):
+    return GRID.judge_inputs(wildcards.judge)
+
+
+def get_judge_gpus(wildcards):
+    return GRID.judge_gpus(wildcards.judge)
+
+
+def get_ensemble_inputs(wildcards):
+    return GRID.ensemble_inputs(
+        wildcards.judge, wildcards.model, wildcards.bench, wildcards.variant, wildcards.seed
+    )
+
+
+def get_agreement_inputs(wildcards):
+    return GRID.agreement_inputs()
+
+
 def grid_axes():
     return as_json(GRID.axes())
 
@@ -73,3 +92,6 @@ localrules:
     all,
     compute_metrics,
     plot_figures,
+    ensemble_verdicts,
+    compute_judge_agreement,
+    plot_judge_agreement,

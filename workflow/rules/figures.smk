@@ -17,7 +17,26 @@ rule plot_figures:
         "../../envs/plot.yaml"
     params:
         version=FIGURES_VERSION,
+        judge=GRID.figure_judge,
     shell:
-        "python -m cotprobe figures --summary {input.summary} --auroc {input.auroc}"
+        "python -m cotprobe figures --summary {input.summary} --auroc {input.auroc} --judge {params.judge}"
         " --accuracy {output.accuracy} --quadrants {output.quadrants}"
         " --auroc-out {output.auroc} > {log} 2>&1"
+
+
+rule plot_judge_agreement:
+    input:
+        agreement="results/metrics/judge_agreement.csv",
+    output:
+        png=report("results/figures/judge_agreement.png", category="Figures"),
+        pdf="results/figures/judge_agreement.pdf",
+    log:
+        "logs/plot_judge_agreement/plot_judge_agreement.log",
+    benchmark:
+        "benchmarks/plot_judge_agreement/plot_judge_agreement.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        version=FIGURES_VERSION,
+    shell:
+        "python -m cotprobe agreement-figure --agreement {input.agreement} --out {output.png} > {log} 2>&1"

@@ -84,6 +84,34 @@ class Backend(abc.ABC):
         """
 
 
+class Completion(NamedTuple):
+    """One text-only chat reply (see ``Backend.complete``)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" or "length"
+
+
+def complete(backend: Backend, texts: list[str], *, seed: int, sampling: dict[str, Any]) -> list[Completion]:
+    """Text-only chat: one user turn per text, no image, no pre-fill; the reply to each, in order.
+
+    The one text path of the backends, used by model-based judges (``cotprobe.judges.llm``).
+    A backend serves it by defining ``complete_texts`` with this signature (hf, openai; a vllm
+    backend would define it too).
+
+    Raises:
+        BackendError: The backend has no text path.
+    """
+    method = getattr(backend, "complete_texts", None)
+    if method is None:
+        raise BackendError(f"backend {type(backend).__name__} cannot serve text-only chat (a judge)")
+    out = method(texts, seed=seed, sampling=check_sampling(sampling))
+    if len(out) != len(texts):
+        raise RuntimeError(f"{type(backend).__name__}.complete_texts returned {len(out)} for {len(texts)}")
+    return out
+
+
 def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     """Validate a sampling dict and return it with typed values.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from cotprobe.backends.base import (
     Backend,
+    Completion,
     LetterTokens,
     build_messages,
     check_pairs,
@@ -72,11 +73,20 @@ class HFBackend(Backend):
         self.score_batch_size = int(score_batch_size)
 
         self.processor = AutoProcessor.from_pretrained(self.path)
-        self.tokenizer = self.processor.tokenizer
+        # A text-only checkpoint (an LLM judge such as Qwen3-32B) has a tokenizer, no processor.
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         # Decoder-only batching: pad on the left so every row's next token sits at position -1.
         self.tokenizer.padding_side = "left"
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **extra)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **extra)
+        except ValueError as err:
+            if "Unrecognized configuration class" not in str(err):
+                raise
+            from transformers import AutoModelForCausalLM
+
+            # Text-only model: serves complete_texts (judges); generate() would fail on the image.
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, **extra)
         self.model = model.to(self.device).eval()
 
         vocab = self.tokenizer.get_vocab()
@@ -132,29 +142,9 @@ class HFBackend(Backend):
         seed and batch size reproduces the outputs.
         """
         import torch
-        from transformers import GenerationConfig
 
         s = check_sampling(sampling)
-        common = {
-            "max_new_tokens": s["max_new_tokens"],
-            "num_beams": 1,
-            "repetition_penalty": 1.0,
-            "no_repeat_ngram_size": 0,
-            "pad_token_id": self.pad_id,
-            "eos_token_id": self.eos_ids,
-        }
-        if s["temperature"] == 0:
-            config = GenerationConfig(do_sample=False, **common)
-        else:
-            # top_k=0 turns off transformers' global top_k=50 default; top_p alone shapes the tail.
-            config = GenerationConfig(
-                do_sample=True,
-                temperature=s["temperature"],
-                top_p=s["top_p"],
-                top_k=0,
-                typical_p=1.0,
-                **common,
-            )
+        config = self._generation_config(s)
         out: list[Generation] = []
         bs = s["batch_size"]
         for b, start in enumerate(range(0, len(prompts), bs)):
@@ -171,6 +161,60 @@ class HFBackend(Backend):
             for prompt, row, n_prompt in zip(batch, new, prompt_tokens):
                 out.append(self._record(prompt, row, int(n_prompt), seconds, model_id))
         return out
+
+    def complete_texts(self, texts: list[str], *, seed: int, sampling: dict[str, Any]) -> list[Completion]:
+        """Text-only chat replies (see ``cotprobe.backends.base.complete``); seeded like ``generate``."""
+        import torch
+
+        config = self._generation_config(sampling)
+        out: list[Completion] = []
+        bs = sampling["batch_size"]
+        for b, start in enumerate(range(0, len(texts), bs)):
+            rendered = [
+                self.processor.apply_chat_template(
+                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                )
+                for text in texts[start : start + bs]
+            ]
+            enc = self.tokenizer(rendered, padding=True, add_special_tokens=False, return_tensors="pt")
+            enc = enc.to(self.device)
+            if config.do_sample:
+                torch.manual_seed(seed + b)
+            with torch.inference_mode():
+                ids = self.model.generate(**enc, generation_config=config)
+            new = ids[:, enc["input_ids"].shape[1] :].tolist()
+            for row, n_prompt in zip(new, enc["attention_mask"].sum(dim=1).tolist()):
+                stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+                kept = row if stop is None else row[: stop + 1]
+                text = self.tokenizer.decode(
+                    kept, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+                out.append(Completion(text, int(n_prompt), len(kept), "length" if stop is None else "stop"))
+        return out
+
+    def _generation_config(self, s: dict[str, Any]):
+        """Explicit decoding settings (checked sampling dict), so no checkpoint default applies."""
+        from transformers import GenerationConfig
+
+        common = {
+            "max_new_tokens": s["max_new_tokens"],
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": self.eos_ids,
+        }
+        if s["temperature"] == 0:
+            return GenerationConfig(do_sample=False, **common)
+        # top_k=0 turns off transformers' global top_k=50 default; top_p alone shapes the tail.
+        return GenerationConfig(
+            do_sample=True,
+            temperature=s["temperature"],
+            top_p=s["top_p"],
+            top_k=0,
+            typical_p=1.0,
+            **common,
+        )
 
     def _record(self, prompt: Prompt, row: list[int], n_prompt: int, seconds: float, model_id: str):
         """Turn one row of generated ids into a Generation."""

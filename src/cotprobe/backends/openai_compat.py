@@ -55,6 +55,7 @@ from urllib.parse import urlparse
 from cotprobe.backends.base import (
     Backend,
     BackendError,
+    Completion,
     check_pairs,
     check_sampling,
     letter_distribution,
@@ -340,6 +341,29 @@ class OpenAIBackend(Backend):
         items = list(enumerate(prompts))
         for start in range(0, len(items), s["batch_size"]):
             out.extend(self._map(one, items[start : start + s["batch_size"]]))
+        return out
+
+    def complete_texts(self, texts: list[str], *, seed: int, sampling: dict[str, Any]) -> list[Completion]:
+        """Text-only chat replies (see ``cotprobe.backends.base.complete``); text ``i`` uses ``seed + i``."""
+
+        def one(item: tuple[int, str]) -> Completion:
+            i, text = item
+            body = {
+                "model": self.path,
+                "messages": [{"role": "user", "content": text}],
+                "temperature": sampling["temperature"],
+                "top_p": sampling["top_p"],
+                "max_tokens": sampling["max_new_tokens"],
+                "seed": seed + i,
+            }
+            reply = self._request(f"text {i}", body)
+            finish = "length" if reply.finish_reason == "length" else "stop"
+            return Completion(reply.content, reply.prompt_tokens, reply.completion_tokens, finish)
+
+        out: list[Completion] = []
+        items = list(enumerate(texts))
+        for start in range(0, len(items), sampling["batch_size"]):
+            out.extend(self._map(one, items[start : start + sampling["batch_size"]]))
         return out
 
     def _record(self, prompt: Prompt, reply: _Reply, model_id: str, fallback: bool) -> Generation:

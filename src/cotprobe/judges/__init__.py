@@ -11,5 +11,9 @@ from cotprobe.registry import Registry
 
 JUDGES: Registry[type[Judge]] = Registry("judge")
 JUDGES.register("rule", "cotprobe.judges.rule:RuleJudge")
+JUDGES.register("llm", "cotprobe.judges.llm:LLMJudge")
+# Not a Judge: combines other judges' verdicts (registered here for its version and arg checks).
+JUDGES.register("ensemble", "cotprobe.judges.ensemble:EnsembleJudge")
+ENSEMBLE = "ensemble"
 
-__all__ = ["JUDGES", "Judge", "ThinkReading", "build_verdict"]
+__all__ = ["ENSEMBLE", "JUDGES", "Judge", "ThinkReading", "build_verdict"]

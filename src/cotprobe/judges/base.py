@@ -35,10 +35,12 @@ class ThinkReading(NamedTuple):
     Attributes:
         letter: The option letter the think finally settles on, or None.
         reason: Why ``letter`` is None (e.g. ``think: settles on no option``); "" otherwise.
+        raw: A model-based judge's raw output, kept in the verdict (None when no model was asked).
     """
 
     letter: str | None
     reason: str = ""
+    raw: str | None = None
 
 
 class Judge(abc.ABC):
@@ -51,6 +53,9 @@ class Judge(abc.ABC):
 
     version: ClassVar[int]
     defaults: ClassVar[dict[str, Any]] = {}
+    # Samples per read_thinks call when judging a cell; 0 means all at once. A model-based judge
+    # sets it, and the CLI then checkpoints every chunk so that a rerun after a crash resumes.
+    chunk_size: int = 0
 
     def __init__(self, **args: Any):
         for name, value in args.items():
@@ -86,6 +91,17 @@ class Judge(abc.ABC):
         Raises:
             InputError: A duplicated id, or an id present on one side only.
         """
+        pairs = self.pair(prompts, generations)
+        readings = self.read_thinks(pairs)
+        self.check_readings(pairs, readings)
+        return [build_verdict(judge_id, self.version, p, g, r) for (p, g), r in zip(pairs, readings)]
+
+    def pair(self, prompts: list[Prompt], generations: list[Generation]) -> list[tuple[Prompt, Generation]]:
+        """Pair each prompt with its generation by id, in the order of ``prompts``.
+
+        Raises:
+            InputError: A duplicated id, or an id present on one side only.
+        """
         by_id = _index(generations, "generation")
         prompt_ids = _index(prompts, "prompt")
         missing = [p.id for p in prompts if p.id not in by_id]
@@ -94,11 +110,11 @@ class Judge(abc.ABC):
             raise InputError(f"no generation for prompt id {missing[0]!r} ({len(missing)} in all)")
         if extra:
             raise InputError(f"generation id {extra[0]!r} has no prompt ({len(extra)} in all)")
-        pairs = [(p, by_id[p.id]) for p in prompts]
-        readings = self.read_thinks(pairs)
+        return [(p, by_id[p.id]) for p in prompts]
+
+    def check_readings(self, pairs: list[Any], readings: list[ThinkReading]) -> None:
         if len(readings) != len(pairs):
             raise RuntimeError(f"{type(self).__name__}.read_thinks returned {len(readings)} for {len(pairs)}")
-        return [build_verdict(judge_id, self.version, p, g, r) for (p, g), r in zip(pairs, readings)]
 
 
 def _index(records: list[Any], what: str) -> dict[str, Any]:
@@ -138,6 +154,7 @@ def build_verdict(
             quadrant=UNPARSEABLE,
             reason="; ".join(problems),
             judge_version=judge_version,
+            judge_output=reading.raw,
         )
     correct = answer == prompt.answer
     consistent = reading.letter == answer
@@ -151,4 +168,5 @@ def build_verdict(
         quadrant=quadrant_of(consistent, correct),
         reason="",
         judge_version=judge_version,
+        judge_output=reading.raw,
     )

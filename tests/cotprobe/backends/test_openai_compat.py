@@ -128,6 +128,20 @@ def test_fallback_delivery_on_the_real_server(server_url, prompts):
     assert all(math.isnan(s.entropy) and math.isnan(s.p_correct) for s in scores)
 
 
+def test_text_only_chat_matches_transformers(api, hf):
+    """The text path LLM judges use: the same greedy reply over HTTP as in-process."""
+    from cotprobe.backends.base import complete
+
+    texts = ["Which option does this reasoning settle on? Verdict:", "so option B.\nAnswer with a letter."]
+    over_http = complete(api, texts, seed=0, sampling=GREEDY)
+    in_process = complete(hf, texts, seed=0, sampling={**GREEDY, "batch_size": 1})
+    assert [c.text for c in over_http] == [c.text for c in in_process]
+    assert [(c.prompt_tokens, c.completion_tokens) for c in over_http] == [
+        (c.prompt_tokens, c.completion_tokens) for c in in_process
+    ]
+    assert all(c.finish_reason in ("stop", "length") and c.completion_tokens <= 6 for c in over_http)
+
+
 # ------------------------------------------------------------------ scripted fake servers
 def _completion(content="<think>x</think><answer>A</answer>", top=None, usage=True):
     logprobs = None

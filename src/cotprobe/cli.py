@@ -405,7 +405,7 @@ def cmd_training_curves(args) -> None:
 
     table = curves.curve_rows(pl.read_csv(args.cells, infer_schema_length=None), _spec(args.runs))
     metrics.write_csv(table, args.out)
-    curves.plot_curves(table, args.figure)
+    curves.plot_curves(table, args.figure, judge=args.judge)
     log.info("training curves: %d rows written to %s", table.height, args.out)
 
 
@@ -527,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", required=True, help="results/metrics/cells.csv")
     s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
     s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
+    s.add_argument("--judge", default=None, help="judge whose consistency the figure draws (default: first)")
     s.add_argument("--figure", required=True, help="output .png (a .pdf is written beside it)")
     s.set_defaults(func=cmd_training_curves)
 

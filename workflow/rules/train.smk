@@ -119,7 +119,8 @@ rule training_curves:
         "../../envs/plot.yaml"
     params:
         runs=as_json(GRID.training_axes()),
+        judge=GRID.figure_judge,
         version=METRICS_VERSION,
     shell:
         "python -m cotprobe training-curves --cells {input.cells} --runs {params.runs:q}"
-        " --out {output.curves} --figure {output.figure} > {log} 2>&1"
+        " --out {output.curves} --figure {output.figure} --judge {params.judge} > {log} 2>&1"

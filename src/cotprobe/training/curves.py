@@ -78,18 +78,19 @@ def curve_rows(cells: pl.DataFrame, runs: dict[str, Any]) -> pl.DataFrame:
     return table.sort(["run", "bench", "judge", "variant", "train_seed", "step"])
 
 
-def plot_curves(curves: pl.DataFrame, out_png: PathLike):
+def plot_curves(curves: pl.DataFrame, out_png: PathLike, judge: str | None = None):
     """Accuracy, letter entropy and consistency against the step, one panel column per variant.
 
     Thin lines: one per (run, train seed); thick line and band: the mean over seeds and their
-    min-max spread. Benchmarks are averaged; the first judge's consistency is drawn.
+    min-max spread. Benchmarks are averaged; ``judge``'s consistency is drawn (default: the
+    first judge; the workflow passes the one the other figures draw, the ensemble when there is one).
     """
     from cotprobe.figures import _colour, _empty, _figure, _save
 
     fig = _figure()
     if curves.is_empty():
         return _empty(fig, "Training curves", out_png)
-    curves = curves.filter(pl.col("judge") == curves["judge"][0])
+    curves = curves.filter(pl.col("judge") == (judge or curves["judge"][0]))
     per_seed = curves.group_by(["run", "train_seed", "step", "variant"]).agg(
         *[pl.col(m).mean() for m, _ in PLOTTED]
     )

@@ -135,9 +135,9 @@ def test_ensembles_combine_the_member_verdicts(finished_study):
 
 def test_judge_agreement_table(finished_study):
     table = pl.read_csv(finished_study.file("results/metrics/judge_agreement.csv"))
+    per_model = [(m, "shapes", "rule+tiny-llm", stat) for m in sorted(MODELS) for stat in ("fleiss", "cohen")]
     assert table.select("model", "bench", "raters", "statistic").rows() == [
-        ("tiny", "shapes", "rule+tiny-llm", "fleiss"),
-        ("tiny", "shapes", "rule+tiny-llm", "cohen"),
+        *per_model,
         ("all", "shapes", "rule+tiny-llm", "fleiss"),
         ("all", "shapes", "rule+tiny-llm", "cohen"),
     ]

@@ -251,3 +251,14 @@ def test_lint_is_clean_with_the_slurm_profile(tmp_path):
     proc = run_snakemake(study, "--lint", "--configfile", "test.yaml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def test_the_site_examples_are_valid():
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+
+    site = yaml.safe_load((ROOT / PROFILE / "site.example.yaml").read_text())
+    assert set(site["default-resources"]) == {"slurm_partition", "slurm_account"}
+    partitions = {p.name: p.limits for p in read_partition_file(ROOT / PROFILE / "partitions.example.yaml")}
+    assert partitions["gpu"].max_gpu > 0 and partitions["cpu"].max_gpu == 0
+    # The project profile must not own default-resources, or a site profile's would be ignored.
+    assert "default-resources" not in yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())

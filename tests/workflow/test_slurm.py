@@ -138,8 +138,12 @@ def profile_resources(rule: str, attempt: int) -> dict[str, int]:
     }
 
 
+def profile_rules() -> list[str]:
+    return list(yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())["set-resources"])
+
+
 def rule_of(comment: str) -> str:
-    # "rule_<rule>_wildcards_<...>"; a group job: "rule_<group>_<rule>[_<rule>...]"
+    # "rule_<rule>_wildcards_<...>"
     return re.sub(r"^rule_|_wildcards_.*$", "", comment)
 
 
@@ -165,7 +169,8 @@ def test_every_cell_went_through_sbatch_and_completed(slurm_study):
     rules = sorted(rule_of(j["comment"]) for j in jobs.values())
     n = len(VARIANTS)
     assert rules == sorted(
-        ["prepare_benchmark", "build_tiny_model", "perturb_perturb_prompts"]
+        ["prepare_benchmark", "build_tiny_model"]
+        + ["perturb_prompts"] * n
         + ["generate_completions"] * n + ["judge_completions"] * n
     )  # fmt: skip
     for log in submitted.values():  # kept by slurm-keep-successful-logs in local.yaml
@@ -175,7 +180,7 @@ def test_every_cell_went_through_sbatch_and_completed(slurm_study):
 def test_the_profile_resources_reach_slurm(slurm_study):
     _, _, output = slurm_study
     jobs = slurm_jobs(submitted_jobs(output)).values()
-    for rule in ("prepare_benchmark", "build_tiny_model", "generate_completions", "judge_completions"):
+    for rule in profile_rules():
         want = profile_resources(rule, attempt=1)
         for job in (j for j in jobs if rule_of(j["comment"]) == rule):
             got = {"cpus_per_task": job["cpus"], "mem_mb": job["mem_mb"], "runtime": job["minutes"]}
@@ -243,7 +248,6 @@ def test_profile_names_only_existing_rules(tmp_path):
     rules = set(proc.stdout.split())
     profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
     assert set(profile["set-resources"]) <= rules
-    assert set(profile["groups"]) <= rules
 
 
 def test_lint_is_clean_with_the_slurm_profile(tmp_path):

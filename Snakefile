@@ -15,6 +15,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The default study, unless the command line names another: `--configfile my.yaml` then replaces
 # it instead of being merged into it (a study's models must not inherit the tiny one).
 if not workflow.overwrite_configfiles:

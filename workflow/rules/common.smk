@@ -88,6 +88,18 @@ def get_model_gpus(wildcards):
     return GRID.model_gpus(wildcards.model)
 
 
+# The conda env (envs/<name>.yaml) of a model's generation jobs, by backend: vLLM, transformers and
+# the hosted-API clients pin incompatible stacks.
+BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
+
+
+def model_env(wildcards):
+    backend = GRID.models[wildcards.model].backend
+    if backend not in BACKEND_ENVS:
+        raise ValueError(f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk")
+    return f"../../envs/{BACKEND_ENVS[backend]}.yaml"
+
+
 localrules:
     all,
     compute_metrics,

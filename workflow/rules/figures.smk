@@ -3,11 +3,23 @@ rule plot_figures:
         summary="results/metrics/summary.csv",
         auroc="results/metrics/auroc.csv",
     output:
-        accuracy=report("results/figures/accuracy.png", category="Figures"),
+        accuracy=report(
+            "results/figures/accuracy.png",
+            caption="../report/accuracy.rst",
+            category="Figures",
+        ),
         accuracy_pdf="results/figures/accuracy.pdf",
-        quadrants=report("results/figures/quadrants.png", category="Figures"),
+        quadrants=report(
+            "results/figures/quadrants.png",
+            caption="../report/quadrants.rst",
+            category="Figures",
+        ),
         quadrants_pdf="results/figures/quadrants.pdf",
-        auroc=report("results/figures/auroc.png", category="Figures"),
+        auroc=report(
+            "results/figures/auroc.png",
+            caption="../report/auroc.rst",
+            category="Figures",
+        ),
         auroc_pdf="results/figures/auroc.pdf",
     log:
         "logs/plot_figures/plot_figures.log",

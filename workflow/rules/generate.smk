@@ -10,7 +10,7 @@ rule generate_completions:
     benchmark:
         "benchmarks/generate_completions/{model}/{bench}/{variant}/seed{seed}.tsv"
     conda:
-        "../../envs/eval.yaml"
+        model_env
     threads: 1
     resources:
         gpu=get_model_gpus,

@@ -2,9 +2,21 @@ rule compute_metrics:
     input:
         get_metric_inputs,
     output:
-        cells="results/metrics/cells.csv",
-        summary="results/metrics/summary.csv",
-        auroc="results/metrics/auroc.csv",
+        cells=report(
+            "results/metrics/cells.csv",
+            caption="../report/cells.rst",
+            category="Metrics",
+        ),
+        summary=report(
+            "results/metrics/summary.csv",
+            caption="../report/summary.rst",
+            category="Metrics",
+        ),
+        auroc=report(
+            "results/metrics/auroc.csv",
+            caption="../report/auroc_table.rst",
+            category="Metrics",
+        ),
     log:
         "logs/compute_metrics/compute_metrics.log",
     benchmark:

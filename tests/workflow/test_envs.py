@@ -1,0 +1,80 @@
+"""The conda envs under envs/: every rule names one that exists, and their pins agree with pyproject."""
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+from cotprobe.backends import BACKENDS
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = sorted((ROOT / "workflow/rules").glob("*.smk"))
+
+
+def _conda_directives() -> dict[str, str]:
+    """rule -> the value of its ``conda:`` directive (a quoted path or a function name)."""
+    found = {}
+    for path in RULES:
+        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.MULTILINE):
+            match = re.search(r"^    conda:\n        (.+)$", body, re.MULTILINE)
+            found[rule] = match.group(1).strip() if match else None
+    return found
+
+
+def _backend_envs() -> dict[str, str]:
+    text = (ROOT / "workflow/rules/common.smk").read_text()
+    return ast.literal_eval(re.search(r"^BACKEND_ENVS = (\{.*\})$", text, re.MULTILINE).group(1))
+
+
+def _pip(env: Path) -> list[Requirement]:
+    deps = yaml.safe_load(env.read_text())["dependencies"]
+    return [Requirement(r) for d in deps if isinstance(d, dict) for r in d["pip"]]
+
+
+def test_every_rule_runs_in_an_existing_env():
+    directives = _conda_directives()
+    assert {"prepare_benchmark", "generate_completions", "judge_completions", "plot_figures"} <= set(
+        directives
+    )
+    for rule, value in directives.items():
+        assert value, f"rule {rule} has no conda: directive"
+        if value == "model_env":
+            continue
+        assert (ROOT / "workflow/rules" / ast.literal_eval(value)).resolve().is_file(), (rule, value)
+
+
+def test_every_registered_backend_has_an_env():
+    envs = _backend_envs()
+    for backend in BACKENDS.names():
+        assert backend in envs, f"backend {backend!r} has no entry in BACKEND_ENVS (common.smk)"
+        assert (ROOT / "envs" / f"{envs[backend]}.yaml").is_file(), (backend, envs[backend])
+
+
+def test_envs_pin_python_and_every_package_within_pyproject_bounds():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    bounds = {}
+    extras = [spec for group in project["optional-dependencies"].values() for spec in group]
+    for spec in project["dependencies"] + extras:
+        req = Requirement(spec)
+        bounds.setdefault(req.name.lower(), []).append(req.specifier)
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        deps = yaml.safe_load(env.read_text())["dependencies"]
+        assert "python=3.11" in deps, env.name
+        post_deploy = env.with_suffix(".post-deploy.sh")
+        assert post_deploy.is_file() and "pip install --no-deps -e" in post_deploy.read_text(), env.name
+        for req in _pip(env):
+            (pin,) = req.specifier
+            assert pin.operator == "==", (env.name, str(req))
+            for spec in bounds.get(req.name.lower(), []):
+                assert spec.contains(pin.version), (env.name, str(req), str(spec))
+
+
+def test_envs_share_versions():
+    versions = {}
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        for req in _pip(env):
+            versions.setdefault(req.name.lower(), set()).add(str(req.specifier))
+    assert {name: v for name, v in versions.items() if len(v) > 1} == {}

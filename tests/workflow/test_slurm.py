@@ -1,0 +1,268 @@
+"""The study through the project's SLURM profile, on a real one-node SLURM cluster on localhost.
+
+`tests/workflow/slurm/local-slurm.sh` installs SLURM from Debian's packages if needed (root) and
+starts munged, slurmctld and slurmd; the module stops, by PID, only the daemons it started. Snakemake
+runs with `--workflow-profile workflow/profiles/slurm` plus the site profile
+`tests/workflow/slurm/local.yaml` (partition `debug`, squeue as status command, short first check).
+"""
+
+import copy
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _conftest():
+    """tests/workflow/conftest.py (conftest modules are not importable by name)."""
+    spec = importlib.util.spec_from_file_location(
+        "workflow_conftest", Path(__file__).with_name("conftest.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ROOT, Study = _conftest().ROOT, _conftest().Study
+pytestmark = pytest.mark.slow
+SLURM_DIR = ROOT / "tests/workflow/slurm"
+START = SLURM_DIR / "local-slurm.sh"
+SITE = SLURM_DIR / "local.yaml"
+PROFILE = "workflow/profiles/slurm"
+PIDFILES = {  # stopped in this order
+    "slurmd": Path("/run/slurmd.pid"),
+    "slurmctld": Path("/run/slurmctld.pid"),
+    "munged": Path("/run/munge/munged.pid"),
+}
+# Two variants (one plain, one pushing) and a 5-step warm start keep this run to about two minutes;
+# every rule of the study still runs, through sbatch or locally.
+VARIANTS = ["base", "wrong_think"]
+SUBMITTED = "Job {} has been submitted with SLURM jobid {} (log: {})"
+RUN_TIMEOUT_S = 900
+
+
+def _pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _stop(pid: int, timeout_s: float = 15) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running local cluster; afterwards stops the daemons this fixture started (by PID)."""
+    running_before = {name: _pid(f) for name, f in PIDFILES.items()}
+    proc = subprocess.run(["bash", str(START)], check=False, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
+    started = {
+        name: pid
+        for name, f in PIDFILES.items()
+        if (pid := _pid(f)) is not None and running_before[name] is None
+    }
+    yield
+    for pid in started.values():
+        _stop(pid)
+
+
+def run_snakemake(study: Study, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake in the study with the SLURM workflow profile and the local site profile."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE, "--profile", str(SITE), *args]
+    return subprocess.run(
+        cmd, cwd=study.path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+    )
+
+
+def submitted_jobs(output: str) -> dict[int, Path]:
+    """SLURM job id -> its SLURM log, from Snakemake's submission lines."""
+    pattern = re.escape(SUBMITTED).replace(r"\{\}", r"(\S+)")
+    return {int(m[2]): Path(m[3]) for m in re.finditer(pattern, output)}
+
+
+def slurm_jobs(ids) -> dict[int, dict[str, str]]:
+    """State, comment (rule and wildcards), CPUs, memory and time limit of finished jobs, from squeue.
+
+    Without accounting, squeue still lists finished jobs for MinJobAge (600 s in local-slurm.sh).
+    """
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T|%k|%C|%m|%l", "--jobs", ",".join(map(str, ids))],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    jobs = {}
+    for line in out.splitlines():
+        job_id, state, comment, cpus, mem, limit = line.split("|")
+        jobs[int(job_id)] = {"state": state, "comment": comment, "cpus": int(cpus), "mem_mb": _mb(mem),
+                             "minutes": _minutes(limit)}  # fmt: skip
+    return jobs
+
+
+def _mb(text: str) -> float:
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+    return float(text[:-1]) * units[text[-1]]
+
+
+def _minutes(text: str) -> int:
+    days, _, hms = text.rpartition("-")
+    parts = [int(p) for p in hms.split(":")]
+    h, m, s = [0] * (3 - len(parts)) + parts
+    return int(days or 0) * 1440 + h * 60 + m + (s > 0)
+
+
+def profile_resources(rule: str, attempt: int) -> dict[str, int]:
+    """The profile's set-resources of ``rule``, its expressions evaluated for ``attempt``."""
+    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
+    return {
+        name: eval(str(value), {"attempt": attempt}) for name, value in profile["set-resources"][rule].items()
+    }
+
+
+def profile_rules() -> list[str]:
+    return list(yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())["set-resources"])
+
+
+def rule_of(comment: str) -> str:
+    # "rule_<rule>_wildcards_<...>"
+    return re.sub(r"^rule_|_wildcards_.*$", "", comment)
+
+
+@pytest.fixture(scope="module")
+def slurm_study(slurm, tmp_path_factory):
+    study = Study(tmp_path_factory.mktemp("slurm-study"))
+    config = copy.deepcopy(study.config)
+    config["variants"] = VARIANTS
+    config["models"]["tiny"]["build"]["warm_start"]["steps"] = 5
+    study.write_config("slurm.yaml", config)
+    proc = run_snakemake(study, "--configfile", "slurm.yaml", "--jobs", "4", "--show-failed-logs")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    return study, config, output
+
+
+def test_every_cell_went_through_sbatch_and_completed(slurm_study):
+    _, _, output = slurm_study
+    submitted = submitted_jobs(output)
+    jobs = slurm_jobs(submitted)
+    assert set(jobs) == set(submitted), "squeue lost track of submitted jobs"
+    assert {j["state"] for j in jobs.values()} == {"COMPLETED"}, jobs
+    rules = sorted(rule_of(j["comment"]) for j in jobs.values())
+    n = len(VARIANTS)
+    assert rules == sorted(
+        ["prepare_benchmark", "build_tiny_model"]
+        + ["perturb_prompts"] * n
+        + ["generate_completions"] * n + ["judge_completions"] * n
+    )  # fmt: skip
+    for log in submitted.values():  # kept by slurm-keep-successful-logs in local.yaml
+        assert log.exists(), log
+
+
+def test_the_profile_resources_reach_slurm(slurm_study):
+    _, _, output = slurm_study
+    jobs = slurm_jobs(submitted_jobs(output)).values()
+    for rule in profile_rules():
+        want = profile_resources(rule, attempt=1)
+        for job in (j for j in jobs if rule_of(j["comment"]) == rule):
+            got = {"cpus_per_task": job["cpus"], "mem_mb": job["mem_mb"], "runtime": job["minutes"]}
+            assert got == want, (rule, got, want)
+
+
+def test_aggregation_and_plotting_stay_local(slurm_study):
+    _, _, output = slurm_study
+    for rule in ("compute_metrics", "plot_figures", "all"):
+        assert f"localrule {rule}:" in output
+    comments = [j["comment"] for j in slurm_jobs(submitted_jobs(output)).values()]
+    assert not any(rule_of(c) in {"compute_metrics", "plot_figures", "all"} for c in comments)
+
+
+def test_every_expected_output_exists_and_nothing_is_stale(slurm_study):
+    study, _, _ = slurm_study
+    expected = [
+        "results/data/shapes/samples.jsonl",
+        "resources/models/tiny/cotprobe_model.json",
+        "results/metrics/cells.csv",
+        "results/metrics/summary.csv",
+        "results/metrics/auroc.csv",
+    ]
+    expected += [
+        f"results/figures/{name}.{ext}"
+        for name in ("accuracy", "quadrants", "auroc")
+        for ext in ("png", "pdf")
+    ]
+    for v in VARIANTS:
+        expected += [
+            f"results/prompts/shapes/{v}/seed0.jsonl",
+            f"results/generations/tiny/shapes/{v}/seed0.jsonl",
+            f"results/logits/tiny/shapes/{v}/seed0.parquet",
+            f"results/verdicts/rule/tiny/shapes/{v}/seed0.jsonl",
+        ]
+    for rel in expected:
+        assert study.file(rel).stat().st_size > 0, rel
+    assert study.planned_jobs("slurm.yaml") == []
+
+
+def test_a_failing_job_fails_the_run_shows_its_log_and_retries_with_more(slurm, tmp_path):
+    study = Study(tmp_path)
+    config = copy.deepcopy(study.config)
+    config["benchmarks"] = {"broken": {"kind": "cvbench", "args": {"path": "missing/cvbench.parquet"}}}
+    study.write_config("broken.yaml", config)
+    # One retry (the profile has two) keeps this cheap and still shows the growth per attempt.
+    proc = run_snakemake(
+        study, "--configfile", "broken.yaml", "--retries", "1", "--show-failed-logs",
+        "results/data/broken/samples.jsonl",
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Logfile logs/prepare_benchmark/broken.log:" in output
+    assert "error: missing/cvbench.parquet: file not found" in output
+    jobs = sorted(slurm_jobs(submitted_jobs(output)).items())
+    assert [j["state"] for _, j in jobs] == ["FAILED", "FAILED"], jobs
+    for attempt, (_, job) in enumerate(jobs, start=1):
+        want = profile_resources("prepare_benchmark", attempt)
+        assert (job["mem_mb"], job["minutes"]) == (want["mem_mb"], want["runtime"]), (attempt, job)
+
+
+def test_profile_names_only_existing_rules(tmp_path):
+    study = Study(tmp_path)
+    proc = study.run("--list-rules", "--configfile", "test.yaml")
+    rules = set(proc.stdout.split())
+    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
+    assert set(profile["set-resources"]) <= rules
+
+
+def test_lint_is_clean_with_the_slurm_profile(tmp_path):
+    study = Study(tmp_path)
+    proc = run_snakemake(study, "--lint", "--configfile", "test.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def test_the_site_examples_are_valid():
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+
+    site = yaml.safe_load((ROOT / PROFILE / "site.example.yaml").read_text())
+    assert set(site["default-resources"]) == {"slurm_partition", "slurm_account"}
+    partitions = {p.name: p.limits for p in read_partition_file(ROOT / PROFILE / "partitions.example.yaml")}
+    assert partitions["gpu"].max_gpu > 0 and partitions["cpu"].max_gpu == 0
+    # The project profile must not own default-resources, or a site profile's would be ignored.
+    assert "default-resources" not in yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())

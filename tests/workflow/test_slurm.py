@@ -153,6 +153,9 @@ def slurm_study(slurm, tmp_path_factory):
     config = copy.deepcopy(study.config)
     config["variants"] = VARIANTS
     config["models"]["tiny"]["build"]["warm_start"]["steps"] = 5
+    # Kept small: the rule judge only, and one training seed (its saved step is a second model).
+    config["judges"] = {"rule": {"kind": "rule"}}
+    config["training"]["runs"]["grpo"]["seeds"] = [0]
     study.write_config("slurm.yaml", config)
     proc = run_snakemake(study, "--configfile", "slurm.yaml", "--jobs", "4", "--show-failed-logs")
     output = proc.stdout + proc.stderr
@@ -168,10 +171,11 @@ def test_every_cell_went_through_sbatch_and_completed(slurm_study):
     assert {j["state"] for j in jobs.values()} == {"COMPLETED"}, jobs
     rules = sorted(rule_of(j["comment"]) for j in jobs.values())
     n = len(VARIANTS)
+    models = 2  # tiny and its one saved GRPO step
     assert rules == sorted(
-        ["prepare_benchmark", "build_tiny_model"]
+        ["prepare_benchmark", "build_tiny_model", "prepare_training_data", "train_grpo"]
         + ["perturb_prompts"] * n
-        + ["generate_completions"] * n + ["judge_completions"] * n
+        + ["generate_completions"] * n * models + ["judge_completions"] * n * models
     )  # fmt: skip
     for log in submitted.values():  # kept by slurm-keep-successful-logs in local.yaml
         assert log.exists(), log
@@ -189,10 +193,10 @@ def test_the_profile_resources_reach_slurm(slurm_study):
 
 def test_aggregation_and_plotting_stay_local(slurm_study):
     _, _, output = slurm_study
-    for rule in ("compute_metrics", "plot_figures", "all"):
+    for rule in ("compute_metrics", "plot_figures", "training_curves", "all"):
         assert f"localrule {rule}:" in output
     comments = [j["comment"] for j in slurm_jobs(submitted_jobs(output)).values()]
-    assert not any(rule_of(c) in {"compute_metrics", "plot_figures", "all"} for c in comments)
+    assert not any(rule_of(c) in {"compute_metrics", "plot_figures", "training_curves", "all"} for c in comments)
 
 
 def test_every_expected_output_exists_and_nothing_is_stale(slurm_study):
@@ -203,19 +207,22 @@ def test_every_expected_output_exists_and_nothing_is_stale(slurm_study):
         "results/metrics/cells.csv",
         "results/metrics/summary.csv",
         "results/metrics/auroc.csv",
+        "results/metrics/training_curves.csv",
+        "results/training/grpo/seed0/step2/model.safetensors",
     ]
     expected += [
         f"results/figures/{name}.{ext}"
-        for name in ("accuracy", "quadrants", "auroc")
+        for name in ("accuracy", "quadrants", "auroc", "training_curves")
         for ext in ("png", "pdf")
     ]
     for v in VARIANTS:
-        expected += [
-            f"results/prompts/shapes/{v}/seed0.jsonl",
-            f"results/generations/tiny/shapes/{v}/seed0.jsonl",
-            f"results/logits/tiny/shapes/{v}/seed0.parquet",
-            f"results/verdicts/rule/tiny/shapes/{v}/seed0.jsonl",
-        ]
+        expected.append(f"results/prompts/shapes/{v}/seed0.jsonl")
+        for model in ("tiny", "grpo-s0-step2"):
+            expected += [
+                f"results/generations/{model}/shapes/{v}/seed0.jsonl",
+                f"results/logits/{model}/shapes/{v}/seed0.parquet",
+                f"results/verdicts/rule/{model}/shapes/{v}/seed0.jsonl",
+            ]
     for rel in expected:
         assert study.file(rel).stat().st_size > 0, rel
     assert study.planned_jobs("slurm.yaml") == []

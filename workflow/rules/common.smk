@@ -72,7 +72,11 @@ def get_judge_gpus(wildcards):
 
 def get_ensemble_inputs(wildcards):
     return GRID.ensemble_inputs(
-        wildcards.judge, wildcards.model, wildcards.bench, wildcards.variant, wildcards.seed
+        wildcards.judge,
+        wildcards.model,
+        wildcards.bench,
+        wildcards.variant,
+        wildcards.seed,
     )
 
 
@@ -96,7 +100,9 @@ BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
 def model_env(wildcards):
     backend = GRID.models[wildcards.model].backend
     if backend not in BACKEND_ENVS:
-        raise ValueError(f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk")
+        raise ValueError(
+            f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk"
+        )
     return f"../../envs/{BACKEND_ENVS[backend]}.yaml"
 
 
@@ -104,6 +110,7 @@ localrules:
     all,
     compute_metrics,
     plot_figures,
+    training_curves,
     ensemble_verdicts,
     compute_judge_agreement,
     plot_judge_agreement,

@@ -40,7 +40,11 @@ rule plot_judge_agreement:
     input:
         agreement="results/metrics/judge_agreement.csv",
     output:
-        png=report("results/figures/judge_agreement.png", category="Figures"),
+        png=report(
+            "results/figures/judge_agreement.png",
+            caption="../report/judge_agreement.rst",
+            category="Figures",
+        ),
         pdf="results/figures/judge_agreement.pdf",
     log:
         "logs/plot_judge_agreement/plot_judge_agreement.log",

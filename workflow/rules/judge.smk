@@ -5,12 +5,12 @@ rule judge_completions:
         weights=get_judge_inputs,
     output:
         verdicts="results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl",
-    wildcard_constraints:
-        judge=_alternation(GRID.base_judges),
     log:
         "logs/judge_completions/{judge}/{model}/{bench}/{variant}/seed{seed}.log",
     benchmark:
         "benchmarks/judge_completions/{judge}/{model}/{bench}/{variant}/seed{seed}.tsv"
+    wildcard_constraints:
+        judge=_alternation(GRID.base_judges),
     conda:
         "../../envs/eval.yaml"
     threads: 1
@@ -30,12 +30,12 @@ rule ensemble_verdicts:
         get_ensemble_inputs,
     output:
         verdicts="results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl",
-    wildcard_constraints:
-        judge=_alternation(GRID.ensemble_judges),
     log:
         "logs/ensemble_verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.log",
     benchmark:
         "benchmarks/ensemble_verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.tsv"
+    wildcard_constraints:
+        judge=_alternation(GRID.ensemble_judges),
     conda:
         "../../envs/eval.yaml"
     params:

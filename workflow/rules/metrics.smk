@@ -36,7 +36,11 @@ rule compute_judge_agreement:
     input:
         get_agreement_inputs,
     output:
-        agreement="results/metrics/judge_agreement.csv",
+        agreement=report(
+            "results/metrics/judge_agreement.csv",
+            caption="../report/judge_agreement_table.rst",
+            category="Metrics",
+        ),
     log:
         "logs/compute_judge_agreement/compute_judge_agreement.log",
     benchmark:

@@ -25,7 +25,8 @@ rule prepare_training_data:
 # One rule per run: its saved steps (hence its outputs) come from the config.
 for _run, _r in GRID.training_runs.items():
     _samples = " ".join(
-        f"--samples {d}={s}" for d, s in zip(_r["data"], GRID.train_inputs(_run)["samples"])
+        f"--samples {d}={s}"
+        for d, s in zip(_r["data"], GRID.train_inputs(_run)["samples"])
     )
     if _r["backend"] == "verl":
 
@@ -43,9 +44,16 @@ for _run, _r in GRID.training_runs.items():
                 f"logs/verl_prepare/{_run}/seed{{seed}}.log",
             conda:
                 "../../envs/eval.yaml"
+            resources:
+                # SLURM requests (per-run rule names cannot live in the profile); grow on a retry.
+                cpus_per_task=4,
+                mem_mb=lambda w, attempt: 32000 * attempt,
+                runtime=lambda w, attempt: 120 * attempt,
             params:
                 spec=as_json(GRID.train_spec(_run)),
-                base=lambda w, input, _hub=GRID.train_base(_run): input.base[0] if input.base else _hub,
+                base=lambda w, input, _hub=GRID.train_base(_run): (
+                    input.base[0] if input.base else _hub
+                ),
                 samples=_samples,
                 out=lambda w, output: str(Path(output.parquet).parent.parent),
                 name=f"{_run}-s{{seed}}",
@@ -72,6 +80,9 @@ for _run, _r in GRID.training_runs.items():
             resources:
                 gpu=GRID.train_gpus(_run),
                 nodes=_r.get("verl", {}).get("nnodes", 1),
+                # Whole nodes on SLURM: --exclusive grants every CPU and all memory of the node.
+                slurm_extra="'--exclusive'",
+                runtime=lambda w, attempt: 1440 * attempt,
             shell:
                 "bash {input.script} > {log} 2>&1"
 
@@ -93,10 +104,16 @@ for _run, _r in GRID.training_runs.items():
         threads: 2
         resources:
             gpu=GRID.train_gpus(_run),
+            # SLURM requests (per-run rule names cannot live in the profile); grow on a retry.
+            cpus_per_task=8,
+            mem_mb=lambda w, attempt: 32000 * attempt,
+            runtime=lambda w, attempt: 240 * attempt,
         params:
             spec=as_json(GRID.train_spec(_run)),
             # The built base model's dir (an input), else its hub id.
-            base=lambda w, input, _hub=GRID.train_base(_run): input.base[0] if input.base else _hub,
+            base=lambda w, input, _hub=GRID.train_base(_run): (
+                input.base[0] if input.base else _hub
+            ),
             samples=_samples,
             out=lambda w, output: str(Path(output[0]).parent),
         shell:
@@ -108,8 +125,16 @@ rule training_curves:
     input:
         cells="results/metrics/cells.csv",
     output:
-        curves=TRAINING_CURVES,
-        figure=report(TRAINING_FIGURES[0], category="Figures"),
+        curves=report(
+            TRAINING_CURVES,
+            caption="../report/training_curves_table.rst",
+            category="Metrics",
+        ),
+        figure=report(
+            TRAINING_FIGURES[0],
+            caption="../report/training_curves.rst",
+            category="Figures",
+        ),
         figure_pdf=TRAINING_FIGURES[1],
     log:
         "logs/training_curves/training_curves.log",

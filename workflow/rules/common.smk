@@ -65,6 +65,25 @@ def get_model_gpus(wildcards):
     return GRID.model_gpus(wildcards.model)
 
 
+def get_server_inputs(wildcards):
+    return GRID.server_inputs(wildcards.model)
+
+
+def get_cell_gpus(wildcards):
+    """A served cell only talks to its model's server job, which holds the GPUs."""
+    return 0 if GRID.served(wildcards.model) else GRID.model_gpus(wildcards.model)
+
+
+def get_cell_threads(wildcards):
+    """A served cell waits on its server (zero threads: all of a model's cells run beside it)."""
+    return 0 if GRID.served(wildcards.model) else 1
+
+
+def server_flag(wildcards):
+    inputs = GRID.server_inputs(wildcards.model)
+    return f"--server-file {inputs[0]}" if inputs else ""
+
+
 localrules:
     all,
     compute_metrics,

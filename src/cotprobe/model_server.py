@@ -79,13 +79,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.path == "/health":
             self._send(HTTPStatus.OK, self.server.identity)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}", "kind": "value"})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             prompts = [Prompt(**p) for p in body["prompts"]]
@@ -104,7 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         except (InputError, BackendError, ValueError, KeyError, TypeError) as err:
             log.warning("%s failed: %s", self.path, err)
-            status = HTTPStatus.BAD_REQUEST if isinstance(err, InputError) else HTTPStatus.INTERNAL_SERVER_ERROR
+            status = (
+                HTTPStatus.BAD_REQUEST if isinstance(err, InputError) else HTTPStatus.INTERNAL_SERVER_ERROR
+            )
             self._send(status, {"error": str(err), "kind": _error_kind(err)})
             return
         self._send(HTTPStatus.OK, out)
@@ -189,7 +191,12 @@ class RemoteBackend(Backend):
             raise BackendError(f"model server {self.path}{route}: {err}") from None
 
     def generate(self, prompts, *, model_id, seed, sampling) -> list[Generation]:
-        body = {"prompts": [p.to_dict() for p in prompts], "model_id": model_id, "seed": seed, "sampling": sampling}
+        body = {
+            "prompts": [p.to_dict() for p in prompts],
+            "model_id": model_id,
+            "seed": seed,
+            "sampling": sampling,
+        }
         return [Generation(**g) for g in self._post("/generate", body)["generations"]]
 
     def letter_scores(self, prompts, generations) -> list[LetterScores]:

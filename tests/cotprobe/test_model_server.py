@@ -54,17 +54,14 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
     spec = _spec(tiny_model_dir)
     url_file = tmp_path / "server.json"
     log = tmp_path / "server.log"
+    cmd = [sys.executable, "-m", "cotprobe", "serve-model", "--model", "tiny", "--spec", json.dumps(spec),
+           "--url-file", str(url_file), "--threads", "1"]  # fmt: skip
     with log.open("w") as fh:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cotprobe", "serve-model", "--model", "tiny", "--spec", json.dumps(spec),
-             "--url-file", str(url_file), "--threads", "1"],  # fmt: skip
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+        server = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     try:
         # Cells start before the model is loaded (as in a Snakemake group) and wait for it.
         cells = {v: _cell(spec, f, tmp_path / f"served_{v}.jsonl", url_file) for v, f in prompt_files.items()}
-        for v, proc in cells.items():
+        for proc in cells.values():
             _, err = proc.communicate(timeout=600)
             assert proc.returncode == 0, err
             assert "using model server http://127.0.0.1:" in err
@@ -95,12 +92,9 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
 def test_a_server_that_cannot_load_fails_its_cells_at_once(prompt_files, tmp_path):
     spec = _spec(tmp_path / "no-such-model")
     url_file = tmp_path / "server.json"
-    server = subprocess.run(
-        [sys.executable, "-m", "cotprobe", "serve-model", "--model", "tiny", "--spec", json.dumps(spec),
-         "--url-file", str(url_file)],  # fmt: skip
-        capture_output=True,
-        text=True,
-    )
+    cmd = [sys.executable, "-m", "cotprobe", "serve-model", "--model", "tiny", "--spec", json.dumps(spec),
+           "--url-file", str(url_file)]  # fmt: skip
+    server = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert server.returncode != 0
     t0 = time.monotonic()
     proc = _cell(spec, prompt_files["base"], tmp_path / "gen.jsonl", url_file)

@@ -236,7 +236,9 @@ class VLLMBackend(Backend):
         check_pairs(prompts, generations)
         points = [scoring_point(p, g) for p, g in zip(prompts, generations)]
         tokens = [self._letters(list(p.options)) for p in prompts]
-        contexts = [pt.assistant_text[: len(pt.assistant_text) - len(lt.carry)] for pt, lt in zip(points, tokens)]
+        contexts = [
+            pt.assistant_text[: len(pt.assistant_text) - len(lt.carry)] for pt, lt in zip(points, tokens)
+        ]
         for prompt, context, lt in zip(prompts, contexts, tokens):
             self._check_boundary(prompt, context, lt)
         params = [

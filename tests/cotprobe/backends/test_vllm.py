@@ -48,7 +48,13 @@ def _env() -> dict[str, str]:
 
 
 def _spec(model_dir, sampling) -> str:
-    spec = {"backend": "vllm", "path": str(model_dir), "settings": SETTINGS, "generation": sampling, "version": 1}
+    spec = {
+        "backend": "vllm",
+        "path": str(model_dir),
+        "settings": SETTINGS,
+        "generation": sampling,
+        "version": 1,
+    }
     return json.dumps(spec)
 
 
@@ -59,7 +65,7 @@ def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, 
            "--out", str(out), "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
     if server:
         cmd += ["--server-file", str(server), "--server-wait", "600"]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
 
@@ -74,7 +80,9 @@ def _without_seconds(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def vllm_python() -> Path:
     if not VLLM_PYTHON.exists():
-        pytest.fail(f"no vLLM environment at {VLLM_PYTHON}: run `make vllm-env` (or set COTPROBE_VLLM_PYTHON)")
+        pytest.fail(
+            f"no vLLM environment at {VLLM_PYTHON}: run `make vllm-env` (or set COTPROBE_VLLM_PYTHON)"
+        )
     return VLLM_PYTHON
 
 
@@ -92,13 +100,9 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
     write_jsonl(prompts_file, (p.to_dict() for p in prompts))
     url_file = tmp / "server.json"
     log = (tmp / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(vllm_python), "-m", "cotprobe", "serve-model", "--model", "tiny-vllm",
-         "--spec", _spec(tiny_model_dir, GREEDY), "--url-file", str(url_file)],  # fmt: skip
-        env=_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    cmd = [str(vllm_python), "-m", "cotprobe", "serve-model", "--model", "tiny-vllm",
+           "--spec", _spec(tiny_model_dir, GREEDY), "--url-file", str(url_file)]  # fmt: skip
+    server = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         files = {"greedy": _generate(tmp, "greedy", tiny_model_dir, prompts_file, GREEDY)}
         for name, sampling, seed in (
@@ -125,7 +129,9 @@ def hf(tiny_model_dir):
 def test_letter_logprobs_match_a_transformers_forward_pass(run, prompts, hf):
     gens = load_generations(str(run["greedy"]))
     ours = pl.read_parquet(run["greedy"].with_suffix(".parquet")).to_dicts()
-    ref = hf.letter_scores(prompts, [Generation(**json.loads(x)) for x in run["greedy"].read_text().splitlines()])
+    ref = hf.letter_scores(
+        prompts, [Generation(**json.loads(x)) for x in run["greedy"].read_text().splitlines()]
+    )
     assert len(gens) == len(ours) == len(ref) == len(prompts)
     for prompt, v, h in zip(prompts, ours, ref):
         assert v["id"] == h.id == prompt.id and v["letters"] == h.letters == list(prompt.options)

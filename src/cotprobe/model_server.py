@@ -129,6 +129,11 @@ def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
     url_file = Path(url_file)
     url_file.unlink(missing_ok=True)  # never let a cell find a previous server's address
     key = spec_key(spec)
+
+    def exit_now(signum, frame):  # while loading: unwind, so the backend's engine processes stop too
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
     t0 = time.perf_counter()
     try:
         backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
@@ -154,6 +159,9 @@ def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
     finally:
         server.server_close()
         url_file.unlink(missing_ok=True)
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
         log.info("server of %s stopped", model_id)
 
 

@@ -1,6 +1,7 @@
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cotprobe.workflow import FIGURES_VERSION, METRICS_VERSION, Grid, as_json
@@ -77,6 +78,14 @@ def get_cell_gpus(wildcards):
 def get_cell_threads(wildcards):
     """A served cell waits on its server (zero threads: all of a model's cells run beside it)."""
     return 0 if GRID.served(wildcards.model) else 1
+
+
+def get_server_threads(wildcards):
+    """The server runs the model for all of a model's cells: every core of a local run."""
+    try:
+        return workflow.cores
+    except WorkflowError:  # cluster runs need not set --cores
+        return 4
 
 
 def server_flag(wildcards):

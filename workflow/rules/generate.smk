@@ -11,7 +11,7 @@ rule serve_model:
         "logs/serve_model/{model}.log",
     conda:
         "../../envs/eval.yaml"
-    threads: workflow.cores
+    threads: get_server_threads
     resources:
         gpu=get_model_gpus,
     params:

@@ -118,6 +118,10 @@ class VLLMBackend(Backend):
             raise ValueError(f"{self.path}: tokenizer has no end-of-turn token")
         self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
 
+    def close(self) -> None:
+        """Stop the engine's worker processes now (a server stopping on SIGTERM calls this)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     # -- shared plumbing -------------------------------------------------------------------
 
     def _encode_text(self, text: str) -> list[int]:

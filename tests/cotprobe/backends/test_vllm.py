@@ -1,8 +1,8 @@
 """VLLMBackend for real: vLLM's CPU build in its own venv (``make vllm-env``) on the tiny model.
 
 The tests drive ``.venv-vllm/bin/python -m cotprobe`` through subprocesses, as Snakemake does:
-one in-process ``generate`` cell (greedy) and one ``serve-model`` process answering sampled cells,
-so the whole module pays two engine starts. They check the letter log-probabilities against a
+one in-process ``generate`` cell (greedy), then one ``serve-model`` process answering four cells
+(greedy again, sampled with seeds 0, 0, 1), so the whole module pays two engine starts. They check the letter log-probabilities against a
 transformers forward pass (this venv's HF backend), that pre-fills are continued (greedy texts and
 prompt lengths equal transformers'), seeded sampling, and the generation file format.
 """
@@ -64,8 +64,8 @@ def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, 
            "--spec", _spec(model_dir, sampling), "--prompts", str(prompts), "--seed", str(seed),
            "--out", str(out), "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
     if server:
-        cmd += ["--server-file", str(server), "--server-wait", "600"]
-    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=900)
+        cmd += ["--server-file", str(server), "--server-wait", "1800"]
+    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
 
@@ -98,13 +98,14 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm")
     prompts_file = tmp / "prompts.jsonl"
     write_jsonl(prompts_file, (p.to_dict() for p in prompts))
+    # One after the other: each vLLM CPU engine binds its OpenMP threads to the same core.
+    files = {"greedy": _generate(tmp, "greedy", tiny_model_dir, prompts_file, GREEDY)}
     url_file = tmp / "server.json"
-    log = (tmp / "server.log").open("w")
     cmd = [str(vllm_python), "-m", "cotprobe", "serve-model", "--model", "tiny-vllm",
            "--spec", _spec(tiny_model_dir, GREEDY), "--url-file", str(url_file)]  # fmt: skip
-    server = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    with (tmp / "server.log").open("w") as log:
+        server = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        files = {"greedy": _generate(tmp, "greedy", tiny_model_dir, prompts_file, GREEDY)}
         for name, sampling, seed in (
             ("served_greedy", GREEDY, 0),
             ("sampled_0", SAMPLED, 0),
@@ -114,8 +115,7 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
             files[name] = _generate(tmp, name, tiny_model_dir, prompts_file, sampling, seed, server=url_file)
     finally:
         server.terminate()
-        server.wait(timeout=60)
-        log.close()
+        server.wait(timeout=120)
     files["server_log"] = tmp / "server.log"
     files["url_file"] = url_file
     return files

@@ -20,9 +20,10 @@ model and vLLM batches within a call):
 * ``POST /letter_scores`` ``{"prompts": [...], "generations": [...]}`` -> ``{"scores": [...]}``
 * errors: ``{"error": message, "kind": "input" | "backend" | "value"}`` with status 400/500.
 
-The server writes ``{"url", "spec_key", "pid"}`` to its ``--url-file`` (atomically) once the model
-is loaded, or ``{"error": ...}`` when loading fails, so waiting cells fail at once instead of
-timing out.
+The server writes ``{"status": "loading", ...}`` to its ``--url-file`` at once (the rule truncates
+it even before Python starts: Snakemake wants a consumer's inputs to exist when it starts it),
+then ``{"url", "spec_key", "pid"}`` once the model is loaded, or ``{"error": ...}`` when loading
+fails, so waiting cells fail at once instead of timing out.
 
 Light at import: the backend is imported when the server starts.
 """
@@ -127,8 +128,11 @@ def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
     from cotprobe.backends import BACKENDS
 
     url_file = Path(url_file)
-    url_file.unlink(missing_ok=True)  # never let a cell find a previous server's address
     key = spec_key(spec)
+    # The file exists from the start (Snakemake checks a consumer's inputs when it starts it) but
+    # holds no address until the model is loaded: a previous server's address is never reused.
+    with atomic_path(url_file) as tmp:
+        tmp.write_text(json.dumps({"status": "loading", "spec_key": key, "pid": os.getpid()}))
 
     def exit_now(signum, frame):  # while loading: unwind, so the backend's engine processes stop too
         raise SystemExit(128 + signum)
@@ -234,6 +238,10 @@ def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0)
         if info is not None and info.get("spec_key") == key:
             if "error" in info:
                 raise BackendError(f"model server for {url_file} failed to load: {info['error']}")
+            if "url" not in info:
+                last = "the server is loading the model"
+                time.sleep(0.5)
+                continue
             try:
                 with urllib.request.urlopen(info["url"] + "/health", timeout=10) as resp:
                     health = json.loads(resp.read())

@@ -1,7 +1,8 @@
 # One model load per model: the cells of a served model (backend hf or vllm) are consumers of
 # that model's server, a Snakemake service job. Snakemake runs the server and the stale cells
 # together (one group job on one node on a cluster) and terminates the server when they are done;
-# each cell still writes its own files and reruns alone when only it is stale.
+# each cell still writes its own files and reruns alone when only it is stale. The address file
+# exists from the start (empty, then "loading"): cells wait in `connect` until the model is loaded.
 rule serve_model:
     input:
         weights=get_model_inputs,
@@ -17,7 +18,7 @@ rule serve_model:
     params:
         spec=model_spec,
     shell:
-        "exec python -m cotprobe serve-model --model {wildcards.model} --spec {params.spec:q}"
+        ": > {output} && exec python -m cotprobe serve-model --model {wildcards.model} --spec {params.spec:q}"
         " --threads {threads} --url-file {output} > {log} 2>&1"
 
 

@@ -26,10 +26,6 @@ GENERATIONS = "results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl"
 LOGITS = "results/logits/{model}/{bench}/{variant}/seed{seed}.parquet"
 VERDICTS = "results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl"
 BUILT_MODEL = "resources/models/{model}"
-# Address file of a model's server (a Snakemake service output: exists only while it runs).
-MODEL_SERVER = "resources/servers/{model}.json"
-# Backends that load weights: their cells share one load through a server job (issue 5, part 3).
-SERVED_BACKENDS = ("hf", "vllm")
 METRICS = ("results/metrics/cells.csv", "results/metrics/summary.csv", "results/metrics/auroc.csv")
 FIGURE_NAMES = ("accuracy", "quadrants", "auroc")
 FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf"))
@@ -249,14 +245,6 @@ class Grid:
         if m.backend == "vllm":  # tensor parallelism shards the model over this many GPUs
             return int(m.settings.get("tensor_parallel_size", 1))
         return 1
-
-    def served(self, model: str) -> bool:
-        """Whether the cells of ``model`` share one load through a ``serve_model`` job."""
-        return self.models[model].backend in SERVED_BACKENDS
-
-    def server_inputs(self, model: str) -> list[str]:
-        """The address file a generation cell of ``model`` waits for, or nothing (loaded in-process)."""
-        return [MODEL_SERVER.format(model=model)] if self.served(model) else []
 
     def model_inputs(self, model: str) -> list[str]:
         """Files the generation of ``model`` depends on: the built model dir, or nothing (hub)."""

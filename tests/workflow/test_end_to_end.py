@@ -50,16 +50,6 @@ def test_every_stage_writes_its_files(finished_study):
             assert s.file(log).exists()
 
 
-def test_the_cells_of_the_model_share_one_load(finished_study):
-    s = finished_study
-    server_log = s.file("logs/serve_model/tiny.log").read_text()
-    assert server_log.count("loaded hf backend") == 1 and "server of tiny stopped" in server_log
-    for v in VARIANTS:
-        cell_log = s.file(f"logs/generate_completions/tiny/shapes/{v}/seed0.log").read_text()
-        assert "using model server http://127.0.0.1:" in cell_log and "loaded hf backend" not in cell_log
-    assert not s.file("resources/servers/tiny.json").exists()  # a service output lives while it serves
-
-
 def test_the_short_warm_start_learned_the_format(finished_study):
     facts = json.loads(finished_study.file("resources/models/tiny/cotprobe_model.json").read_text())
     assert facts["final_loss"] < facts["initial_loss"]
@@ -144,11 +134,9 @@ def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
     config["benchmarks"]["shapes-large"] = {"kind": "shapes", "args": {"n": 4, "seed": 1, "image_size": 112}}
     jobs = s.planned_jobs(s.write_config("bench_added.yaml", config))
     for rule, out in jobs:
-        if rule not in {"compute_metrics", "plot_figures", "all", "serve_model"}:
+        if rule not in {"compute_metrics", "plot_figures", "all"}:
             assert "shapes-large" in out, (rule, out)
     assert sum(r == "generate_completions" for r, _ in jobs) == len(VARIANTS)
-    # The new cells share one load of the model, served to them for this run only.
-    assert [out for r, out in jobs if r == "serve_model"] == ["resources/servers/tiny.json"]
 
 
 def test_changing_generation_settings_reruns_generation_not_prompts(finished_study):
@@ -156,13 +144,7 @@ def test_changing_generation_settings_reruns_generation_not_prompts(finished_stu
     config = copy.deepcopy(s.config)
     config["generation"]["max_new_tokens"] = 12
     rules = {r for r, _ in s.planned_jobs(s.write_config("gen_changed.yaml", config))}
-    assert rules - {"all"} == {
-        "serve_model",
-        "generate_completions",
-        "judge_completions",
-        "compute_metrics",
-        "plot_figures",
-    }
+    assert rules - {"all"} == {"generate_completions", "judge_completions", "compute_metrics", "plot_figures"}
 
 
 def test_config_typo_fails_before_any_job(finished_study):

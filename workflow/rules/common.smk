@@ -1,7 +1,6 @@
 import re
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cotprobe.workflow import FIGURES_VERSION, METRICS_VERSION, Grid, as_json
@@ -64,33 +63,6 @@ def grid_axes():
 
 def get_model_gpus(wildcards):
     return GRID.model_gpus(wildcards.model)
-
-
-def get_server_inputs(wildcards):
-    return GRID.server_inputs(wildcards.model)
-
-
-def get_cell_gpus(wildcards):
-    """A served cell only talks to its model's server job, which holds the GPUs."""
-    return 0 if GRID.served(wildcards.model) else GRID.model_gpus(wildcards.model)
-
-
-def get_cell_threads(wildcards):
-    """A served cell waits on its server (zero threads: all of a model's cells run beside it)."""
-    return 0 if GRID.served(wildcards.model) else 1
-
-
-def get_server_threads(wildcards):
-    """The server runs the model for all of a model's cells: every core of a local run."""
-    try:
-        return workflow.cores
-    except WorkflowError:  # cluster runs need not set --cores
-        return 4
-
-
-def server_flag(wildcards):
-    inputs = GRID.server_inputs(wildcards.model)
-    return f"--server-file {inputs[0]}" if inputs else ""
 
 
 localrules:

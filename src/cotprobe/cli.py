@@ -162,10 +162,16 @@ def cmd_generate(args) -> None:
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
-    backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
-    if args.threads and "torch" in sys.modules:  # only backends that run torch here
-        sys.modules["torch"].set_num_threads(args.threads)
-    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
+    if args.server_file:  # the model is loaded once, in its serve-model process
+        from cotprobe.model_server import connect
+
+        backend = connect(args.server_file, spec, wait=args.server_wait)
+        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
+    else:
+        backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
+        if args.threads and "torch" in sys.modules:  # only backends that run torch here
+            sys.modules["torch"].set_num_threads(args.threads)
+        log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
 
     part.parent.mkdir(parents=True, exist_ok=True)
     step = int(sampling["batch_size"])
@@ -192,6 +198,17 @@ def cmd_generate(args) -> None:
     _write_scores(args.logits_out, scores)
     write_jsonl(out, (g.to_dict() for g in generations))
     part.unlink(missing_ok=True)
+
+
+def cmd_serve_model(args) -> None:
+    from cotprobe.model_server import serve
+
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        import torch  # the backends that load weights here run torch on the CPU threads given
+
+        torch.set_num_threads(args.threads)
+    serve(args.model, _spec(args.spec), args.url_file)
 
 
 def _write_scores(path: str, scores) -> None:
@@ -452,7 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--logits-out", required=True)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.add_argument("--server-file", help="use the model loaded by `serve-model --url-file FILE`")
+    s.add_argument("--server-wait", type=float, default=7200.0, help="seconds to wait for that server")
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("serve-model", help="load a model once and serve it to generation cells")
+    s.add_argument("--model", required=True, help="model id")
+    s.add_argument("--spec", required=True, help="model slice of config, JSON (as for generate)")
+    s.add_argument("--url-file", required=True, help="where to write the server's address once loaded")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.set_defaults(func=cmd_serve_model)
 
     s = sub.add_parser("judge", help="judge one cell's generations")
     s.add_argument("--judge", required=True, help="judge id (recorded in every verdict)")

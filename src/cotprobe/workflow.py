@@ -373,7 +373,13 @@ class Grid:
     def model_gpus(self, model: str) -> int:
         """GPUs a generation job of ``model`` requests (a resource, not part of the params)."""
         m = self.models[model]
-        return int(m.gpus if m.gpus is not None else (0 if m.built else 1))
+        if m.gpus is not None:
+            return int(m.gpus)
+        if m.built:
+            return 0
+        if m.backend == "vllm":  # tensor parallelism shards the model over this many GPUs
+            return int(m.settings.get("tensor_parallel_size", 1))
+        return 1
 
     def model_inputs(self, model: str) -> list[str]:
         """Files the generation of ``model`` depends on: the built or trained model dir, or nothing (hub)."""

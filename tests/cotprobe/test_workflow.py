@@ -98,6 +98,16 @@ def test_rule_params_hold_only_their_own_slice():
     assert g2.model_spec("tiny") == g.model_spec("tiny") and g2.bench_spec("shapes") == g.bench_spec("shapes")
 
 
+def test_vllm_models_request_their_tensor_parallel_gpus():
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["tp4"] = {"backend": "vllm", "path": "hub/m", "settings": {"tensor_parallel_size": 4}}
+    config["models"]["tp1"] = {"backend": "vllm", "path": "hub/m"}
+    config["models"]["pinned"] = {"backend": "vllm", "path": "hub/m", "gpus": 2}
+    g = grid(config)
+    assert (g.model_gpus("tp4"), g.model_gpus("tp1"), g.model_gpus("pinned")) == (4, 1, 2)
+    assert g.model_spec("tp4")["version"] == 1  # resolving the version imports no vllm
+
+
 def test_cell_entries_follow_the_path_grammar():
     entries = cell_entries(grid().axes())
     assert len(entries) == 18 * 5  # tiny and its four saved GRPO steps

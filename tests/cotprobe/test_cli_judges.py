@@ -108,7 +108,8 @@ def test_judge_cost_counts_calls_and_tokens(tmp_path, monkeypatch, capsys):
     config["judges"]["tiny-llm"]["args"]["backend"] = "openai"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     [row] = cost_table("c.yaml", SCHEMA)  # the rule judge and the ensembles cost nothing
-    n_cells, n, think = 9, 8, config["generation"]["max_new_tokens"] * CHARS_PER_TOKEN
+    # 9 variants x 3 models (tiny and the two saved GRPO steps of the test study), 8 samples each.
+    n_cells, n, think = 27, 8, config["generation"]["max_new_tokens"] * CHARS_PER_TOKEN
     bare = len(load_template("consistency_v1").text.format(question="", options="", think="", answer=""))
     assert row["judge"] == "tiny-llm" and row["cells"] == n_cells and row["calls"] == n_cells * n
     assert row["basis"] == "upper bound" and row["cells_done"] == 0

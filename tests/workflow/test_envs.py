@@ -11,6 +11,9 @@ from packaging.requirements import Requirement
 from cotprobe.backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[2]
+# vLLM and verl pin their own torch/transformers (incompatible with the CPU study's): their envs
+# are held to exact pins but not to pyproject's bounds or the other envs' versions.
+OWN_STACKS = {"vllm.yaml", "verl.yaml"}
 RULES = sorted((ROOT / "workflow/rules").glob("*.smk"))
 
 
@@ -68,6 +71,8 @@ def test_envs_pin_python_and_every_package_within_pyproject_bounds():
         for req in _pip(env):
             (pin,) = req.specifier
             assert pin.operator == "==", (env.name, str(req))
+            if env.name in OWN_STACKS:
+                continue
             for spec in bounds.get(req.name.lower(), []):
                 assert spec.contains(pin.version), (env.name, str(req), str(spec))
 
@@ -75,6 +80,8 @@ def test_envs_pin_python_and_every_package_within_pyproject_bounds():
 def test_envs_share_versions():
     versions = {}
     for env in sorted((ROOT / "envs").glob("*.yaml")):
+        if env.name in OWN_STACKS:
+            continue
         for req in _pip(env):
             versions.setdefault(req.name.lower(), set()).add(str(req.specifier))
     assert {name: v for name, v in versions.items() if len(v) > 1} == {}

@@ -42,7 +42,7 @@ def test_import_does_not_pull_torch():
 
 
 def test_registry_names():
-    assert BACKENDS.names() == ["dummy", "hf", "openai"]
+    assert BACKENDS.names() == ["dummy", "hf", "openai", "vllm"]
 
 
 @pytest.mark.parametrize(

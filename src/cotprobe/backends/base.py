@@ -112,6 +112,25 @@ def complete(backend: Backend, texts: list[str], *, seed: int, sampling: dict[st
     return out
 
 
+# Tokens that end an assistant turn for Qwen2.5 chat models (its generation_config lists both).
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def end_of_turn_ids(tokenizer, path: str) -> list[int]:
+    """The token ids that end generation: ``STOP_TOKENS`` present in the vocabulary plus eos.
+
+    Raises:
+        ValueError: When the tokenizer has none of them.
+    """
+    vocab = tokenizer.get_vocab()
+    stop = {vocab[t] for t in STOP_TOKENS if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        stop.add(tokenizer.eos_token_id)
+    if not stop:
+        raise ValueError(f"{path}: tokenizer has no end-of-turn token")
+    return sorted(stop)
+
+
 def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     """Validate a sampling dict and return it with typed values.
 

@@ -18,6 +18,7 @@ from cotprobe.backends.base import (
     build_messages,
     check_pairs,
     check_sampling,
+    end_of_turn_ids,
     letter_distribution,
     letter_tokens,
     load_image,
@@ -25,9 +26,6 @@ from cotprobe.backends.base import (
     scoring_point,
 )
 from cotprobe.records import Generation, LetterScores, Prompt
-
-# Tokens that end an assistant turn for Qwen2.5 chat models (its generation_config lists both).
-_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 class HFBackend(Backend):
@@ -89,13 +87,7 @@ class HFBackend(Backend):
             model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, **extra)
         self.model = model.to(self.device).eval()
 
-        vocab = self.tokenizer.get_vocab()
-        stop = [vocab[t] for t in _STOP_TOKENS if t in vocab]
-        if self.tokenizer.eos_token_id is not None:
-            stop.append(self.tokenizer.eos_token_id)
-        self.eos_ids = sorted(set(stop))
-        if not self.eos_ids:
-            raise ValueError(f"{self.path}: tokenizer has no end-of-turn token")
+        self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.eos_ids[0] if pad is None else pad
         # Checkpoints ship sampling defaults (Qwen2.5-VL: top_k=1, repetition_penalty=1.05, ...) that

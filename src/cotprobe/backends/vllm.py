@@ -36,6 +36,7 @@ from cotprobe.backends.base import (
     build_messages,
     check_pairs,
     check_sampling,
+    end_of_turn_ids,
     letter_distribution,
     letter_tokens,
     load_image,
@@ -43,9 +44,6 @@ from cotprobe.backends.base import (
     scoring_point,
 )
 from cotprobe.records import Generation, LetterScores, Prompt
-
-# Tokens that end an assistant turn for Qwen2.5 chat models (the same list as the hf backend).
-_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 class VLLMBackend(Backend):
@@ -109,13 +107,7 @@ class VLLMBackend(Backend):
         kwargs.update(engine_args or {})
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        vocab = self.tokenizer.get_vocab()
-        stop = [vocab[t] for t in _STOP_TOKENS if t in vocab]
-        if self.tokenizer.eos_token_id is not None:
-            stop.append(self.tokenizer.eos_token_id)
-        self.eos_ids = sorted(set(stop))
-        if not self.eos_ids:
-            raise ValueError(f"{self.path}: tokenizer has no end-of-turn token")
+        self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
         self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
 
     def close(self) -> None:

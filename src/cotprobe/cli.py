@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.io import InputError, atomic_path, read_jsonl, write_jsonl
+from cotprobe.model_server import hash_weights as _hash_weights
 from cotprobe.records import Generation, Prompt, Sample
 
 log = logging.getLogger("cotprobe")
@@ -117,14 +118,6 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def _hash_weights(h, path: str) -> None:
-    weights = Path(path)
-    if path and weights.is_dir():  # local checkpoints: the same path may hold other weights later
-        for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-
-
 def _read_part(part: Path, key: str) -> list[dict[str, Any]]:
     """Finished records of an interrupted run with the same cache key (else none)."""
     if not part.exists():
@@ -162,10 +155,19 @@ def cmd_generate(args) -> None:
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
-    if args.server_file:  # the model is loaded once, in its serve-model process
+    lease = None
+    if args.server_file:  # the model is loaded once, in a serve-model process started by hand
         from cotprobe.model_server import connect
 
         backend = connect(args.server_file, spec, wait=args.server_wait)
+        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
+    elif args.share_load and BACKENDS.get(spec["backend"]).loads_weights:
+        from cotprobe.model_server import attach
+
+        backend, lease = attach(
+            args.model, spec, root=args.server_root, idle_timeout=args.idle_timeout,
+            threads=args.threads, gpus=args.gpus, wait=args.server_wait,
+        )  # fmt: skip
         log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
     else:
         backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
@@ -198,6 +200,8 @@ def cmd_generate(args) -> None:
     _write_scores(args.logits_out, scores)
     write_jsonl(out, (g.to_dict() for g in generations))
     part.unlink(missing_ok=True)
+    if lease is not None:
+        lease.release()
 
 
 def cmd_serve_model(args) -> None:
@@ -208,7 +212,8 @@ def cmd_serve_model(args) -> None:
         import torch  # the backends that load weights here run torch on the CPU threads given
 
         torch.set_num_threads(args.threads)
-    serve(args.model, _spec(args.spec), args.url_file)
+    serve(args.model, _spec(args.spec), args.url_file, lease_file=args.lease_file,
+          idle_timeout=args.idle_timeout, ledger=args.ledger)  # fmt: skip
 
 
 def _write_scores(path: str, scores) -> None:
@@ -242,6 +247,9 @@ def cmd_judge(args) -> None:
     if spec["kind"] == ENSEMBLE:
         raise InputError(f"--spec: judge {args.judge!r} is an ensemble; run `cotprobe ensemble`")
     judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
+    if args.share_load and hasattr(judge, "share"):
+        judge.share = {"root": args.server_root, "idle_timeout": args.idle_timeout, "threads": args.threads,
+                       "gpus": args.gpus, "wait": args.server_wait}  # fmt: skip
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
     pairs = judge.pair(prompts, generations)
@@ -438,6 +446,22 @@ def cmd_check_config(args) -> None:
 
 
 # ---------------------------------------------------------------- parser
+def _add_share_args(s) -> None:
+    s.add_argument("--server-wait", type=float, default=7200.0, help="seconds to wait for a model server")
+    # The workflow turns sharing on by environment, not by argument: it changes no output, so
+    # switching it must not make Snakemake rerun cells (a changed shell command would).
+    share = os.environ.get("COTPROBE_SHARE_LOAD", "0") == "1"
+    s.add_argument("--share-load", action=argparse.BooleanOptionalAction, default=share,
+                   help="use (or start) this host's shared server of the model instead of loading it here"
+                        " (default: $COTPROBE_SHARE_LOAD=1)")  # fmt: skip
+    s.add_argument("--server-root", default=os.environ.get("COTPROBE_SERVER_ROOT", ".cotprobe/model_servers"),
+                   help="shared servers' addresses, leases, logs and load ledger")  # fmt: skip
+    s.add_argument("--idle-timeout", type=float, default=float(os.environ.get("COTPROBE_SERVER_IDLE", "300")),
+                   help="a shared server this cell starts exits after this many seconds without cells")  # fmt: skip
+    s.add_argument("--gpus", type=int, default=0,
+                   help="GPUs of the model: a server this cell starts first stops other models' idle servers")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cotprobe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="verb", required=True)
@@ -470,13 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--logits-out", required=True)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.add_argument("--server-file", help="use the model loaded by `serve-model --url-file FILE`")
-    s.add_argument("--server-wait", type=float, default=7200.0, help="seconds to wait for that server")
+    _add_share_args(s)
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("serve-model", help="load a model once and serve it to generation cells")
     s.add_argument("--model", required=True, help="model id")
     s.add_argument("--spec", required=True, help="model slice of config, JSON (as for generate)")
     s.add_argument("--url-file", required=True, help="where to write the server's address once loaded")
+    s.add_argument(
+        "--lease-file", help="exit once no cell has held a lease on this file for --idle-timeout s"
+    )
+    s.add_argument("--idle-timeout", type=float, default=300.0)
+    s.add_argument("--ledger", help="append one JSON line per model load to this file")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.set_defaults(func=cmd_serve_model)
 
@@ -487,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--generations", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads of a local LLM judge")
+    _add_share_args(s)
     s.set_defaults(func=cmd_judge)
 
     s = sub.add_parser("ensemble", help="combine member judges' verdicts of one cell")

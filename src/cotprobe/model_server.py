@@ -2,15 +2,30 @@
 
 ``cotprobe serve-model`` loads a model's backend (``hf``, ``vllm``, ...) once and answers
 ``generate`` / ``letter_scores`` calls over HTTP on loopback; each generation cell
-(``cotprobe generate --server-file ...``) is still its own process and Snakemake job, with its own
-output files, part-file resume and staleness, but calls the loaded model through ``RemoteBackend``
-instead of loading it. The records are the ones the backend returns in-process (the same code
-runs, in the server), so a cell's files do not depend on whether it was served.
+(``cotprobe generate``) is still its own process and Snakemake job, with its own output files,
+part-file resume and staleness, but calls the loaded model through ``RemoteBackend`` instead of
+loading it. The records are the ones the backend returns in-process (the same code runs, in the
+server), so a cell's files do not depend on whether it was served.
 
-In the workflow the server is a Snakemake *service* job (``rule serve_model``) whose consumers are
-the model's cells: Snakemake runs them together on one node (a group job on a cluster) and
-terminates the server (SIGTERM) once every consumer is done. Only stale cells are consumers, so a
-rerun of one cell loads the model once for that cell.
+**Shared loads in the workflow** (``attach``; no DAG edge, so no cell reruns because a server
+started): the first cell of a model on a host spawns a detached server, later cells of that model
+on that host attach to it. State lives under ``.cotprobe/model_servers/`` in the working directory:
+
+* ``<host>/<key>.json``: the server's address (``key`` = ``spec_key``: the model's load settings,
+  absolute path and weights fingerprint, so a rebuilt or retrained model never reuses an old load);
+* ``<host>/<key>.lease``: every attached cell holds a shared ``flock`` on it for its lifetime (the
+  kernel drops it when the cell dies, even by SIGKILL); the server exits once no cell has held it
+  for ``idle_timeout`` seconds;
+* ``<host>/spawn.lock``: serialises spawning and idle exits on the host;
+* ``loads.jsonl`` (one line per model load: the number the study pays) and ``logs/``.
+
+A cell of a GPU model that has to spawn first stops the idle servers (no lease held) of other
+models on the host, so an idle server never holds GPU memory that a new load needs. On a cluster
+the cells of a model share a load when they run in one job (a Snakemake group job; see the SLURM
+profile); a server dies with its job.
+
+``serve-model --url-file`` alone (no lease) serves until SIGTERM, for a server started by hand;
+``generate --server-file`` attaches a cell to it.
 
 Protocol (JSON over HTTP, requests served one at a time under a lock, since a backend holds one
 model and vLLM batches within a call):
@@ -18,11 +33,11 @@ model and vLLM batches within a call):
 * ``GET /health`` -> ``{"model": id, "spec_key": ..., "pid": ...}``
 * ``POST /generate`` ``{"prompts": [...], "model_id", "seed", "sampling"}`` -> ``{"generations": [...]}``
 * ``POST /letter_scores`` ``{"prompts": [...], "generations": [...]}`` -> ``{"scores": [...]}``
+* ``POST /complete_texts`` ``{"texts": [...], "seed", "sampling"}`` -> ``{"completions": [...]}`` (judges)
 * errors: ``{"error": message, "kind": "input" | "backend" | "value"}`` with status 400/500.
 
-The server writes ``{"status": "loading", ...}`` to its ``--url-file`` at once (the rule truncates
-it even before Python starts: Snakemake wants a consumer's inputs to exist when it starts it),
-then ``{"url", "spec_key", "pid"}`` once the model is loaded, or ``{"error": ...}`` when loading
+The server writes ``{"status": "loading", ...}`` to its ``--url-file`` at once, then
+``{"url", "spec_key", "pid"}`` once the model is loaded, or ``{"error": ...}`` when loading
 fails, so waiting cells fail at once instead of timing out.
 
 Light at import: the backend is imported when the server starts.
@@ -30,11 +45,16 @@ Light at import: the backend is imported when the server starts.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -45,17 +65,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cotprobe.backends.base import Backend, BackendError
+from cotprobe.backends.base import Backend, BackendError, Completion, complete
 from cotprobe.io import InputError, atomic_path
 from cotprobe.records import Generation, LetterScores, Prompt
 
 log = logging.getLogger(__name__)
 
 
+def hash_weights(h, path: str) -> None:
+    """Feed a local checkpoint's weight/config files (name, size, mtime) into hash ``h``.
+
+    The same path may hold other weights later (a rebuilt or retrained model); hub ids hash as is.
+    """
+    weights = Path(path)
+    if path and weights.is_dir():
+        for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+
+
 def spec_key(spec: dict[str, Any]) -> str:
-    """Identity of a model load: the model's config slice (backend, path, settings, version)."""
+    """Identity of a model load: backend, settings, version, absolute path and weights fingerprint."""
     load = {k: v for k, v in spec.items() if k != "generation"}  # sampling is per request
-    return hashlib.sha256(json.dumps(load, sort_keys=True).encode()).hexdigest()[:16]
+    path = str(spec.get("path", ""))
+    if path and Path(path).exists():
+        load["path"] = str(Path(path).resolve())
+    h = hashlib.sha256(json.dumps(load, sort_keys=True).encode())
+    hash_weights(h, path)
+    return h.hexdigest()[:16]
 
 
 def _error_kind(err: Exception) -> str:
@@ -89,10 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            prompts = [Prompt(**p) for p in body["prompts"]]
+            prompts = [Prompt(**p) for p in body.get("prompts", [])]
             with self.server.lock:
                 backend = self.server.backend
-                if self.path == "/generate":
+                if self.path == "/complete_texts":  # the text path of model-based judges
+                    replies = complete(
+                        backend, body["texts"], seed=int(body["seed"]), sampling=body["sampling"]
+                    )
+                    out = {"completions": [list(c) for c in replies]}
+                elif self.path == "/generate":
                     gens = backend.generate(
                         prompts, model_id=body["model_id"], seed=int(body["seed"]), sampling=body["sampling"]
                     )
@@ -123,14 +165,86 @@ class _ModelHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
 
 
-def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
-    """Load ``spec``'s backend once and serve it until SIGTERM/SIGINT; see the module docstring."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _read_info(url_file: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(url_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _lease_free(lease_file: Path) -> bool:
+    """True when no cell holds a lease on ``lease_file`` (an exclusive lock can be taken)."""
+    with lease_file.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+
+def _watch_idle(server, url_file: Path, lease_file: Path, idle_timeout: float, model_id: str) -> None:
+    """Stop ``server`` once no cell has held its lease for ``idle_timeout`` s, or its file is gone."""
+    spawn_lock = lease_file.parent / "spawn.lock"
+    idle_since = None
+    while True:
+        time.sleep(0.5)
+        info = _read_info(url_file)
+        if info is None or info.get("pid") != os.getpid():  # working dir removed, or replaced
+            log.info("%s no longer names this server: stopping", url_file)
+            break
+        if not _lease_free(lease_file):
+            idle_since = None
+            continue
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since < idle_timeout:
+            continue
+        # Under the spawn lock a cell cannot attach between this check and the file's removal.
+        with spawn_lock.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _lease_free(lease_file):
+                url_file.unlink(missing_ok=True)
+                log.info("no cell of %s for %.0fs: stopping", model_id, idle_timeout)
+                break
+            idle_since = None
+    server.shutdown()
+
+
+def serve(
+    model_id: str,
+    spec: dict[str, Any],
+    url_file: str | Path,
+    *,
+    lease_file: str | Path | None = None,
+    idle_timeout: float = 300.0,
+    ledger: str | Path | None = None,
+) -> None:
+    """Load ``spec``'s backend once and serve it; see the module docstring.
+
+    Args:
+        lease_file: Stop once no cell has held a lease on this file for ``idle_timeout`` seconds
+            (or the url file no longer names this server). Without it, serve until SIGTERM/SIGINT.
+        ledger: Append one JSON line per model load here (what the study pays in loads).
+    """
     from cotprobe.backends import BACKENDS
 
     url_file = Path(url_file)
     key = spec_key(spec)
-    # The file exists from the start (Snakemake checks a consumer's inputs when it starts it) but
-    # holds no address until the model is loaded: a previous server's address is never reused.
+    # The file exists from the start but holds no address until the model is loaded: a previous
+    # server's address is never reused.
     with atomic_path(url_file) as tmp:
         tmp.write_text(json.dumps({"status": "loading", "spec_key": key, "pid": os.getpid()}))
 
@@ -145,7 +259,14 @@ def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
         with atomic_path(url_file) as tmp:
             tmp.write_text(json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key}))
         raise
-    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
+    load_s = time.perf_counter() - t0
+    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], load_s)
+    if ledger is not None:
+        entry = {"model": model_id, "spec_key": key, "host": socket.gethostname(), "pid": os.getpid(),
+                 "load_s": round(load_s, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a", encoding="utf-8") as fh:  # one short O_APPEND write: lines never mix
+            fh.write(json.dumps(entry) + "\n")
     server = _ModelHTTPServer(backend, {"model": model_id, "spec_key": key, "pid": os.getpid()})
     url = f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -156,13 +277,17 @@ def serve(model_id: str, spec: dict[str, Any], url_file: str | Path) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     with atomic_path(url_file) as tmp:
-        tmp.write_text(json.dumps({"url": url, "spec_key": key, "pid": os.getpid()}))
+        tmp.write_text(json.dumps({"url": url, "spec_key": key, "pid": os.getpid(), "model": model_id}))
     log.info("serving %s on %s (address in %s)", model_id, url, url_file)
+    if lease_file is not None:
+        args = (server, url_file, Path(lease_file), float(idle_timeout), model_id)
+        threading.Thread(target=_watch_idle, args=args, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-        url_file.unlink(missing_ok=True)
+        if (_read_info(url_file) or {}).get("pid") == os.getpid():
+            url_file.unlink(missing_ok=True)
         close = getattr(backend, "close", None)
         if close is not None:
             close()
@@ -215,6 +340,10 @@ class RemoteBackend(Backend):
         body = {"prompts": [p.to_dict() for p in prompts], "generations": [g.to_dict() for g in generations]}
         return [LetterScores(**s) for s in self._post("/letter_scores", body)["scores"]]
 
+    def complete_texts(self, texts, *, seed, sampling) -> list[Completion]:
+        body = {"texts": list(texts), "seed": seed, "sampling": sampling}
+        return [Completion(*c) for c in self._post("/complete_texts", body)["completions"]]
+
 
 def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0) -> RemoteBackend:
     """Wait for the model server of ``spec`` announced in ``url_file`` and return a client.
@@ -239,6 +368,10 @@ def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0)
             if "error" in info:
                 raise BackendError(f"model server for {url_file} failed to load: {info['error']}")
             if "url" not in info:
+                if "pid" in info and not _pid_alive(int(info["pid"])):
+                    raise BackendError(
+                        f"model server for {url_file} (pid {info['pid']}) died while loading the model"
+                    )
                 last = "the server is loading the model"
                 time.sleep(0.5)
                 continue
@@ -254,3 +387,122 @@ def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0)
             last = f"{url_file} is for spec {info.get('spec_key')}, not {key}"
         time.sleep(0.5)
     raise BackendError(f"no model server for {url_file} after {wait:.0f}s: {last}")
+
+
+SERVER_ROOT = Path(".cotprobe/model_servers")
+
+
+class Lease:
+    """A cell's hold on a shared server: a shared ``flock`` the kernel drops when the cell dies."""
+
+    def __init__(self, lease_file: Path):
+        self._fh = lease_file.open("a")
+        fcntl.flock(self._fh, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def _stop_idle_servers(host_dir: Path, keep: str) -> None:
+    """Stop the servers of other models on this host that no cell uses (frees their GPU memory)."""
+    for url_file in sorted(host_dir.glob("*.json")):
+        info = _read_info(url_file)
+        if url_file.stem == keep or not info or "pid" not in info or not _pid_alive(int(info["pid"])):
+            continue
+        with (host_dir / f"{url_file.stem}.lease").open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use: another job's GPUs
+            log.info(
+                "stopping the idle server of %s (pid %s) to free its GPUs", info.get("model"), info["pid"]
+            )
+            os.kill(int(info["pid"]), signal.SIGTERM)
+            deadline = time.monotonic() + 120
+            while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+
+def attach(
+    model_id: str,
+    spec: dict[str, Any],
+    *,
+    root: str | Path = SERVER_ROOT,
+    idle_timeout: float = 300.0,
+    threads: int = 0,
+    gpus: int = 0,
+    wait: float = 7200.0,
+) -> tuple[RemoteBackend, Lease]:
+    """A client of this host's shared server for ``spec``, spawned first if none runs.
+
+    Keep the returned lease until the cell is done (the server outlives no cell); see the module
+    docstring for the files under ``root``.
+
+    Raises:
+        BackendError: The server could not be started or failed to load the model.
+    """
+    root = Path(root)
+    key = spec_key(spec)
+    host_dir = root / socket.gethostname()
+    host_dir.mkdir(parents=True, exist_ok=True)
+    url_file, lease_file = host_dir / f"{key}.json", host_dir / f"{key}.lease"
+    lease = Lease(lease_file)  # before looking: from now on the server cannot go idle under us
+    try:
+        with (host_dir / "spawn.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            info = _read_info(url_file)
+            running = info is not None and "error" not in info and _pid_alive(int(info.get("pid", 0) or 0))
+            if not running:
+                if gpus > 0:
+                    _stop_idle_servers(host_dir, keep=key)
+                name = re.sub(r"[^\w.-]+", "_", model_id)  # a judge's model id may be a path
+                log_file = (
+                    root / "logs" / f"{name}.{socket.gethostname()}.{int(time.time())}.{os.getpid()}.log"
+                )
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                cmd = [sys.executable, "-m", "cotprobe", "serve-model", "--model", model_id,
+                       "--spec", json.dumps(spec), "--url-file", str(url_file), "--lease-file", str(lease_file),
+                       "--idle-timeout", str(idle_timeout), "--ledger", str(root / "loads.jsonl"),
+                       "--threads", str(threads)]  # fmt: skip
+                with log_file.open("w") as out:
+                    # Own session: the server outlives this cell (and a Ctrl-C aimed at it).
+                    proc = subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                # Named at once, so a cell that looks before the server writes waits for this one.
+                with atomic_path(url_file) as tmp:
+                    tmp.write_text(json.dumps({"status": "loading", "spec_key": key, "pid": proc.pid}))
+                log.info("started model server pid %d for %s (log: %s)", proc.pid, model_id, log_file)
+            else:
+                log.info("attaching to the model server pid %s of %s", info["pid"], model_id)
+        return connect(url_file, spec, wait=wait), lease
+    except BaseException:
+        lease.release()
+        raise
+
+
+def stop_servers(root: str | Path = SERVER_ROOT) -> int:
+    """SIGTERM this host's shared servers under ``root`` (the workflow's end); returns how many."""
+    n = 0
+    for url_file in sorted((Path(root) / socket.gethostname()).glob("*.json")):
+        info = _read_info(url_file)
+        if info and "pid" in info and _pid_alive(int(info["pid"])):
+            os.kill(int(info["pid"]), signal.SIGTERM)
+            n += 1
+    return n
+
+
+def count_loads(root: str | Path = SERVER_ROOT) -> dict[str, int]:
+    """Model loads recorded in ``root/loads.jsonl``, by model."""
+    ledger = Path(root) / "loads.jsonl"
+    counts: dict[str, int] = {}
+    if ledger.exists():
+        for line in ledger.read_text().splitlines():
+            model = json.loads(line)["model"]
+            counts[model] = counts.get(model, 0) + 1
+    return counts

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -531,3 +532,14 @@ def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
 def as_json(obj: Any) -> str:
     """Canonical JSON for params (sorted keys: equal slices compare equal)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def export_model_server_env(config: dict[str, Any]) -> None:
+    """Tell every job of this run (by environment) whether cells share model loads.
+
+    ``cotprobe generate`` and ``cotprobe judge`` read ``COTPROBE_SHARE_LOAD`` and
+    ``COTPROBE_SERVER_IDLE`` as their defaults (see ``cotprobe.model_server``).
+    """
+    settings = config.get("model_server", {})
+    os.environ["COTPROBE_SHARE_LOAD"] = "1" if settings.get("share", True) else "0"
+    os.environ["COTPROBE_SERVER_IDLE"] = str(settings.get("idle_timeout", 300))

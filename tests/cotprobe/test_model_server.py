@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from cotprobe.backends.base import BackendError
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
-from cotprobe.model_server import connect, spec_key
+from cotprobe.model_server import connect, count_loads, spec_key, stop_servers
 from cotprobe.variants import perturb
 
 GEN = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
@@ -112,3 +113,129 @@ def test_connect_refuses_a_server_of_another_load(tmp_path, tiny_model_dir):
     # Sampling settings are per request: they do not change which load a cell may use.
     assert spec_key(_spec(tiny_model_dir)) == spec_key({**_spec(tiny_model_dir), "generation": {"x": 1}})
     assert spec_key(_spec(tiny_model_dir)) != spec_key(_spec(tiny_model_dir, version=2))
+
+
+# --- shared loads: the first cell of a model spawns its server, later cells attach ---------------
+
+
+def _shared_cell(spec, prompts, out, root, *, idle=300, model="tiny", share=True):
+    cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", model, "--spec", json.dumps(spec),
+           "--prompts", str(prompts), "--seed", "0", "--out", str(out),
+           "--logits-out", str(out.with_suffix(".parquet")), "--server-root", str(root),
+           "--idle-timeout", str(idle), "--server-wait", "600",
+           "--share-load" if share else "--no-share-load"]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return err
+
+
+def _server_pids(root):
+    return [json.loads(f.read_text())["pid"] for f in root.glob("*/*.json")]
+
+
+def _wait_gone(pid, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_concurrent_and_later_cells_share_one_spawned_load(tiny_model_dir, prompt_files, tmp_path):
+    spec, root = _spec(tiny_model_dir), tmp_path / "servers"
+    try:
+        # Two cells at once race to spawn: one spawns, the other attaches (the spawn lock).
+        first = [
+            _shared_cell(spec, prompt_files[v], tmp_path / f"{v}.jsonl", root)
+            for v in ("base", "wrong_think")
+        ]
+        errs = [_finish(p) for p in first]
+        assert sum("started model server" in e for e in errs) == 1, errs
+        assert sum("attaching to the model server" in e for e in errs) == 1, errs
+        # A later cell finds the idle server still up and attaches too.
+        err = _finish(_shared_cell(spec, prompt_files["stop_think"], tmp_path / "stop_think.jsonl", root))
+        assert "attaching to the model server" in err
+        assert count_loads(root) == {"tiny": 1}
+        (pid,) = _server_pids(root)
+        ledger = [json.loads(line) for line in (root / "loads.jsonl").read_text().splitlines()]
+        assert ledger[0]["spec_key"] == spec_key(spec) and ledger[0]["pid"] == pid
+    finally:
+        assert stop_servers(root) == 1
+    assert _wait_gone(pid) and not list(root.glob("*/*.json"))
+
+    # Served cells write what a cell that loads the model itself writes.
+    direct = tmp_path / "direct.jsonl"
+    _finish(_shared_cell(spec, prompt_files["wrong_think"], direct, root, share=False))
+    assert _rows(tmp_path / "wrong_think.jsonl") == _rows(direct)
+    assert count_loads(root) == {"tiny": 1}  # the unshared cell loads in its own process, unrecorded
+
+
+def test_a_server_exits_when_no_cell_has_used_it_for_its_idle_timeout(tiny_model_dir, prompt_files, tmp_path):
+    spec, root = _spec(tiny_model_dir), tmp_path / "servers"
+    _finish(_shared_cell(spec, prompt_files["base"], tmp_path / "a.jsonl", root, idle=2))
+    (pid,) = _server_pids(root)
+    assert _wait_gone(pid, timeout=60)
+    assert not list(root.glob("*/*.json"))
+    # The next cell of the model starts a new server: a second load, recorded.
+    err = _finish(_shared_cell(spec, prompt_files["base"], tmp_path / "b.jsonl", root, idle=2))
+    assert "started model server" in err and count_loads(root) == {"tiny": 2}
+    assert _rows(tmp_path / "a.jsonl") == _rows(tmp_path / "b.jsonl")
+    (pid,) = _server_pids(root)
+    assert _wait_gone(pid, timeout=60)
+
+
+def test_a_retrained_model_at_the_same_path_gets_a_new_load(tiny_model_dir, prompt_files, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    spec, root = _spec(model), tmp_path / "servers"
+    key = spec_key(spec)
+    try:
+        _finish(_shared_cell(spec, prompt_files["base"], tmp_path / "a.jsonl", root))
+        cfg = model / "config.json"
+        cfg.write_text(cfg.read_text())  # same content, new mtime: a rewritten checkpoint
+        assert spec_key(spec) != key
+        err = _finish(_shared_cell(spec, prompt_files["base"], tmp_path / "b.jsonl", root))
+        assert "started model server" in err and count_loads(root) == {"tiny": 2}
+    finally:
+        assert stop_servers(root) == 2
+
+
+def test_a_server_that_cannot_load_fails_its_shared_cells_with_its_error(prompt_files, tmp_path):
+    spec, root = _spec(tmp_path / "no-such-model"), tmp_path / "servers"
+    proc = _shared_cell(spec, prompt_files["base"], tmp_path / "gen.jsonl", root)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines()[-1].startswith("error: model server for ") and "failed to load" in err
+    assert not (tmp_path / "gen.jsonl").exists() and count_loads(root) == {}
+    (log,) = (root / "logs").glob("tiny.*.log")
+    assert "no-such-model" in log.read_text()
+
+
+def test_a_gpu_cell_stops_idle_servers_of_other_models_but_not_busy_ones(tmp_path):
+    from cotprobe.model_server import Lease, _stop_idle_servers
+
+    host = tmp_path / "host"
+    host.mkdir()
+    sleepers = {}
+    for key in ("idle", "busy"):
+        sleepers[key] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        (host / f"{key}.json").write_text(json.dumps({"pid": sleepers[key].pid, "model": key}))
+    lease = Lease(host / "busy.lease")
+    try:
+        _stop_idle_servers(host, keep="new")
+        assert sleepers["idle"].wait(timeout=30) == -15
+        assert sleepers["busy"].poll() is None
+    finally:
+        lease.release()
+        for p in sleepers.values():
+            p.kill()
+            p.wait()

@@ -153,6 +153,26 @@ def test_figures_are_valid_images(finished_study):
         assert finished_study.file(f"results/figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_each_model_is_loaded_once_for_all_its_cells(finished_study):
+    from cotprobe.model_server import count_loads
+
+    root = finished_study.file(".cotprobe/model_servers")
+    # 9 generation cells per model, one load each (hf: a shared server per model).
+    assert count_loads(root) == {m: 1 for m in MODELS}
+    for cell in finished_study.path.glob("logs/generate_completions/*/shapes/*/seed0.log"):
+        text = cell.read_text()
+        assert "using model server http://127.0.0.1:" in text and "loaded hf backend" not in text, cell
+    # The LLM judge (the tiny model's weights) uses the tiny model's server: no load of its own.
+    judged = list(finished_study.path.glob("logs/judge_completions/tiny-llm/*/shapes/*/seed0.log"))
+    assert len(judged) == 9 * len(MODELS)
+    texts = [cell.read_text() for cell in judged]
+    assert not any("loaded hf backend" in t for t in texts)
+    # (a cell whose generations have no closed think asks the model nothing and needs no server)
+    assert sum("attaching to the model server" in t for t in texts) >= len(MODELS)
+    # The run stopped its servers when it ended (not after their idle timeout).
+    assert not list(root.glob("*/*.json"))
+
+
 # ---- only stale cells rerun (dry-run job lists) ----
 def test_second_run_does_nothing(finished_study):
     assert finished_study.planned_jobs() == []
@@ -204,6 +224,13 @@ def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
             assert "shapes-large" in out, (rule, out)
     assert sum(r == "generate_completions" for r, _ in jobs) == len(VARIANTS) * len(MODELS)
     assert sum(r == "judge_completions" for r, _ in jobs) == 2 * len(VARIANTS) * len(MODELS)
+
+
+def test_model_server_settings_rerun_nothing(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["model_server"] = {"share": False, "idle_timeout": 5}
+    assert s.planned_jobs(s.write_config("unshared.yaml", config)) == []
 
 
 def test_changing_generation_settings_reruns_generation_not_prompts(finished_study):

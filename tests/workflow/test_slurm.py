@@ -46,6 +46,7 @@ PIDFILES = {  # stopped in this order
 VARIANTS = ["base", "wrong_think"]
 SUBMITTED = "Job {} has been submitted with SLURM jobid {} (log: {})"
 RUN_TIMEOUT_S = 900
+MODELS = ["tiny", "grpo-s0-step2"]  # the tiny model and its one saved GRPO step
 
 
 def _pid(pidfile: Path) -> int | None:
@@ -175,7 +176,7 @@ def test_every_cell_went_through_sbatch_and_completed(slurm_study):
     assert rules == sorted(
         ["prepare_benchmark", "build_tiny_model", "prepare_training_data", "train_grpo"]
         + ["perturb_prompts"] * n
-        + ["generate_completions"] * n * models + ["judge_completions"] * n * models
+        + [f"generate-{m}_generate_completions" for m in MODELS] + ["judge_completions"] * n * models
     )  # fmt: skip
     for log in submitted.values():  # kept by slurm-keep-successful-logs in local.yaml
         assert log.exists(), log
@@ -185,10 +186,28 @@ def test_the_profile_resources_reach_slurm(slurm_study):
     _, _, output = slurm_study
     jobs = slurm_jobs(submitted_jobs(output)).values()
     for rule in profile_rules():
-        want = profile_resources(rule, attempt=1)
+        want = {k: v for k, v in profile_resources(rule, attempt=1).items() if k != "model_slot"}
         for job in (j for j in jobs if rule_of(j["comment"]) == rule):
             got = {"cpus_per_task": job["cpus"], "mem_mb": job["mem_mb"], "runtime": job["minutes"]}
             assert got == want, (rule, got, want)
+
+
+def test_the_cells_of_a_model_are_one_group_job_that_loads_it_once(slurm_study):
+    from cotprobe.model_server import count_loads
+
+    study, _, output = slurm_study
+    groups = {rule_of(j["comment"]): j for j in slurm_jobs(submitted_jobs(output)).values()}
+    cell = profile_resources("generate_completions", attempt=1)
+    assert cell.pop("model_slot") == 1
+    for model in MODELS:
+        job = groups[f"generate-{model}_generate_completions"]
+        # One cell's CPUs and memory (its cells run one after another: model_slot), their summed runtime.
+        got = {"cpus_per_task": job["cpus"], "mem_mb": job["mem_mb"], "runtime": job["minutes"]}
+        assert got == {**cell, "runtime": cell["runtime"] * len(VARIANTS)}, (model, got)
+        for v in VARIANTS:
+            log = study.file(f"logs/generate_completions/{model}/shapes/{v}/seed0.log").read_text()
+            assert "using model server http://127.0.0.1:" in log and "loaded hf backend" not in log
+    assert count_loads(study.file(".cotprobe/model_servers")) == dict.fromkeys(MODELS, 1)
 
 
 def test_aggregation_and_plotting_stay_local(slurm_study):
@@ -196,7 +215,9 @@ def test_aggregation_and_plotting_stay_local(slurm_study):
     for rule in ("compute_metrics", "plot_figures", "training_curves", "all"):
         assert f"localrule {rule}:" in output
     comments = [j["comment"] for j in slurm_jobs(submitted_jobs(output)).values()]
-    assert not any(rule_of(c) in {"compute_metrics", "plot_figures", "training_curves", "all"} for c in comments)
+    assert not any(
+        rule_of(c) in {"compute_metrics", "plot_figures", "training_curves", "all"} for c in comments
+    )
 
 
 def test_every_expected_output_exists_and_nothing_is_stale(slurm_study):

@@ -3,7 +3,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from cotprobe.workflow import FIGURES_VERSION, METRICS_VERSION, Grid, as_json
+from cotprobe.workflow import (
+    FIGURES_VERSION,
+    METRICS_VERSION,
+    Grid,
+    as_json,
+    export_model_server_env,
+)
 
 # Our validator first: its errors name the bad key and suggest the closest known name.
 GRID = Grid.from_config(
@@ -11,6 +17,11 @@ GRID = Grid.from_config(
 )
 validate(config, schema="../schemas/config.schema.yaml")
 GRID.check_plugins()
+
+# Generation cells of one model share one load (cotprobe.model_server.attach). Told by environment
+# (inherited by every job), not by params or the shell command: it changes no output, so switching
+# it must not rerun cells.
+export_model_server_env(config)
 
 
 def _alternation(ids):
@@ -114,3 +125,20 @@ localrules:
     ensemble_verdicts,
     compute_judge_agreement,
     plot_judge_agreement,
+
+
+def stop_model_servers():
+    # A local run's shared model servers end with it rather than after their idle timeout.
+    from cotprobe.model_server import stop_servers
+
+    n = stop_servers()
+    if n:
+        print(f"stopped {n} shared model server(s)")
+
+
+onsuccess:
+    stop_model_servers()
+
+
+onerror:
+    stop_model_servers()

@@ -18,5 +18,5 @@ rule generate_completions:
         spec=model_spec,
     shell:
         "python -m cotprobe generate --model {wildcards.model} --spec {params.spec:q}"
-        " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads}"
+        " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads} --gpus {resources.gpu}"
         " --out {output.generations} --logits-out {output.logits} > {log} 2>&1"

@@ -49,6 +49,8 @@ class Backend(abc.ABC):
     """
 
     version: int
+    # True for backends that load weights into this process (worth one shared load per model).
+    loads_weights: bool = False
 
     def __init__(self, path: str, **settings: Any):
         self.path = str(path)

@@ -40,6 +40,7 @@ class HFBackend(Backend):
     """
 
     version = 1
+    loads_weights = True
 
     def __init__(
         self,

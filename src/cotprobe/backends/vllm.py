@@ -64,6 +64,7 @@ class VLLMBackend(Backend):
     """
 
     version = 1
+    loads_weights = True
 
     def __init__(
         self,

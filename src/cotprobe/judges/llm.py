@@ -158,6 +158,8 @@ class LLMJudge(Judge):
         self.template = load_template(self.args["prompt"])
         self.chunk_size = self.sampling["batch_size"]
         self._backend = None
+        # attach() keywords (root, idle_timeout, threads, gpus) to use a shared model server; set by the CLI.
+        self.share: dict[str, Any] | None = None
 
     @classmethod
     def spec_extras(cls, args: dict[str, Any]) -> dict[str, Any]:
@@ -169,13 +171,21 @@ class LLMJudge(Judge):
         return {"prompt_sha256": load_template(prompt).sha256, "backend_version": BACKENDS.version(backend)}
 
     def backend(self):
-        """The serving backend, loaded on first use (once per process, i.e. per judged cell)."""
+        """The serving backend, on first use: this host's shared server of the model when
+        ``share`` is set (``cotprobe.model_server.attach``; the same load as the model's
+        generation cells when it is also an evaluated model), else loaded in this process."""
         if self._backend is None:
             from cotprobe.backends import BACKENDS
 
-            self._backend = BACKENDS.get(self.args["backend"])(
-                path=self.args["path"], **self.args["settings"]
-            )
+            cls = BACKENDS.get(self.args["backend"])
+            if self.share is not None and cls.loads_weights:
+                from cotprobe.model_server import attach
+
+                spec = {"backend": self.args["backend"], "path": self.args["path"],
+                        "settings": self.args["settings"], "version": cls.version}  # fmt: skip
+                self._backend, self._lease = attach(self.args["path"], spec, **self.share)
+            else:
+                self._backend = cls(path=self.args["path"], **self.args["settings"])
         return self._backend
 
     def read_thinks(self, pairs: list[tuple[Prompt, Generation]]) -> list[ThinkReading]:

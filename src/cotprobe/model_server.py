@@ -257,7 +257,9 @@ def serve(
         backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
     except Exception as err:
         with atomic_path(url_file) as tmp:
-            tmp.write_text(json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key}))
+            tmp.write_text(
+                json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key, "pid": os.getpid()})
+            )
         raise
     load_s = time.perf_counter() - t0
     log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], load_s)
@@ -452,7 +454,9 @@ def attach(
         with (host_dir / "spawn.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             info = _read_info(url_file)
-            running = info is not None and "error" not in info and _pid_alive(int(info.get("pid", 0) or 0))
+            running = (
+                info is not None and "error" not in info and "pid" in info and _pid_alive(int(info["pid"]))
+            )
             if not running:
                 if gpus > 0:
                     _stop_idle_servers(host_dir, keep=key)
@@ -474,9 +478,13 @@ def attach(
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
                     )
-                # Named at once, so a cell that looks before the server writes waits for this one.
-                with atomic_path(url_file) as tmp:
-                    tmp.write_text(json.dumps({"status": "loading", "spec_key": key, "pid": proc.pid}))
+                # Hold the spawn lock until the server has named itself in the file (its first act),
+                # so no other cell of the model can start a second one.
+                deadline = time.monotonic() + 120
+                while (_read_info(url_file) or {}).get("pid") != proc.pid:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise BackendError(f"model server for {model_id} did not start; see {log_file}")
+                    time.sleep(0.05)
                 log.info("started model server pid %d for %s (log: %s)", proc.pid, model_id, log_file)
             else:
                 log.info("attaching to the model server pid %s of %s", info["pid"], model_id)

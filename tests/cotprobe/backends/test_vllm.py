@@ -1,8 +1,9 @@
 """VLLMBackend for real: vLLM's CPU build in its own venv (``make vllm-env``) on the tiny model.
 
 The tests drive ``.venv-vllm/bin/python -m cotprobe`` through subprocesses, as Snakemake does:
-one in-process ``generate`` cell (greedy), then one ``serve-model`` process answering four cells
-(greedy again, sampled with seeds 0, 0, 1), so the whole module pays two engine starts. They check the letter log-probabilities against a
+one in-process ``generate`` cell (greedy), then four cells (greedy again, sampled with seeds 0, 0,
+1) sharing one load: the first starts this host's ``serve-model`` process for the model, the others
+attach, as in the workflow. So the whole module pays two engine starts. They check the letter log-probabilities against a
 transformers forward pass (this venv's HF backend), that pre-fills are continued (greedy texts and
 prompt lengths equal transformers'), seeded sampling, and the generation file format.
 """
@@ -14,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pytest
 from cotprobe.backends import BACKENDS
 from cotprobe.cli import load_generations
 from cotprobe.io import write_jsonl
+from cotprobe.model_server import count_loads, stop_servers
 from cotprobe.parsing import parse_response
 from cotprobe.records import Generation
 
@@ -58,13 +61,13 @@ def _spec(model_dir, sampling) -> str:
     return json.dumps(spec)
 
 
-def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, server=None) -> Path:
+def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, servers=None) -> Path:
     out = tmp / f"{name}.jsonl"
     cmd = [str(VLLM_PYTHON), "-m", "cotprobe", "generate", "--model", "tiny-vllm",
            "--spec", _spec(model_dir, sampling), "--prompts", str(prompts), "--seed", str(seed),
            "--out", str(out), "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
-    if server:
-        cmd += ["--server-file", str(server), "--server-wait", "1800"]
+    if servers:  # this host's shared server of the model: the first such cell starts it
+        cmd += ["--share-load", "--server-root", str(servers), "--server-wait", "1800"]
     proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
@@ -100,11 +103,7 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
     write_jsonl(prompts_file, (p.to_dict() for p in prompts))
     # One after the other: each vLLM CPU engine binds its OpenMP threads to the same core.
     files = {"greedy": _generate(tmp, "greedy", tiny_model_dir, prompts_file, GREEDY)}
-    url_file = tmp / "server.json"
-    cmd = [str(vllm_python), "-m", "cotprobe", "serve-model", "--model", "tiny-vllm",
-           "--spec", _spec(tiny_model_dir, GREEDY), "--url-file", str(url_file)]  # fmt: skip
-    with (tmp / "server.log").open("w") as log:
-        server = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    servers = tmp / "servers"
     try:
         for name, sampling, seed in (
             ("served_greedy", GREEDY, 0),
@@ -112,12 +111,15 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
             ("sampled_0_again", SAMPLED, 0),
             ("sampled_1", SAMPLED, 1),
         ):
-            files[name] = _generate(tmp, name, tiny_model_dir, prompts_file, sampling, seed, server=url_file)
+            files[name] = _generate(tmp, name, tiny_model_dir, prompts_file, sampling, seed, servers=servers)
     finally:
-        server.terminate()
-        server.wait(timeout=120)
-    files["server_log"] = tmp / "server.log"
-    files["url_file"] = url_file
+        pids = [json.loads(f.read_text())["pid"] for f in servers.glob("*/*.json")]
+        stop_servers(servers)
+        for pid in pids:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
+    files["servers"] = servers
     return files
 
 
@@ -171,9 +173,12 @@ def test_served_cell_equals_the_in_process_cell(run):
     b = pl.read_parquet(run["served_greedy"].with_suffix(".parquet"))
     assert a.drop("probs").equals(b.drop("probs"))
     np.testing.assert_allclose(a["probs"].explode().to_numpy(), b["probs"].explode().to_numpy(), atol=1e-6)
-    log = run["server_log"].read_text()
-    assert log.count("loaded vllm backend") == 1 and "stopped" in log  # one load, clean SIGTERM
-    assert not run["url_file"].exists()
+    # The four served cells (two sampling settings) paid one load; the server stopped cleanly.
+    assert count_loads(run["servers"]) == {"tiny-vllm": 1}
+    (log,) = (run["servers"] / "logs").glob("tiny-vllm.*.log")
+    text = log.read_text()
+    assert text.count("loaded vllm backend") == 1 and "server of tiny-vllm stopped" in text
+    assert not list(run["servers"].glob("*/*.json"))
 
 
 def test_generation_file_format(run, prompts):

@@ -11,7 +11,7 @@ server), so a cell's files do not depend on whether it was served.
 started): the first cell of a model on a host spawns a detached server, later cells of that model
 on that host attach to it. State lives under ``.cotprobe/model_servers/`` in the working directory:
 
-* ``<host>/<key>.json``: the server's address (``key`` = ``spec_key``: the model's load settings,
+* ``<host>/<key>.json`` (``<host>.slurm<jobid>/`` inside a SLURM job): the server's address (``key`` = ``spec_key``: the model's load settings,
   absolute path and weights fingerprint, so a rebuilt or retrained model never reuses an old load);
 * ``<host>/<key>.lease``: every attached cell holds a shared ``flock`` on it for its lifetime (the
   kernel drops it when the cell dies, even by SIGKILL); the server exits once no cell has held it
@@ -394,6 +394,14 @@ def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0)
 SERVER_ROOT = Path(".cotprobe/model_servers")
 
 
+def _scope() -> str:
+    """Which cells may share a server: those on this host, and within one SLURM job when in one
+    (a server lives on its job's GPUs and dies with the job, so another job must not attach to it
+    or stop it)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return socket.gethostname() + (f".slurm{job}" if job else "")
+
+
 class Lease:
     """A cell's hold on a shared server: a shared ``flock`` the kernel drops when the cell dies."""
 
@@ -446,7 +454,7 @@ def attach(
     """
     root = Path(root)
     key = spec_key(spec)
-    host_dir = root / socket.gethostname()
+    host_dir = root / _scope()
     host_dir.mkdir(parents=True, exist_ok=True)
     url_file, lease_file = host_dir / f"{key}.json", host_dir / f"{key}.lease"
     lease = Lease(lease_file)  # before looking: from now on the server cannot go idle under us
@@ -495,9 +503,10 @@ def attach(
 
 
 def stop_servers(root: str | Path = SERVER_ROOT) -> int:
-    """SIGTERM this host's shared servers under ``root`` (the workflow's end); returns how many."""
+    """SIGTERM the shared servers of this host (and SLURM job) under ``root`` (the workflow's end);
+    returns how many."""
     n = 0
-    for url_file in sorted((Path(root) / socket.gethostname()).glob("*.json")):
+    for url_file in sorted((Path(root) / _scope()).glob("*.json")):
         info = _read_info(url_file)
         if info and "pid" in info and _pid_alive(int(info["pid"])):
             os.kill(int(info["pid"]), signal.SIGTERM)

@@ -239,3 +239,12 @@ def test_a_gpu_cell_stops_idle_servers_of_other_models_but_not_busy_ones(tmp_pat
         for p in sleepers.values():
             p.kill()
             p.wait()
+
+
+def test_inside_a_slurm_job_servers_are_the_jobs_own(monkeypatch):
+    from cotprobe.model_server import _scope
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    host = _scope()
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert _scope() == f"{host}.slurm42"

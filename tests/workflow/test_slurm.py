@@ -207,7 +207,11 @@ def test_the_cells_of_a_model_are_one_group_job_that_loads_it_once(slurm_study):
         for v in VARIANTS:
             log = study.file(f"logs/generate_completions/{model}/shapes/{v}/seed0.log").read_text()
             assert "using model server http://127.0.0.1:" in log and "loaded hf backend" not in log
-    assert count_loads(study.file(".cotprobe/model_servers")) == dict.fromkeys(MODELS, 1)
+    root = study.file(".cotprobe/model_servers")
+    assert count_loads(root) == dict.fromkeys(MODELS, 1)
+    # Each group job kept its server to itself (another job cannot attach to or stop it).
+    scopes = {d.name for d in root.iterdir() if d.is_dir() and d.name != "logs"}
+    assert len(scopes) == len(MODELS) and all(".slurm" in name for name in scopes), scopes
 
 
 def test_aggregation_and_plotting_stay_local(slurm_study):

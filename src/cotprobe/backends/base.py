@@ -311,6 +311,31 @@ def letter_tokens(encode: Callable[[str], list[int]], letters: Sequence[str]) ->
     raise ValueError(f"cannot split {ANSWER_OPEN!r} from the letter tokens {ids}")
 
 
+class LocalLetterScoring:
+    """Option-letter tokens and the scoring-boundary check, for backends that hold the model's
+    tokenizer (``self.tokenizer``) in this process: hf and vllm."""
+
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _letters(self, letters: Sequence[str]) -> LetterTokens:
+        cache = self.__dict__.setdefault("_letter_cache", {})
+        key = tuple(letters)
+        if key not in cache:
+            cache[key] = letter_tokens(self._encode_text, letters)
+        return cache[key]
+
+    def _check_boundary(self, prompt: Prompt, context: str, lt: LetterTokens) -> None:
+        """Check that context tokens + a letter token is how the tokenizer writes context + letter."""
+        ids = self._encode_text(context)
+        for letter, token in lt.ids.items():
+            if self._encode_text(context + lt.carry + letter) != ids + [token]:
+                raise ValueError(
+                    f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
+                    f"scoring context ending {context[-40:]!r}"
+                )
+
+
 def letter_distribution(
     letters: Sequence[str],
     logits_or_logprobs: Sequence[float],

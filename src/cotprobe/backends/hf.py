@@ -14,13 +14,12 @@ from typing import Any
 from cotprobe.backends.base import (
     Backend,
     Completion,
-    LetterTokens,
+    LocalLetterScoring,
     build_messages,
     check_pairs,
     check_sampling,
     end_of_turn_ids,
     letter_distribution,
-    letter_tokens,
     load_image,
     make_generation,
     scoring_point,
@@ -28,7 +27,7 @@ from cotprobe.backends.base import (
 from cotprobe.records import Generation, LetterScores, Prompt
 
 
-class HFBackend(Backend):
+class HFBackend(LocalLetterScoring, Backend):
     """Hugging Face transformers backend.
 
     Args:
@@ -94,7 +93,6 @@ class HFBackend(Backend):
         # Checkpoints ship sampling defaults (Qwen2.5-VL: top_k=1, repetition_penalty=1.05, ...) that
         # generate() silently merges into every call; drop them so only our explicit settings apply.
         self.model.generation_config = GenerationConfig(pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
-        self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
 
     # -- shared plumbing -------------------------------------------------------------------
 
@@ -114,15 +112,6 @@ class HFBackend(Backend):
             )
         enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         return texts, enc.to(self.device)
-
-    def _encode_text(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _letters(self, letters: list[str]) -> LetterTokens:
-        key = tuple(letters)
-        if key not in self._letter_cache:
-            self._letter_cache[key] = letter_tokens(self._encode_text, letters)
-        return self._letter_cache[key]
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -253,13 +242,3 @@ class HFBackend(Backend):
                 fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
                 out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
         return out
-
-    def _check_boundary(self, prompt: Prompt, text: str, lt: LetterTokens) -> None:
-        """Check that context tokens + a letter token is how the tokenizer writes context + letter."""
-        context = self._encode_text(text)
-        for letter, token in lt.ids.items():
-            if self._encode_text(text + lt.carry + letter) != context + [token]:
-                raise ValueError(
-                    f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
-                    f"scoring context ending {text[-40:]!r}"
-                )

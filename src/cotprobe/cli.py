@@ -17,9 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cotprobe.io import InputError, atomic_path, read_jsonl, write_jsonl
+from cotprobe.io import InputError, PartFile, atomic_path, read_jsonl, write_jsonl
 from cotprobe.model_server import hash_weights as _hash_weights
-from cotprobe.records import Generation, Prompt, Sample
+from cotprobe.records import (
+    GENERATION_CHECKS,
+    PROMPT_CHECKS,
+    SAMPLE_CHECKS,
+    VERDICT_CHECKS,
+    Generation,
+    Prompt,
+    Sample,
+)
+from cotprobe.threads import pin_threads
 
 log = logging.getLogger("cotprobe")
 
@@ -34,22 +43,26 @@ def _spec(text: str) -> dict[str, Any]:
     return spec
 
 
-def _load(path: str, cls, required: tuple[str, ...]):
-    rows = read_jsonl(path, required=required)
-    fields = set(cls.__dataclass_fields__)
-    return [cls(**{k: v for k, v in row.items() if k in fields}) for row in rows]
+def _load(path: str, cls, checks) -> list:
+    """Records of ``cls`` from a stage file: every field without a default present, checked, ids unique."""
+    from dataclasses import MISSING, fields
+
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    rows = read_jsonl(path, required=required, unique="id", checks=checks, non_empty=True)
+    names = {f.name for f in fields(cls)}
+    return [cls(**{k: v for k, v in row.items() if k in names}) for row in rows]
 
 
 def load_samples(path: str) -> list[Sample]:
-    return _load(path, Sample, ("id", "image", "question", "options", "answer", "category"))
+    return _load(path, Sample, SAMPLE_CHECKS)
 
 
 def load_prompts(path: str) -> list[Prompt]:
-    return _load(path, Prompt, ("id", "image", "options", "answer", "user_text", "prefill"))
+    return _load(path, Prompt, PROMPT_CHECKS)
 
 
 def load_generations(path: str) -> list[Generation]:
-    return _load(path, Generation, ("id", "text", "think", "answer_letter", "parse_status"))
+    return _load(path, Generation, GENERATION_CHECKS)
 
 
 # ---------------------------------------------------------------- stages
@@ -60,6 +73,15 @@ def cmd_prepare(args) -> None:
     bench = BENCHMARKS.get(spec["kind"])(**spec.get("args", {}))
     out = Path(args.out)
     samples = bench.prepare(out.parent)
+    if not samples:
+        raise InputError(f"benchmark {spec['kind']!r}: no samples ({bench.report(samples)})")
+    seen: dict[str, int] = {}
+    for i, s in enumerate(samples, start=1):
+        if s.id in seen:  # two samples with one id would replace each other's results downstream
+            raise InputError(
+                f"benchmark {spec['kind']!r}: samples {seen[s.id]} and {i} have the same id {s.id!r}"
+            )
+        seen[s.id] = i
     write_jsonl(out, (s.to_dict() for s in samples))
     report = bench.report(samples)
     with atomic_path(out.with_name("report.json")) as tmp:
@@ -104,7 +126,7 @@ def cmd_build_model(args) -> None:
         warm["exclude_orders"] = HELD_OUT_ORDERS
     with tempfile.TemporaryDirectory(prefix="tiny-init-") as tmp:
         init = build_tiny_model(Path(tmp) / "init", seed=int(spec.get("seed", 0)))
-        summary = warm_start(init, out, threads=args.threads or None, **warm)
+        summary = warm_start(init, out, threads=args.threads, **warm)
     log.info("warm-started tiny model in %s: %s", out, summary)
 
 
@@ -118,21 +140,11 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def _read_part(part: Path, key: str) -> list[dict[str, Any]]:
-    """Finished records of an interrupted run with the same cache key (else none)."""
-    if not part.exists():
-        return []
-    lines = part.read_text(encoding="utf-8").splitlines()
-    if not lines or json.loads(lines[0]).get("cache_key") != key:
-        log.info("discarding %s: made by another model, prompt file or sampling setting", part)
-        part.unlink()
-        return []
-    done = []
-    for line in lines[1:]:
-        try:
-            done.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a kill mid-write
-            break
+def _resume(part: PartFile) -> list[dict[str, Any]]:
+    """The finished records of an interrupted run (see ``PartFile``), logging what was dropped."""
+    done, why = part.read()
+    if why:
+        log.info("%s: %s", part.path, why)
     return done
 
 
@@ -144,16 +156,14 @@ def cmd_generate(args) -> None:
     sampling = spec["generation"]
     key = _cache_key(spec, args.prompts, args.seed)
     out = Path(args.out)
-    part = out.with_name(out.name + ".part")
-    done = _read_part(part, key)
+    part = PartFile(out.with_name(out.name + ".part"), key, required=("text", "parse_status"))
+    done = _resume(part)
     done_ids = {r["id"] for r in done}
     todo = [p for p in prompts if p.id not in done_ids]
     log.info(
         "%s: %d prompts, %d already generated (resumed), %d to go", out, len(prompts), len(done), len(todo)
     )
 
-    if args.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
     lease = None
     if args.server_file:  # the model is loaded once, in a serve-model process started by hand
@@ -168,26 +178,20 @@ def cmd_generate(args) -> None:
         log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
     else:
         backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
-        if args.threads and "torch" in sys.modules:  # only backends that run torch here
-            sys.modules["torch"].set_num_threads(args.threads)
+        pin_threads(args.threads)  # again, on torch itself if the backend imported it
         log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
 
-    part.parent.mkdir(parents=True, exist_ok=True)
     step = int(sampling["batch_size"])
     index = {p.id: i for i, p in enumerate(prompts)}
-    with part.open("a", encoding="utf-8") as fh:
-        if not done:
-            fh.write(json.dumps({"cache_key": key}) + "\n")
+    with part.appender() as append:
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
             # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
             chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
-            gens = backend.generate(chunk, model_id=args.model, seed=chunk_seed, sampling=sampling)
-            for g in gens:
-                fh.write(json.dumps(g.to_dict(), ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            done.extend(g.to_dict() for g in gens)
+            gens = [g.to_dict() for g in backend.generate(chunk, model_id=args.model, seed=chunk_seed,
+                                                         sampling=sampling)]  # fmt: skip
+            append(gens)
+            done.extend(gens)
 
     by_id = {r["id"]: r for r in done}
     generations = [Generation(**by_id[p.id]) for p in prompts]
@@ -196,19 +200,19 @@ def cmd_generate(args) -> None:
     log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
     _write_scores(args.logits_out, scores)
     write_jsonl(out, (g.to_dict() for g in generations))
-    part.unlink(missing_ok=True)
+    part.remove()
     if lease is not None:
         lease.release()
 
 
 def cmd_serve_model(args) -> None:
+    from cotprobe.backends import BACKENDS
     from cotprobe.model_server import serve
 
-    if args.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-        import torch  # the backends that load weights here run torch on the CPU threads given
+    if BACKENDS.get(_spec(args.spec)["backend"]).loads_weights:
+        import torch  # noqa: F401  (imported here so that pin_threads sets it: the env caps at the cores)
 
-        torch.set_num_threads(args.threads)
+        pin_threads(args.threads)
     serve(args.model, _spec(args.spec), args.url_file, lease_file=args.lease_file,
           idle_timeout=args.idle_timeout, ledger=args.ledger)  # fmt: skip
 
@@ -249,8 +253,6 @@ def cmd_judge(args) -> None:
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
     pairs = judge.pair(prompts, generations)
-    if args.threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if judge.chunk_size:
         readings = _read_thinks_resumably(judge, pairs, spec, args)
     else:
@@ -283,27 +285,22 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
     from cotprobe.judges.base import ThinkReading
 
     key = _judge_cache_key(spec, args.prompts, args.generations)
-    part = Path(args.out + ".part")
-    done = {r["id"]: ThinkReading(r["letter"], r["reason"], r["raw"]) for r in _read_part(part, key)}
+    part = PartFile(args.out + ".part", key, required=("letter", "reason", "raw"))
+    done = {r["id"]: ThinkReading(r["letter"], r["reason"], r["raw"]) for r in _resume(part)}
     todo = [pair for pair in pairs if pair[0].id not in done]
     log.info(
         "%s: %d samples, %d already judged (resumed), %d to go", args.out, len(pairs), len(done), len(todo)
     )
-    part.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not part.exists()
-    with part.open("a", encoding="utf-8") as fh:
-        if fresh:
-            fh.write(json.dumps({"cache_key": key}) + "\n")
+    with part.appender() as append:
         for start in range(0, len(todo), judge.chunk_size):
             chunk = todo[start : start + judge.chunk_size]
             readings = judge.read_thinks(chunk)
             judge.check_readings(chunk, readings)
-            for (prompt, _), r in zip(chunk, readings):
-                row = {"id": prompt.id, "letter": r.letter, "reason": r.reason, "raw": r.raw}
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                done[prompt.id] = r
-            fh.flush()
-            os.fsync(fh.fileno())
+            append(
+                {"id": p.id, "letter": r.letter, "reason": r.reason, "raw": r.raw}
+                for (p, _), r in zip(chunk, readings)
+            )
+            done.update((p.id, r) for (p, _), r in zip(chunk, readings))
     return [done[p.id] for p, _ in pairs]
 
 
@@ -315,7 +312,13 @@ def cmd_ensemble(args) -> None:
     if len(args.verdicts) != len(ensemble.members):
         raise InputError(f"--verdicts: {len(args.verdicts)} files for members {ensemble.members}")
     rows = {
-        m: read_jsonl(path, required=("id", "quadrant", "answer_letter", "correct", "consistent"))
+        m: read_jsonl(
+            path,
+            required=("id", "quadrant", "answer_letter", "correct", "consistent"),
+            unique="id",
+            checks=VERDICT_CHECKS,
+            non_empty=True,
+        )
         for m, path in zip(ensemble.members, args.verdicts)
     }
     verdicts = ensemble.combine(args.judge, rows)
@@ -503,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--logits-out", required=True)
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all CPUs)")
     s.add_argument("--server-file", help="use the model loaded by `serve-model --url-file FILE`")
     _add_share_args(s)
     s.set_defaults(func=cmd_generate)
@@ -517,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--idle-timeout", type=float, default=300.0)
     s.add_argument("--ledger", help="append one JSON line per model load to this file")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all CPUs)")
     s.set_defaults(func=cmd_serve_model)
 
     s = sub.add_parser("judge", help="judge one cell's generations")
@@ -574,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="GRPO-train one (run, seed) with TRL; saves step{N} model dirs")
     _add_training_args(s, base_help="model dir to start from")
-    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all CPUs)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("verl-prepare", help="write verl's parquet, reward file, overrides and run script")
@@ -599,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "threads"):  # before any verb imports torch, so its pool starts at this size
+        args.threads = pin_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from cotprobe.backends.base import BackendError
     from cotprobe.registry import UnknownPluginError

@@ -5,37 +5,88 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+def current_umask() -> int:
+    """The process umask: from /proc on Linux (no race), else by setting it and straight back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class InputError(ValueError):
     """Bad input: the message names the file, the row and the field."""
 
 
-def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Read a JSON Lines file; fail with file:row and the missing field on bad rows."""
+Check = Callable[[Any, dict[str, Any]], str | None]  # (value, row) -> what is wrong, or None
+
+
+def read_jsonl(
+    path: str | os.PathLike,
+    required: Iterable[str] = (),
+    *,
+    unique: str | None = None,
+    checks: dict[str, Check] | None = None,
+    non_empty: bool = False,
+) -> list[dict[str, Any]]:
+    """Read a JSON Lines file; fail with ``file:line: field`` on the first bad row.
+
+    Args:
+        required: Fields every row has.
+        unique: A field whose values must not repeat (e.g. ``id``: two samples with one id would
+            silently replace each other's results downstream).
+        checks: Field -> check of its value (given the row too); the message says what is wrong.
+        non_empty: A file without rows is an error (no stage has anything to do with one).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     required = tuple(required)
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key in required:
-                if key not in row:
-                    raise InputError(f"{path}:{lineno}: missing field {key!r}")
-            rows.append(row)
+    rows: list[dict[str, Any]] = []
+    first_line: dict[Any, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        for key in required:
+            if key not in row:
+                raise InputError(f"{path}:{lineno}: missing field {key!r}")
+        for key, check in (checks or {}).items():
+            if key in row:
+                problem = check(row[key], row)
+                if problem:
+                    raise InputError(f"{path}:{lineno}: field {key!r}: {problem}")
+        if unique is not None:
+            value = row.get(unique)
+            if value in first_line:
+                raise InputError(
+                    f"{path}:{lineno}: field {unique!r}: duplicate {unique} {value!r} (first on line "
+                    f"{first_line[value]}); each row needs its own"
+                )
+            first_line[value] = lineno
+        rows.append(row)
+    if non_empty and not rows:
+        raise InputError(f"{path}: no rows (an empty file); nothing to do")
     return rows
 
 
@@ -48,6 +99,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from collaborators
     os.close(fd)
     try:
         yield Path(tmp)
@@ -64,3 +116,82 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class PartFile:
+    """The finished records of an interrupted stage run, kept in ``<out>.part`` so a rerun resumes.
+
+    Layout: one header line ``{"cache_key": KEY}``, then one record per line, each with an
+    ``id``. ``read`` keeps whatever a killed or failed attempt left that is usable (a torn last
+    line, repeated headers and rows that are not records are dropped) and rewrites the file as
+    exactly one header plus those records, so any number of failed attempts leaves it readable.
+    A part file of another key (other model, inputs or settings) is discarded.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str, required: Iterable[str] = ()):
+        self.path = Path(path)
+        self.key = key
+        self.required = tuple(required)  # fields every record has (beside ``id``)
+
+    def read(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The records to resume from, and why anything was discarded (None if nothing was)."""
+        if not self.path.exists():
+            return [], None
+        records, seen, why = [], set(), None
+        lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if i == 0:
+                if not isinstance(row, dict) or row.get("cache_key") != self.key:
+                    records, why = [], "made by another model, input file or setting (or unreadable)"
+                    break
+                continue
+            if isinstance(row, dict) and set(row) == {"cache_key"}:
+                if row["cache_key"] != self.key:
+                    records, why = [], "mixes runs of different settings"
+                    break
+                continue  # a header repeated by an older writer
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("id"), str)
+                or set(self.required) - set(row)
+            ):
+                why = f"line {i + 1} is torn or not a record; kept the {len(records)} records before it"
+                break
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                records.append(row)
+        self._rewrite(records)
+        return records, why
+
+    def _rewrite(self, records: list[dict[str, Any]]) -> None:
+        with atomic_path(self.path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps({"cache_key": self.key}) + "\n")
+            for row in records:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @contextmanager
+    def appender(self) -> Iterator[Callable[[Iterable[dict[str, Any]]], None]]:
+        """``append(rows)``: add finished records durably (flushed and synced per call).
+
+        Call ``read`` first: it writes the header (the file always has one before any record).
+        """
+        if not self.path.exists():
+            self._rewrite([])
+        with self.path.open("a", encoding="utf-8") as fh:
+
+            def append(rows: Iterable[dict[str, Any]]) -> None:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+            yield append
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.benchmarks.shapes import NUMBER_WORDS, PALETTE, Shapes
+from cotprobe.io import current_umask
+from cotprobe.parsing import is_well_formed
 from cotprobe.records import Sample
 from cotprobe.variants import perturb
 
@@ -268,6 +270,7 @@ def warm_start(
     log_every: int = 50,
     categories: Sequence[str] | None = None,
     exclude_orders: Collection[tuple[int, ...]] = (),
+    n_val: int = 48,
 ) -> dict[str, Any]:
     """Supervised warm start of a saved model on ``n_train`` shapes train samples.
 
@@ -286,14 +289,18 @@ def warm_start(
         vision_lr_scale: Multiplier of ``lr`` for the vision blocks.
         n_train: Distinct training samples drawn (train split, seed ``seed``).
         seed: Seed of the training samples, the batch order and torch.
-        threads: ``torch.set_num_threads`` during training (restored afterwards); None leaves it.
+        threads: ``torch.set_num_threads`` during training (restored afterwards); None: torch's
+            current count. Recorded in ``cotprobe_model.json`` either way.
         log_every: Record (and log) the mean loss every this many steps.
         categories: Question categories to train on (default: all of the benchmark's).
         exclude_orders: Option orders (see ``option_order``) left out of training.
+        n_val: Samples of the ``val`` split the saved model answers (``validate``); the numbers
+            are logged and stored as ``validation`` in ``cotprobe_model.json``. 0: skip.
 
     Returns:
         ``initial_loss``, ``final_loss`` (means over the first and last ``log_every`` steps),
-        ``seconds`` (whole call), ``train_seconds`` (optimiser steps only), ``n_train``, ``steps``.
+        ``seconds`` (whole call), ``train_seconds`` (optimiser steps only), ``n_train``, ``steps``,
+        ``validation`` (see ``validate``).
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -301,8 +308,9 @@ def warm_start(
     t_start = time.perf_counter()
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    # Explicit, and recorded: the thread count changes the order of reductions, so the trajectory.
+    threads = threads or old_threads
+    torch.set_num_threads(threads)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -354,8 +362,77 @@ def warm_start(
         **{k: summary[k] for k in ("initial_loss", "final_loss", "seconds", "train_seconds")},
         "torch": torch.__version__,
     }
-    _save(model, processor, facts, out_dir)
+    facts["validation"] = {}
+
+    def check(saved: Path) -> None:
+        if n_val:
+            facts["validation"] = validate(saved, n=n_val, seed=seed, threads=threads)
+            log.info("validation (%d val-split samples, greedy): %s", n_val, facts["validation"])
+
+    _save(model, processor, facts, out_dir, check=check)
+    summary["validation"] = facts["validation"]
     return summary
+
+
+def validate(model_dir: Path, *, n: int, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """How well a built organism does on ``n`` samples of the ``val`` split (base prompt, greedy).
+
+    The split never overlaps training or evaluation, so these are the build's own numbers: a user
+    compares them with the expected ones (README) to see that their build learned, whatever the
+    CPU's kernels did to the exact weights.
+
+    Returns:
+        ``n``, ``target_loss`` (mean per-token loss of the training target, teacher-forced: smooth,
+        so it shows learning even where greedy text is still off), ``format`` (share
+        well-formed), ``accuracy``, ``agree`` (the rule judge's reading of
+        the think names the answer), ``per_category`` accuracy.
+    """
+    import torch
+
+    from cotprobe.backends.hf import HFBackend
+    from cotprobe.judges.rule import RuleJudge
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="organism-val-") as tmp:
+        samples = Shapes(n=n, seed=seed, split="val").prepare(Path(tmp))
+        prompts = perturb(samples, "base", bench="shapes", seed=0)
+        backend = HFBackend(str(model_dir), device="cpu")
+        sampling = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
+        gens = backend.generate(prompts, model_id="organism", seed=0, sampling=sampling)
+    drawn = Shapes(n=n, seed=seed, split="val")
+    loss = target_loss(backend.model, backend.processor, [drawn.draw(i, Path("memory")) for i in range(n)])
+    judge = RuleJudge()
+    correct = [g.answer_letter == s.answer for s, g in zip(samples, gens)]
+    settled = [judge.settle(g.think, p.options).letter for p, g in zip(prompts, gens)]
+    agree = [x is not None and x == g.answer_letter for x, g in zip(settled, gens)]
+    per_category: dict[str, list[bool]] = {}
+    for s, ok in zip(samples, correct):
+        per_category.setdefault(s.category, []).append(ok)
+    return {
+        "n": n,
+        "target_loss": round(loss, 5),
+        "format": round(sum(is_well_formed(g.text) for g in gens) / n, 4),
+        "accuracy": round(sum(correct) / n, 4),
+        "agree": round(sum(agree) / n, 4),
+        "per_category": {c: round(sum(v) / len(v), 4) for c, v in sorted(per_category.items())},
+    }
+
+
+def target_loss(model, processor, drawn: list) -> float:
+    """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``."""
+    import torch
+
+    examples = _encode_examples(processor, drawn)
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for e in examples:
+            batch = _collate([e], processor.tokenizer.pad_token_id)
+            batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+            k = int((batch["labels"][:, 1:] != -100).sum())  # the loss shifts labels by one
+            total += float(model(**batch).loss) * k
+            tokens += k
+    return total / max(tokens, 1)
 
 
 def _train(
@@ -405,13 +482,19 @@ def _train(
     return losses, time.perf_counter() - t0
 
 
-def _save(model, processor, facts: dict[str, Any], out_dir: Path) -> None:
-    """Write model, processor and facts to a temporary sibling, then rename it to ``out_dir``."""
+def _save(model, processor, facts: dict[str, Any], out_dir: Path, check=None) -> None:
+    """Write model, processor and facts to a temporary sibling, then rename it to ``out_dir``.
+
+    ``check(tmp)`` runs on the saved model before the facts are written (it may add to them).
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide the model from collaborators
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        if check is not None:
+            check(tmp)
         (tmp / "cotprobe_model.json").write_text(json.dumps(facts, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -225,3 +225,74 @@ class Verdict:
 def quadrant_of(consistent: bool, correct: bool) -> str:
     """Name the quadrant for a consistency/correctness pair."""
     return f"{'consistent' if consistent else 'inconsistent'}_{'correct' if correct else 'incorrect'}"
+
+
+# ---- field checks for the readers of stage files (cotprobe.io.read_jsonl ``checks``) ----
+def _text(value: Any, row: dict[str, Any]) -> str | None:
+    return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
+
+
+def _id(value: Any, row: dict[str, Any]) -> str | None:
+    return None if isinstance(value, str) and value else "expected a non-empty string"
+
+
+def _text_or_none(value: Any, row: dict[str, Any]) -> str | None:
+    return (
+        None
+        if value is None or isinstance(value, str)
+        else f"expected a string or null, got {type(value).__name__}"
+    )
+
+
+def _options(value: Any, row: dict[str, Any]) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected an object of letter -> option text, got {type(value).__name__}"
+    if len(value) < 2:
+        return "needs at least two options"
+    for letter, text in value.items():
+        if not (len(letter) == 1 and "A" <= letter <= "Z"):
+            return f"option key {letter!r} is not a capital letter"
+        if not isinstance(text, str):
+            return f"option {letter}: expected a string, got {type(text).__name__}"
+    return None
+
+
+def _letter_of_options(value: Any, row: dict[str, Any]) -> str | None:
+    options = row.get("options")
+    if not isinstance(options, dict):
+        return None  # reported by the options check
+    if not isinstance(value, str) or value not in options:
+        return f"{value!r} is not one of the options' letters ({', '.join(options)})"
+    return None
+
+
+def _letter_or_none(value: Any, row: dict[str, Any]) -> str | None:
+    return None if value is None else _letter_of_options(value, row)
+
+
+def _int(value: Any, row: dict[str, Any]) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return None if ok else f"expected an integer, got {type(value).__name__}"
+
+
+SAMPLE_CHECKS = {"id": _id, "image": _text, "question": _text, "options": _options,
+                 "answer": _letter_of_options, "category": _text}  # fmt: skip
+PROMPT_CHECKS = {**SAMPLE_CHECKS, "user_text": _text, "prefill": _text, "seed": _int,
+                 "target_letter": _letter_or_none}  # fmt: skip
+GENERATION_CHECKS = {"id": _id, "text": _text, "think": _text_or_none, "answer_letter": _text_or_none,
+                     "parse_status": _text}  # fmt: skip
+
+
+def _bool_or_none(value: Any, row: dict[str, Any]) -> str | None:
+    return (
+        None if value is None or isinstance(value, bool) else f"expected true, false or null, got {value!r}"
+    )
+
+
+def _quadrant(value: Any, row: dict[str, Any]) -> str | None:
+    known = (*QUADRANTS, UNPARSEABLE)
+    return None if value in known else f"{value!r} is not one of {', '.join(known)}"
+
+
+VERDICT_CHECKS = {"id": _id, "quadrant": _quadrant, "answer_letter": _text_or_none, "think_letter": _text_or_none,
+                  "correct": _bool_or_none, "consistent": _bool_or_none}  # fmt: skip

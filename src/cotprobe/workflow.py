@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -59,6 +60,42 @@ def _key_path(parts) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else f".{p}"
     return out
+
+
+# A key that names a secret (the value would land in rule params, .snakemake/ records and logs);
+# ``*_env`` keys name the environment variable instead, which is the way to pass one.
+_SECRET_KEY = re.compile(
+    r"(^|_)(api_?key|secret|password|passwd|token|auth|bearer|credentials?)($|_)", re.IGNORECASE
+)
+# Values shaped like common API keys (OpenAI, Anthropic, Hugging Face, Google, bearer headers).
+_SECRET_VALUE = re.compile(
+    r"^(sk-[A-Za-z0-9_-]{12,}|hf_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_-]{30,}|Bearer\s+\S{12,})"
+)
+
+
+def check_no_secrets(config: Any, parts: tuple = ()) -> None:
+    """Refuse a config that holds a secret, naming where (never the value).
+
+    Everything in the config can reach a rule's params, which Snakemake records in plain text.
+    """
+    if isinstance(config, dict):
+        for key, value in config.items():
+            here = (*parts, key)
+            if isinstance(key, str) and _SECRET_KEY.search(key) and not key.endswith("_env") and value:
+                raise ConfigError(
+                    f"{_key_path(here)}: looks like a secret; never write one into a config (it reaches "
+                    f"Snakemake's records and logs). Export it as an environment variable and name that, e.g. "
+                    f"api_key_env: MY_KEY"
+                )
+            check_no_secrets(value, here)
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            check_no_secrets(value, (*parts, i))
+    elif isinstance(config, str) and _SECRET_VALUE.match(config.strip()):
+        raise ConfigError(
+            f"{_key_path(parts)}: the value looks like an API key; export it and name the environment "
+            f"variable instead (api_key_env)"
+        )
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
@@ -132,6 +169,7 @@ class Grid:
     @classmethod
     def from_config(cls, config: dict[str, Any], schema_path: str | Path | None = None) -> Grid:
         """Validate ``config`` (when a schema is given) and build the grid."""
+        check_no_secrets(config)
         if schema_path is not None:
             validate_config(config, schema_path)
         defaults = {"max_new_tokens": 512, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
@@ -188,9 +226,22 @@ class Grid:
 
         Constructors only validate their arguments (no data, no model): cheap at DAG-build time.
         """
+        from cotprobe.backends import BACKENDS
+        from cotprobe.backends.base import check_settings
         from cotprobe.benchmarks import BENCHMARKS
         from cotprobe.judges import JUDGES
 
+        # Model settings are the backend constructor's keywords: a typo fails here, not in a job.
+        settings = [
+            (f"models.{mid}", m.backend, m.settings) for mid, m in self.models.items() if not m.trained
+        ]
+        settings += [(f"judges.{j}.args", v["args"].get("backend", "hf"), v["args"].get("settings") or {})
+                     for j, v in self.judges.items() if v["kind"] == "llm"]  # fmt: skip
+        for where, backend, values in settings:
+            try:
+                check_settings(BACKENDS.get(backend), values)
+            except ValueError as err:
+                raise ConfigError(f"config.{where}.settings: {err}") from None
         for section, table, reg in (
             ("benchmarks", self.benchmarks, BENCHMARKS),
             ("training.data", self.training_data, BENCHMARKS),

@@ -103,3 +103,129 @@ def test_check_config(capsys):
     ]
     assert cli.main(["check-config", *args]) == 0
     assert "config/config.yaml: ok (90 generation cells x 1 judge(s))" in capsys.readouterr().out
+
+
+class Failing(Exception):
+    pass
+
+
+def test_failed_attempts_before_the_first_batch_leave_one_header(cell, monkeypatch):
+    """Two attempts that fail before any batch, then one that works: no poisoned part file."""
+    from cotprobe.backends.dummy import DummyBackend
+
+    tmp_path, prompts = cell
+    real = DummyBackend.generate
+
+    def boom(self, *args, **kwargs):
+        raise Failing("server went away")
+
+    monkeypatch.setattr(DummyBackend, "generate", boom)
+    for _ in range(2):
+        with pytest.raises(Failing):
+            generate(tmp_path, prompts)
+    part = (tmp_path / "gen.jsonl.part").read_text().splitlines()
+    assert len(part) == 1 and json.loads(part[0])["cache_key"]
+    monkeypatch.setattr(DummyBackend, "generate", real)
+    assert generate(tmp_path, prompts) == 0
+    assert len(rows(tmp_path / "gen.jsonl")) == 6 and not (tmp_path / "gen.jsonl.part").exists()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "",  # header only
+        '{"cache_key": "KEY"}\n',  # a header repeated by an older writer
+        '{"id": "sh',  # torn record
+        "\x00\xff garbage\n",
+        '{"no_id": 1}\n',
+    ],
+)
+def test_header_only_repeated_or_torn_part_files_resume(cell, tail):
+    tmp_path, prompts = cell
+    assert generate(tmp_path, prompts) == 0
+    full = rows(tmp_path / "gen.jsonl")
+    (tmp_path / "gen.jsonl").unlink()
+    key = cli._cache_key(SPEC, str(prompts), 0)
+    header = json.dumps({"cache_key": key}) + "\n"
+    kept = "".join(json.dumps(r) + "\n" for r in full[:2])  # one finished batch
+    (tmp_path / "gen.jsonl.part").write_text(header + kept + tail.replace("KEY", key))
+    assert generate(tmp_path, prompts) == 0
+    assert rows(tmp_path / "gen.jsonl") == full
+
+
+def test_a_torn_header_starts_over(cell):
+    tmp_path, prompts = cell
+    (tmp_path / "gen.jsonl.part").write_text('{"cache_k')
+    assert generate(tmp_path, prompts) == 0
+    assert len(rows(tmp_path / "gen.jsonl")) == 6
+
+
+def _rewrite_row(path, index, **changes):
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[index])
+    row.update(changes)
+    lines[index] = json.dumps(row)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"id": "shapes-00000"}, ":3: field 'id': duplicate id 'shapes-00000' (first on line 1)"),
+        ({"answer": "Q"}, ":3: field 'answer': 'Q' is not one of the options' letters (A, B, C, D)"),
+        (
+            {"options": ["red", "blue"]},
+            ":3: field 'options': expected an object of letter -> option text, got list",
+        ),
+        (
+            {"options": {"A": "red", "b": "blue"}},
+            ":3: field 'options': option key 'b' is not a capital letter",
+        ),
+        ({"options": {"A": "red", "B": 3}}, ":3: field 'options': option B: expected a string, got int"),
+        ({"user_text": None}, ":3: field 'user_text': expected a string, got NoneType"),
+        ({"seed": "0"}, ":3: field 'seed': expected an integer, got str"),
+        ({"id": ""}, ":3: field 'id': expected a non-empty string"),
+    ],
+)
+def test_bad_prompt_rows_are_one_error_line(cell, capsys, changes, message):
+    tmp_path, prompts = cell
+    _rewrite_row(prompts, 2, **changes)
+    assert generate(tmp_path, prompts) == 2
+    err = capsys.readouterr().err
+    assert f"error: {prompts}{message}" in err and "Traceback" not in err
+
+
+def test_duplicate_sample_ids_fail_at_perturb(tmp_path, capsys):
+    samples = tmp_path / "samples.jsonl"
+    write_jsonl(samples, (s.to_dict() for s in Shapes(n=3, seed=0).prepare(tmp_path)))
+    _rewrite_row(samples, 1, id="shapes-00000")
+    code = cli.main(["perturb", "--samples", str(samples), "--bench", "shapes", "--variant", "base",
+                     "--seed", "0", "--out", str(tmp_path / "p.jsonl")])  # fmt: skip
+    assert (
+        code == 2 and "field 'id': duplicate id 'shapes-00000' (first on line 1)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "\x00\x01\xfe"])
+def test_empty_or_binary_samples_files_fail(tmp_path, capsys, content):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_bytes(content.encode("latin-1"))
+    code = cli.main(["perturb", "--samples", str(samples), "--bench", "shapes", "--variant", "base",
+                     "--seed", "0", "--out", str(tmp_path / "p.jsonl")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {samples}") and "Traceback" not in err
+
+
+def test_results_get_the_mode_of_a_plain_write(cell):
+    import os
+    import stat
+
+    tmp_path, prompts = cell
+    old = os.umask(0o022)
+    try:
+        assert generate(tmp_path, prompts) == 0
+    finally:
+        os.umask(old)
+    for name in ("gen.jsonl", "logits.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

@@ -16,6 +16,7 @@ from cotprobe.organism import (
     option_order,
     think_target,
     train_samples,
+    validate,
     warm_start,
 )
 from cotprobe.parsing import is_well_formed, parse_response
@@ -100,27 +101,26 @@ def test_first_sentences_have_the_same_length(tiny_model_dir):
     assert len(lengths) == 1, lengths
 
 
-def _format_rate(model_dir, prompts) -> float:
-    from cotprobe.backends.hf import HFBackend
-
-    backend = HFBackend(str(model_dir), device="cpu")
-    sampling = {"max_new_tokens": 48, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
-    gens = backend.generate(prompts, model_id="t", seed=0, sampling=sampling)
-    return sum(is_well_formed(g.text) for g in gens) / len(gens)
-
-
 def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
+    """A 150-step warm start, 1 thread (pinned, so the trajectory does not follow the machine's cores).
+
+    What a short run learns is asserted with margins that hold on every machine and seed tried
+    (issue 13: seeds 0-2 x 1, 2, 4 threads): the held-out target loss falls ~10x (asserted 4x),
+    and greedy answers become well-formed more often than the random model's (never), where
+    the share itself (0.17-0.83 across those runs) is not asserted: it is the borderline part.
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from cotprobe.variants import perturb
-
     out = tmp_path / "organism"
+    before = validate(tiny_model_dir, n=24, threads=1)
     summary = warm_start(
-        tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, log_every=50
-    )
+        tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, threads=1, log_every=50,
+        n_val=24,
+    )  # fmt: skip
     assert summary["final_loss"] < 0.6 * summary["initial_loss"]
     facts = json.loads((out / "cotprobe_model.json").read_text())
     assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 150
+    assert facts["threads"] == 1 and facts["validation"] == summary["validation"]
     assert [row["step"] for row in facts["losses"]] == [50, 100, 150]
     assert not list(tmp_path.glob(".organism.*"))  # the temporary directory was renamed
 
@@ -128,8 +128,38 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     assert type(AutoProcessor.from_pretrained(out)).__name__ == "Qwen2_5_VLProcessor"
 
-    samples = Shapes(n=12, seed=0).prepare(tmp_path / "data")
-    prompts = perturb(samples, "base", bench="shapes", seed=0)
-    before, after = _format_rate(tiny_model_dir, prompts), _format_rate(out, prompts)
-    assert after > before
-    assert after >= 0.5
+    after = facts["validation"]
+    assert after["n"] == 24 and set(after["per_category"]) == set(CATEGORIES)
+    assert after["target_loss"] < 0.25 * before["target_loss"]
+    assert before["format"] == 0 and after["format"] > before["format"]
+
+
+def test_validation_uses_its_own_split():
+    """The build's validation samples overlap neither training nor evaluation."""
+    ids = [Shapes(n=1, seed=0, split=split).sample_id(0) for split in ("eval", "train", "val")]
+    assert len(set(ids)) == 3 and ids[2] == "shapes-val-00000"
+    images = {
+        split: Shapes(n=1, seed=0, split=split).draw(0, NOWHERE).image.tobytes()
+        for split in ("eval", "train", "val")
+    }
+    assert len(set(images.values())) == 3
+
+
+def test_the_thread_count_reaches_torch():
+    """``pin_threads`` (what every verb does with ``--threads``) reaches torch imported after it."""
+    import subprocess
+    import sys
+
+    before_import = (
+        "import sys; from cotprobe.threads import pin_threads; pin_threads(int(sys.argv[1])); "
+        "import torch; print(torch.get_num_threads())"
+    )
+    after_import = "import sys, torch; from cotprobe.threads import pin_threads; print(pin_threads(int(sys.argv[1])), torch.get_num_threads())"
+    out = subprocess.run(
+        [sys.executable, "-c", before_import, "1"], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "1"
+    out = subprocess.run(
+        [sys.executable, "-c", after_import, "3"], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["3", "3"]

@@ -154,6 +154,71 @@ def test_plugin_args_are_checked_before_any_job(section, pid, args, expected):
         grid(config).check_plugins()
 
 
+@pytest.mark.parametrize(
+    "backend, settings, expected",
+    [
+        (
+            "hf",
+            {"devcie": "cpu"},
+            r"config\.models\.other\.settings: unknown setting 'devcie'\. Did you mean 'device'\?",
+        ),
+        (
+            "openai",
+            {"base_url": "http://x/v1", "max_retry": 3},
+            r"unknown setting 'max_retry'\. Did you mean 'max_retries'",
+        ),
+        (
+            "vllm",
+            {"tensor_parallel": 2},
+            r"unknown setting 'tensor_parallel'\. Did you mean 'tensor_parallel_size'",
+        ),
+    ],
+)
+def test_model_settings_are_checked_before_any_job(backend, settings, expected):
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["other"] = {"backend": backend, "path": "some/model", "settings": settings}
+    with pytest.raises(ConfigError, match=expected):
+        grid(config).check_plugins()
+
+
+def test_llm_judge_settings_are_checked_before_any_job():
+    config = copy.deepcopy(DEFAULT)
+    config["judges"]["llm"] = {"kind": "llm", "args": {"path": "m", "settings": {"dtyp": "float32"}}}
+    with pytest.raises(ConfigError, match=r"config\.judges\.llm\.args\.settings: unknown setting 'dtyp'"):
+        grid(config).check_plugins()
+
+
+SECRET = "sk-" + "a1B2c3D4e5F6g7H8i9J0k"  # assembled, so no scanner takes this file for a leak
+
+
+@pytest.mark.parametrize(
+    "where, key, value",
+    [
+        (("models", "tiny", "settings"), "api_key", "anything"),
+        (("models", "tiny", "settings"), "base_url", f"Bearer {SECRET}"),
+        (("judges", "rule", "args"), "token", "xyz"),
+        (("judges", "rule", "args"), "note", SECRET),
+    ],
+)
+def test_secrets_in_the_config_are_refused_without_echoing_them(where, key, value):
+    config = copy.deepcopy(DEFAULT)
+    node = config
+    for part in where:
+        node = node.setdefault(part, {})
+    node[key] = value
+    with pytest.raises(ConfigError) as err:
+        grid(config)
+    assert f"config.{'.'.join(where)}.{key}" in str(err.value) and "environment variable" in str(err.value)
+    assert value not in str(err.value) and SECRET not in str(err.value)
+
+
+def test_keys_that_name_an_environment_variable_are_fine():
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["api"] = {"backend": "openai", "path": "gpt", "settings": {
+        "base_url": "http://127.0.0.1:1/v1", "api_key_env": "MY_KEY", "max_retries": 2}}  # fmt: skip
+    grid(config).check_plugins()
+
+
 def test_training_runs_expand_to_step_models():
     g = grid()
     assert g.trained_outputs("grpo") == [

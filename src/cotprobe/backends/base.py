@@ -37,6 +37,29 @@ class BackendError(RuntimeError):
     """
 
 
+def accepted_settings(cls) -> list[str]:
+    """The settings a backend class takes: the keyword arguments of its constructor."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    return sorted(n for n, p in params.items() if p.kind == p.KEYWORD_ONLY)
+
+
+def check_settings(cls, settings: dict[str, Any]) -> None:
+    """Raise ValueError for a setting the backend does not take, with a did-you-mean.
+
+    Called while the DAG is built, so a typo (``devcie``) fails before any job, not inside one.
+    """
+    import difflib
+
+    known = accepted_settings(cls)
+    for key in settings:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(f"unknown setting {key!r}.{did_you_mean} Known: {', '.join(known)}")
+
+
 class Backend(abc.ABC):
     """A model that answers prompts and scores option letters.
 

@@ -230,6 +230,17 @@ class OpenAIBackend(Backend):
             try:
                 response = self._client().chat.completions.create(**body, extra_body=extra)
                 return _reply(response, time.perf_counter() - t0)
+            except (
+                openai.APIResponseValidationError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                IndexError,
+            ) as err:
+                # A 200 whose body is not a chat completion (not JSON, no choices): a proxy or an
+                # overloaded server; retried like a 5xx, then a failed cell naming the sample.
+                status, retry = None, True
+                why = f"malformed response ({type(err).__name__}: {self._redact(str(err))})"
             except openai.APIStatusError as err:
                 status, headers = err.status_code, err.response.headers
                 retry = status in _RETRY_STATUSES or status >= 500
@@ -464,6 +475,8 @@ def _letter_logprobs(letters: list[str], top: list[tuple[str, float]]) -> list[f
 
 def _reply(response: Any, seconds: float) -> _Reply:
     """Read a ChatCompletion into a _Reply (tolerating servers that omit usage or logprobs)."""
+    if isinstance(response, str | bytes) or not getattr(response, "choices", None):
+        raise ValueError("the body holds no choices")
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
     top = None

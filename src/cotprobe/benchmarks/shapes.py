@@ -48,7 +48,7 @@ QUESTIONS: Mapping[str, str] = MappingProxyType(
     }
 )
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SPLITS = ("eval", "train")
+SPLITS = ("eval", "train", "val")  # val: the organism build checks itself on it
 N_OPTIONS = 4
 MAX_COUNT = 6
 
@@ -145,8 +145,8 @@ class Shapes(Benchmark):
         image_size: Side of the square images in pixels (64 to 1024).
         categories: Question categories to use, cycled over the samples in this order (default:
             all of ``CATEGORIES``, so every category appears once ``n >= 6``).
-        split: ``eval`` or ``train``; the two splits draw from disjoint random streams and
-            have distinct id prefixes (``shapes-00000``, ``shapes-train-00000``).
+        split: ``eval``, ``train`` or ``val``; the splits draw from disjoint random streams and
+            have distinct id prefixes (``shapes-00000``, ``shapes-train-00000``, ``shapes-val-00000``).
     """
 
     name = "shapes"

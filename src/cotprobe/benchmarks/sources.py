@@ -75,7 +75,7 @@ class Table:
     locate: Callable[[int], str] | None = None
 
     def where(self, index: int) -> str:
-        return self.locate(index) if self.locate else f"{self.name}: row {index}"
+        return self.locate(index) if self.locate else f"{self.name}: row {index + 1}"
 
     def has(self, column: str) -> bool:
         """Whether the column exists (for row-list sources: in any row)."""
@@ -229,7 +229,7 @@ def _load_tsv(path: pathlib.Path) -> Table:
             if cell and len(cell) <= SHORT_IMAGE_CELL:
                 if cell not in full:
                     raise InputError(
-                        f"{path}: row {i}: field 'image': short cell {cell!r} names no row's index with an image"
+                        f"{path}: row {i + 1}: field 'image': short cell {cell!r} names no row's index with an image"
                     )
                 row["image"] = full[cell]
                 row["_image_ref"] = cell

@@ -211,6 +211,7 @@ def train(
     steps = saved_steps(int(run["total_steps"]), int(run["save_every"]))
     if threads:
         torch.set_num_threads(threads)
+    threads = torch.get_num_threads()  # recorded with every saved step
     device = settings["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -244,6 +245,8 @@ def train(
         "version": TRL_BACKEND_VERSION,
         "base": str(base),
         "seed": seed,
+        "threads": threads,
+        "torch": torch.__version__,
         "run": run,
     }
 

@@ -197,7 +197,7 @@ class FakeAPI:
                     if isinstance(payload, float):  # a slow server: answer after the client gave up
                         time.sleep(payload)
                         payload = _completion()
-                    data = json.dumps(payload).encode()
+                    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -293,6 +293,25 @@ def test_retries_429_then_500_then_success(fake, make_prompt, caplog):
     assert len(f.bodies) == 3 and gen.answer_letter == "A"
     assert time.perf_counter() - t0 >= 0.3  # Retry-After honoured over the tiny backoff
     assert "HTTP 429" in caplog.text and "HTTP 500" in caplog.text
+
+
+def test_malformed_bodies_are_retried_then_succeed(fake, make_prompt, caplog):
+    script = [(200, {}, b"<html>502 Bad Gateway</html>"), (200, {}, {**_completion(), "choices": []})]
+    f = fake(lambda n, body: script[n] if n < len(script) else (200, {}, _completion()))
+    api = OpenAIBackend("m", base_url=f.url, max_retries=2, **FAST)
+    with caplog.at_level(logging.WARNING):
+        (gen,) = api.generate([make_prompt(0)], model_id="m", seed=0, sampling=GREEDY)
+    assert len(f.bodies) == 3 and gen.answer_letter == "A"
+    assert caplog.text.count("malformed response") == 2
+
+
+@pytest.mark.parametrize("payload", [b"not json {", {"id": "x", "choices": []}, b"[]"])
+def test_malformed_bodies_that_persist_fail_the_sample(fake, make_prompt, payload):
+    f = fake(lambda n, body: (200, {}, payload))
+    api = OpenAIBackend("m", base_url=f.url, max_retries=1, **FAST)
+    with pytest.raises(APIRequestError, match=r"sample 's0'.*2 attempt\(s\): malformed response"):
+        api.generate([make_prompt(0)], model_id="m", seed=0, sampling=GREEDY)
+    assert len(f.bodies) == 2
 
 
 def test_retries_run_out(fake, make_prompt):

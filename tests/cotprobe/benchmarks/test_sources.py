@@ -208,7 +208,7 @@ def test_url_images_are_fetched_once_and_checked(sources, tmp_path):
     rows[1]["image_sha256"] = "0" * 64
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(InputError, match=r"bad.jsonl: row 1: field 'image_url': .*sha256"):
+    with pytest.raises(InputError, match=r"bad.jsonl: row 2: field 'image_url': .*sha256"):
         BENCHMARKS.get("pixmo-count")(path=str(bad), cache_dir=str(tmp_path / "c")).prepare(tmp_path / "d")
 
 
@@ -219,7 +219,7 @@ def test_missing_image_is_an_error_or_a_counted_skip(sources, tmp_path):
     path = pathlib.Path(args["path"]).with_name("missing.jsonl")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(
-        InputError, match=r"missing.jsonl: row 1: field 'image': image file .*missing.jpg not found"
+        InputError, match=r"missing.jsonl: row 2: field 'image': image file .*missing.jpg not found"
     ):
         BENCHMARKS.get("vstar")(path=str(path)).prepare(tmp_path / "a")
     plugin = BENCHMARKS.get("vstar")(path=str(path), on_missing_image="skip")
@@ -254,7 +254,7 @@ def test_missing_column_names_file_row_and_field(tmp_path):
     pq.write_table(
         pa.Table.from_pylist([{"index": "X", "question": "Q?", "A": "a", "B": "b", "image_url": "u"}]), path
     )
-    with pytest.raises(InputError, match=r"no_answer.parquet: row 0: missing field 'answer'"):
+    with pytest.raises(InputError, match=r"no_answer.parquet: row 1: missing field 'answer'"):
         BENCHMARKS.get("3dsrbench")(path=str(path)).prepare(tmp_path / "out")
 
 
@@ -262,24 +262,24 @@ def test_broken_base64_image_names_file_row_and_field(tmp_path):
     good = base64.b64encode(fx.png(0)).decode()
     broken = base64.b64encode(b"not an image at all, just bytes" * 4).decode()
     path = _tsv(tmp_path, [_mcq_row(1, good), _mcq_row(2, broken)])
-    with pytest.raises(InputError, match=r"bad.tsv: row 1: field 'image': cannot decode the image"):
+    with pytest.raises(InputError, match=r"bad.tsv: row 2: field 'image': cannot decode the image"):
         BENCHMARKS.get("mmbench")(path=path).prepare(tmp_path / "out")
     path = _tsv(tmp_path, [_mcq_row(1, good), _mcq_row(2, "@@@" + good[3:])], "bad64.tsv")
-    with pytest.raises(InputError, match=r"bad64.tsv: row 1: field 'image': not valid base64"):
+    with pytest.raises(InputError, match=r"bad64.tsv: row 2: field 'image': not valid base64"):
         BENCHMARKS.get("mmbench")(path=path).prepare(tmp_path / "out2")
 
 
 def test_short_image_cell_naming_no_row_is_an_error(tmp_path):
     good = base64.b64encode(fx.png(0)).decode()
     path = _tsv(tmp_path, [_mcq_row(1, good), _mcq_row(2, "99")])
-    with pytest.raises(InputError, match=r"bad.tsv: row 1: field 'image': short cell '99'"):
+    with pytest.raises(InputError, match=r"bad.tsv: row 2: field 'image': short cell '99'"):
         BENCHMARKS.get("mmbench")(path=path).prepare(tmp_path / "out")
 
 
 def test_answer_letter_naming_no_option_is_an_error(tmp_path):
     good = base64.b64encode(fx.png(0)).decode()
     path = _tsv(tmp_path, [_mcq_row(1, good), _mcq_row(2, "1", answer="D")])
-    with pytest.raises(InputError, match=r"bad.tsv: row 1: field 'answer': answer 'D' names no option"):
+    with pytest.raises(InputError, match=r"bad.tsv: row 2: field 'answer': answer 'D' names no option"):
         BENCHMARKS.get("mmbench")(path=path).prepare(tmp_path / "out")
 
 
@@ -295,7 +295,7 @@ def test_answer_contradicting_options_is_an_error(tmp_path, sources):
     ]
     path = tmp_path / "sat.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
-    with pytest.raises(InputError, match=r"sat.parquet: row 0: field 'correct_answer': .*matches no option"):
+    with pytest.raises(InputError, match=r"sat.parquet: row 1: field 'correct_answer': .*matches no option"):
         BENCHMARKS.get("sat")(path=str(path)).prepare(tmp_path / "out")
     path = _tsv(
         tmp_path,
@@ -310,7 +310,7 @@ def test_answer_contradicting_options_is_an_error(tmp_path, sources):
         ],
         "mme.tsv",
     )
-    with pytest.raises(InputError, match=r"mme.tsv: row 0: field 'multi-choice options'"):
+    with pytest.raises(InputError, match=r"mme.tsv: row 1: field 'multi-choice options'"):
         BENCHMARKS.get("mme-realworld-lite")(path=path).prepare(tmp_path / "out2")
 
 
@@ -329,7 +329,7 @@ def test_geometry3k_answer_must_match_its_ground_truth_letter(tmp_path):
     )
     ds.to_parquet(str(tmp_path / "geo.parquet"))
     with pytest.raises(
-        InputError, match=r"geo.parquet: row 0: field 'answer': '9' contradicts ground_truth 'B'"
+        InputError, match=r"geo.parquet: row 1: field 'answer': '9' contradicts ground_truth 'B'"
     ):
         BENCHMARKS.get("geometry3k")(path=str(tmp_path / "geo.parquet")).prepare(tmp_path / "out")
 

@@ -24,13 +24,21 @@ Each side runs in its own subprocess (one engine each, so the GPU is free for th
 Prints generated tokens/s of both and their ratio (ours / vLLM's), plus our letter-scoring rate.
 The ratio is the number to watch: below about 0.9 our per-request overheads (image loading,
 per-request SamplingParams, decoding) cost real throughput.
+
+Each phase shuts its engine down before it exits (an engine left running makes the interpreter's
+exit wait forever on the ``VLLM::EngineCore`` child). A phase is still bounded: it is killed
+(its whole process group) when it runs past ``--phase-timeout``, or when it has not exited
+``--exit-grace`` seconds after writing its result; a phase killed after its result still counts
+but is reported, and the script then exits with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,26 +78,49 @@ def run_ours(args, tmp: Path) -> dict:
     from cotprobe.backends.vllm import VLLMBackend
 
     prompts = _prompts(args, tmp)
-    backend = VLLMBackend(args.model, **_settings(args))
     sampling = {
         "max_new_tokens": args.max_new_tokens,
         "temperature": 1.0,
         "top_p": 1.0,
         "batch_size": len(prompts),
     }
-    backend.generate(prompts[: min(8, len(prompts))], model_id="perf", seed=1, sampling=sampling)  # warm-up
-    t0 = time.perf_counter()
-    gens = backend.generate(prompts, model_id="perf", seed=0, sampling=sampling)
-    gen_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    backend.letter_scores(prompts, gens)
-    score_s = time.perf_counter() - t0
+    with VLLMBackend(args.model, **_settings(args)) as backend:
+        warm = prompts[: min(8, len(prompts))]
+        backend.generate(warm, model_id="perf", seed=1, sampling=sampling)
+        t0 = time.perf_counter()
+        gens = backend.generate(prompts, model_id="perf", seed=0, sampling=sampling)
+        gen_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        backend.letter_scores(prompts, gens)
+        score_s = time.perf_counter() - t0
     return {
         "seconds": gen_s,
         "tokens": sum(g.completion_tokens for g in gens),
         "score_seconds": score_s,
         "output_lens": [g.completion_tokens for g in gens],
     }
+
+
+@contextlib.contextmanager
+def _engines_shut_down():
+    """Shut down every ``vllm.LLM`` that ``run_vllm`` builds inside (it never shuts its own down)."""
+    from unittest import mock
+
+    from vllm import LLM
+
+    built = []
+    original = LLM.from_engine_args
+
+    def build(*a, **kw):
+        built.append(original(*a, **kw))
+        return built[-1]
+
+    try:
+        with mock.patch.object(LLM, "from_engine_args", build):
+            yield
+    finally:
+        for llm in built:
+            llm.llm_engine.engine_core.shutdown()
 
 
 def run_bench(args, tmp: Path, output_lens: list[int]) -> dict:
@@ -126,8 +157,65 @@ def run_bench(args, tmp: Path, output_lens: list[int]) -> dict:
         **_settings(args),
     )
     warm = requests[: min(8, len(requests))]
-    elapsed, _ = run_vllm(requests, n=1, engine_args=engine, do_profile=False, warmup_requests=warm)
+    with _engines_shut_down():
+        elapsed, _ = run_vllm(requests, n=1, engine_args=engine, do_profile=False, warmup_requests=warm)
     return {"seconds": elapsed, "tokens": sum(r.expected_output_len for r in requests)}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the phase's process group (the phase and its engine processes), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_phase(cmd: list[str], result: Path, *, timeout: float, exit_grace: float) -> tuple[dict, str | None]:
+    """Run one phase in its own process group, bounded; its result and what went wrong at exit.
+
+    Returns:
+        The result the phase wrote, and None if it exited by itself, else a note saying it hung
+        at exit and was killed.
+
+    Raises:
+        SystemExit: The phase failed, or was killed before it wrote its result.
+    """
+    log = result.with_suffix(".log")
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    start = time.monotonic()
+    result_at = None
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if result_at is None and result.exists():
+                result_at = now
+            if now - start > timeout or (result_at is not None and now - result_at > exit_grace):
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:  # past its bounds, or this script was interrupted
+            _stop(proc)
+            killed = True
+        else:
+            killed = False
+    name = cmd[cmd.index("--phase") + 1]
+    if not result.exists():
+        why = f"ran past --phase-timeout {timeout:g}s" if killed else f"exit status {proc.returncode}"
+        sys.exit(f"phase {name} failed ({why}); its output ends:\n{log.read_text()[-3000:]}")
+    note = None
+    if killed:
+        note = (
+            f"phase {name} hung at exit: still running {exit_grace:g}s after writing its result "
+            "(an engine not shut down?); killed"
+        )
+    elif proc.returncode != 0:
+        note = f"phase {name} exited with status {proc.returncode} after writing its result"
+    return json.loads(result.read_text()), note
 
 
 def main() -> None:
@@ -140,17 +228,33 @@ def main() -> None:
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--enforce-eager", action="store_true")
+    p.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds a phase may run in all before it is killed (default 3600)",
+    )
+    p.add_argument(
+        "--exit-grace",
+        type=float,
+        default=60.0,
+        help="seconds a phase may take to exit after writing its result (default 60)",
+    )
     p.add_argument("--phase", choices=["ours", "bench"], help=argparse.SUPPRESS)
     p.add_argument("--output-lens", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="vllm-perf-") as tmp:
         tmp = Path(tmp)
-        if args.phase == "ours":
-            print(json.dumps(run_ours(args, tmp)))
-            return
-        if args.phase == "bench":
-            print(json.dumps(run_bench(args, tmp, json.loads(Path(args.output_lens).read_text()))))
+        if args.phase:
+            if args.phase == "ours":
+                res = run_ours(args, tmp)
+            else:
+                res = run_bench(args, tmp, json.loads(Path(args.output_lens).read_text()))
+            part = Path(args.result + ".part")
+            part.write_text(json.dumps(res))
+            part.rename(args.result)  # whole, or not there
             return
         if not args.model:
             from cotprobe.tiny_model import build_tiny_model
@@ -162,18 +266,21 @@ def main() -> None:
         if args.max_model_len:
             base += ["--max-model-len", str(args.max_model_len)]
 
-        def phase(*extra) -> dict:
-            proc = subprocess.run(
-                [*base, *extra], check=False, capture_output=True, text=True, env=os.environ
-            )
-            if proc.returncode != 0:
-                sys.exit(f"phase {extra[1]} failed:\n{proc.stderr[-3000:]}")
-            return json.loads(proc.stdout.strip().splitlines()[-1])
+        notes = []
 
-        ours = phase("--phase", "ours")
+        def phase(name: str, *extra: str) -> dict:
+            result = tmp / f"{name}.json"
+            cmd = [*base, "--phase", name, "--result", str(result), *extra]
+            res, note = run_phase(cmd, result, timeout=args.phase_timeout, exit_grace=args.exit_grace)
+            if note:
+                print(f"WARNING: {note}", file=sys.stderr)
+                notes.append(note)
+            return res
+
+        ours = phase("ours")
         lens = tmp / "lens.json"
         lens.write_text(json.dumps(ours["output_lens"]))
-        bench = phase("--phase", "bench", "--output-lens", str(lens))
+        bench = phase("bench", "--output-lens", str(lens))
 
     ours_tps = ours["tokens"] / ours["seconds"]
     bench_tps = bench["tokens"] / bench["seconds"]
@@ -183,6 +290,10 @@ def main() -> None:
     print(f"{'vLLM bench (run_vllm)':28}{bench['tokens']:>10}{bench['seconds']:>10.2f}{bench_tps:>12.1f}")
     print(f"ratio ours / vLLM: {ours_tps / bench_tps:.2f}")
     print(f"letter scoring: {args.n / ours['score_seconds']:.1f} prompts/s")
+    for note in notes:
+        print(f"WARNING: {note}")
+    if notes:
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -181,26 +181,27 @@ def cmd_generate(args) -> None:
         pin_threads(args.threads)  # again, on torch itself if the backend imported it
         log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
 
-    step = int(sampling["batch_size"])
-    index = {p.id: i for i, p in enumerate(prompts)}
-    with part.appender() as append:
-        for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
-            # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
-            chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
-            gens = [g.to_dict() for g in backend.generate(chunk, model_id=args.model, seed=chunk_seed,
-                                                         sampling=sampling)]  # fmt: skip
-            append(gens)
-            done.extend(gens)
+    with backend:  # closed on every path: an unclosed vLLM engine hangs the exit
+        step = int(sampling["batch_size"])
+        index = {p.id: i for i, p in enumerate(prompts)}
+        with part.appender() as append:
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
+                chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
+                gens = [g.to_dict() for g in backend.generate(chunk, model_id=args.model, seed=chunk_seed,
+                                                             sampling=sampling)]  # fmt: skip
+                append(gens)
+                done.extend(gens)
 
-    by_id = {r["id"]: r for r in done}
-    generations = [Generation(**by_id[p.id]) for p in prompts]
-    t1 = time.perf_counter()
-    scores = backend.letter_scores(prompts, generations)
-    log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
-    _write_scores(args.logits_out, scores)
-    write_jsonl(out, (g.to_dict() for g in generations))
-    part.remove()
+        by_id = {r["id"]: r for r in done}
+        generations = [Generation(**by_id[p.id]) for p in prompts]
+        t1 = time.perf_counter()
+        scores = backend.letter_scores(prompts, generations)
+        log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
+        _write_scores(args.logits_out, scores)
+        write_jsonl(out, (g.to_dict() for g in generations))
+        part.remove()
     if lease is not None:
         lease.release()
 
@@ -253,11 +254,14 @@ def cmd_judge(args) -> None:
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
     pairs = judge.pair(prompts, generations)
-    if judge.chunk_size:
-        readings = _read_thinks_resumably(judge, pairs, spec, args)
-    else:
-        readings = judge.read_thinks(pairs)
-        judge.check_readings(pairs, readings)
+    try:
+        if judge.chunk_size:
+            readings = _read_thinks_resumably(judge, pairs, spec, args)
+        else:
+            readings = judge.read_thinks(pairs)
+            judge.check_readings(pairs, readings)
+    finally:
+        judge.close()
     verdicts = [build_verdict(args.judge, judge.version, p, g, r) for (p, g), r in zip(pairs, readings)]
     write_jsonl(args.out, (v.to_dict() for v in verdicts))
     Path(args.out + ".part").unlink(missing_ok=True)

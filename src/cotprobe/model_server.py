@@ -269,39 +269,37 @@ def serve(
                 json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key, "pid": os.getpid()})
             )
         raise
-    load_s = time.perf_counter() - t0
-    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], load_s)
-    if ledger is not None:
-        entry = {"model": model_id, "spec_key": key, "host": socket.gethostname(), "pid": os.getpid(),
-                 "load_s": round(load_s, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-        Path(ledger).parent.mkdir(parents=True, exist_ok=True)
-        with open(ledger, "a", encoding="utf-8") as fh:  # one short O_APPEND write: lines never mix
-            fh.write(json.dumps(entry) + "\n")
-    server = _ModelHTTPServer(backend, {"model": model_id, "spec_key": key, "pid": os.getpid()})
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    with backend:  # its engine stops on every way out (an open vLLM engine hangs the exit)
+        load_s = time.perf_counter() - t0
+        log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], load_s)
+        if ledger is not None:
+            entry = {"model": model_id, "spec_key": key, "host": socket.gethostname(), "pid": os.getpid(),
+                     "load_s": round(load_s, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+            Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+            with open(ledger, "a", encoding="utf-8") as fh:  # one short O_APPEND write: lines never mix
+                fh.write(json.dumps(entry) + "\n")
+        server = _ModelHTTPServer(backend, {"model": model_id, "spec_key": key, "pid": os.getpid()})
+        url = f"http://127.0.0.1:{server.server_address[1]}"
 
-    def stop(signum, frame):
-        log.info("signal %d: stopping the server of %s", signum, model_id)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        def stop(signum, frame):
+            log.info("signal %d: stopping the server of %s", signum, model_id)
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    with atomic_path(url_file) as tmp:
-        tmp.write_text(json.dumps({"url": url, "spec_key": key, "pid": os.getpid(), "model": model_id}))
-    log.info("serving %s on %s (address in %s)", model_id, url, url_file)
-    if lease_file is not None:
-        args = (server, url_file, Path(lease_file), float(idle_timeout), model_id)
-        threading.Thread(target=_watch_idle, args=args, daemon=True).start()
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-        if (_read_info(url_file) or {}).get("pid") == os.getpid():
-            url_file.unlink(missing_ok=True)
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
-        log.info("server of %s stopped", model_id)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        with atomic_path(url_file) as tmp:
+            tmp.write_text(json.dumps({"url": url, "spec_key": key, "pid": os.getpid(), "model": model_id}))
+        log.info("serving %s on %s (address in %s)", model_id, url, url_file)
+        if lease_file is not None:
+            args = (server, url_file, Path(lease_file), float(idle_timeout), model_id)
+            threading.Thread(target=_watch_idle, args=args, daemon=True).start()
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+            if (_read_info(url_file) or {}).get("pid") == os.getpid():
+                url_file.unlink(missing_ok=True)
+    log.info("server of %s stopped", model_id)
 
 
 class RemoteBackend(Backend):

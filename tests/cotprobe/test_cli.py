@@ -74,6 +74,24 @@ def test_part_file_of_other_settings_is_discarded(cell):
     assert len(rows(tmp_path / "gen.jsonl")) == 6
 
 
+def test_generate_closes_its_backend_on_every_path(cell, monkeypatch):
+    from cotprobe.backends.base import BackendError
+    from cotprobe.backends.dummy import DummyBackend
+
+    tmp_path, prompts = cell
+    closed = []
+    monkeypatch.setattr(DummyBackend, "close", lambda self: closed.append(self))
+    assert generate(tmp_path, prompts) == 0
+    assert len(closed) == 1
+
+    def fail(self, prompts, generations):
+        raise BackendError("scoring failed")
+
+    monkeypatch.setattr(DummyBackend, "letter_scores", fail)
+    assert generate(tmp_path, prompts) == 2
+    assert len(closed) == 2
+
+
 def test_missing_field_names_file_row_and_field(cell, capsys):
     tmp_path, prompts = cell
     lines = prompts.read_text().splitlines()

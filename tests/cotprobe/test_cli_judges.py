@@ -47,6 +47,17 @@ def judge(tmp, spec, out="verdicts.jsonl"):
                      "--generations", str(tmp / "gens.jsonl"), "--out", str(tmp / out)])  # fmt: skip
 
 
+def test_judge_closes_the_backend_it_loaded_even_when_judging_fails(cell, monkeypatch, capsys):
+    from cotprobe.backends.dummy import DummyBackend
+
+    closed = []
+    monkeypatch.setattr(DummyBackend, "close", lambda self: closed.append(self))
+    spec = {"kind": "llm", "args": {"backend": "dummy", "path": "x"}, "version": 1}
+    assert judge(cell, spec) == 2  # the dummy backend has no text path
+    assert "cannot serve text-only chat" in capsys.readouterr().err
+    assert len(closed) == 1
+
+
 def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
     spec = llm_spec(tiny_model_dir)
     assert judge(cell, spec) == 0

@@ -64,7 +64,8 @@ class Backend(abc.ABC):
     """A model that answers prompts and scores option letters.
 
     Subclasses set ``version`` and take their settings (from the model's config entry) as keyword
-    arguments; an unknown setting is an error, not a silent no-op.
+    arguments; an unknown setting is an error, not a silent no-op. Whoever builds a backend closes
+    it on every path: ``with BACKENDS.get(name)(path, **settings) as backend: ...``.
 
     Args:
         path: Where the weights are: a local directory or a hub id.
@@ -78,6 +79,18 @@ class Backend(abc.ABC):
     def __init__(self, path: str, **settings: Any):
         self.path = str(path)
         self.settings = settings
+
+    def close(self) -> None:
+        """Release what the backend holds beyond this object (engine processes); safe to call twice.
+
+        A no-op here; ``vllm`` must be closed, or the process hangs at exit joining its engine.
+        """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def generate(

@@ -106,12 +106,24 @@ class VLLMBackend(LocalLetterScoring, Backend):
         )
         kwargs.update(engine_args or {})
         self.llm = LLM(**kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
-        self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
+        self._closed = False
+        try:
+            self.tokenizer = self.llm.get_tokenizer()
+            self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Stop the engine's worker processes now (a server stopping on SIGTERM calls this)."""
-        self.llm.llm_engine.engine_core.shutdown()
+        """Stop the engine's processes now; a second call does nothing.
+
+        Every process that builds this backend must close it (``with VLLMBackend(...) as b:``):
+        at interpreter exit ``multiprocessing`` joins the ``VLLM::EngineCore`` child, which does
+        not stop by itself, so an unclosed engine hangs the exit.
+        """
+        if not self._closed:
+            self._closed = True
+            self.llm.llm_engine.engine_core.shutdown()
 
     # -- shared plumbing -------------------------------------------------------------------
 

@@ -70,6 +70,9 @@ class Judge(abc.ABC):
                 )
         self.args: dict[str, Any] = {**self.defaults, **args}
 
+    def close(self) -> None:
+        """Release what the judge loaded (a model-based judge's backend); a no-op here."""
+
     @abc.abstractmethod
     def read_thinks(self, pairs: list[tuple[Prompt, Generation]]) -> list[ThinkReading]:
         """Read the option each think settles on; one reading per pair, in order.

@@ -188,6 +188,11 @@ class LLMJudge(Judge):
                 self._backend = cls(path=self.args["path"], **self.args["settings"])
         return self._backend
 
+    def close(self) -> None:
+        """Close the backend if one was loaded (a vLLM engine left open hangs the process's exit)."""
+        if self._backend is not None:
+            self._backend.close()
+
     def read_thinks(self, pairs: list[tuple[Prompt, Generation]]) -> list[ThinkReading]:
         from cotprobe.backends.base import complete
 

@@ -217,3 +217,24 @@ def test_check_sampling_and_pairs(make_prompt):
         check_pairs(prompts, [_generation(p, "") for p in reversed(prompts)])
     with pytest.raises(ValueError, match="2 prompts but 1"):
         check_pairs(prompts, [_generation(prompts[0], "")])
+
+
+def test_every_backend_is_a_context_manager_that_closes_on_every_path():
+    from cotprobe.backends.dummy import DummyBackend
+
+    closed = []
+
+    class Counted(DummyBackend):
+        def close(self):
+            closed.append(self)
+
+    with Counted() as backend:
+        assert isinstance(backend, Counted)
+    assert closed == [backend]
+    with pytest.raises(RuntimeError, match="boom"), Counted():
+        raise RuntimeError("boom")
+    assert len(closed) == 2
+    for name in BACKENDS.names():
+        cls = BACKENDS.get(name)
+        assert callable(cls.close) and hasattr(cls, "__enter__") and hasattr(cls, "__exit__"), name
+    DummyBackend().close()  # the base close is a no-op, safe to call more than once

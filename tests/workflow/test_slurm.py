@@ -2,8 +2,9 @@
 
 `tests/workflow/slurm/local-slurm.sh` installs SLURM from Debian's packages if needed (root) and
 starts munged, slurmctld and slurmd with their config, state, sockets and logs in a temporary directory
-of their own; only this module's processes see the cluster (``SLURM_CONF`` in their environment), and
-the module stops the daemons and removes the directory afterwards: nothing system-wide is configured.
+of their own; only this module's processes see the cluster (``SLURM_CONF``, and the directory's client
+wrappers first on ``PATH``), and the module stops the daemons and removes the directory afterwards:
+nothing system-wide is configured.
 Snakemake runs with `--workflow-profile workflow/profiles/slurm` plus the site profile
 `tests/workflow/slurm/local.yaml` (partition `debug`, squeue as status command, short first check).
 """
@@ -75,16 +76,20 @@ def slurm():
     before = _system_config()
     home = Path(tempfile.mkdtemp(prefix="cotprobe-slurm-"))
     proc = _start(home)
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(home / "slurm.conf")  # this process and the ones it starts
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+    # This process and the ones it starts (Snakemake, its jobs: the wrappers in bin/ survive the jobstep
+    # plugin, which drops SLURM_* variables before its srun).
+    os.environ["SLURM_CONF"] = str(home / "slurm.conf")
+    os.environ["PATH"] = f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
         assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
         yield home
     finally:
-        if saved is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         _stop(home)
         shutil.rmtree(home, ignore_errors=True)
     assert _system_config() == before  # the machine's SLURM configuration as this module found it
@@ -96,12 +101,16 @@ def test_the_local_cluster_is_private_and_leaves_no_system_wide_configuration(tm
     proc = _start(home)
     try:
         assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
-        show = ["scontrol", "show", "config"]
-        conf = {**os.environ, "SLURM_CONF": str(home / "slurm.conf")}
-        ours = subprocess.run(show, env=conf, capture_output=True, text=True, timeout=60, check=False)
-        assert re.search(r"ClusterName\s*=\s*cotprobetest", ours.stdout), ours.stdout + ours.stderr
-        # A program not pointed to this cluster does not see it (and finds no configuration to wait on).
         env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+        ours = {**env, "PATH": f"{home / 'bin'}{os.pathsep}{env['PATH']}"}
+        show = ["scontrol", "show", "config"]
+        proc = subprocess.run(show, env=ours, capture_output=True, text=True, timeout=60, check=False)
+        assert re.search(r"ClusterName\s*=\s*cotprobetest", proc.stdout), proc.stdout + proc.stderr
+        # Inside a job, a step runs without SLURM_* variables (as the jobstep plugin starts its srun).
+        job = ["sbatch", "--wait", "-o", str(tmp_path / "job.log"), "--wrap", "env -u SLURM_CONF srun true"]
+        proc = subprocess.run(job, env=ours, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "job.log").read_text()
+        # A program not pointed to this cluster does not see it (and finds no configuration to wait on).
         other = subprocess.run(show, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert "cotprobetest" not in other.stdout
         assert _system_config() == before

@@ -4,10 +4,12 @@
 #   local-slurm.sh start DIR   install if needed, write DIR/slurm.conf, start munged, slurmctld and slurmd
 #                              with all their state, sockets, pid and log files under DIR, wait until a step runs
 #   local-slurm.sh stop DIR    stop the daemons named in DIR's pid files
-# Clients reach this cluster only with SLURM_CONF=DIR/slurm.conf in their environment: nothing is written
-# to /etc/slurm, /etc/munge, /run or /var (a slurm.conf left in /etc/slurm makes every later `snakemake`
-# wait ~10 s: the SLURM executor plugin runs `scontrol show config` when it loads, and that waits for a
-# controller that no longer runs). The daemons listen on free ports (SLURMCTLD_PORT, SLURMD_PORT to choose).
+# Clients reach this cluster only through DIR/bin on their PATH (wrappers of sbatch, srun, squeue, ...
+# that set SLURM_CONF=DIR/slurm.conf: inside a job the jobstep plugin drops SLURM_* variables before its
+# srun, PATH survives): nothing is written to /etc/slurm, /etc/munge, /run or /var (a slurm.conf left in
+# /etc/slurm makes every later `snakemake` wait ~10 s: the SLURM executor plugin runs `scontrol show
+# config` when it loads, and that waits for a controller that no longer runs). The daemons listen on
+# free ports (SLURMCTLD_PORT, SLURMD_PORT to choose).
 # What the packages themselves install (apt-get install --no-install-recommends slurmctld slurmd
 # slurm-client munge): binaries under /usr, users slurm and munge, /etc/munge/munge.key (munge's
 # postinst), /etc/slurm/plugstack.conf and disabled systemd units; none of it configures a cluster.
@@ -111,6 +113,17 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONFEOF
   : > "$DIR/plugstack.conf"
 fi
+
+# the clients, pointed to this cluster
+mkdir -p "$DIR/bin"
+path_without_wrappers=$(printf %s "$PATH" | tr ':' '\n' | grep -vxF "$DIR/bin" | paste -sd:)
+for tool in sbatch srun salloc squeue scontrol sinfo scancel sacct sacctmgr sshare sstat; do
+  real=$(PATH=$path_without_wrappers command -v "$tool" || true)
+  if [ -n "$real" ]; then
+    printf '#!/bin/sh\nSLURM_CONF='"'%s'"' exec '"'%s'"' "$@"\n' "$CONF" "$real" > "$DIR/bin/$tool"
+    chmod 0755 "$DIR/bin/$tool"
+  fi
+done
 
 # 3. a munge key of this cluster's own
 if [ ! -s "$DIR/munge/munge.key" ]; then

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.io import InputError, PartFile, atomic_path, read_jsonl, write_jsonl
+from cotprobe.model_server import LOAD_TIMEOUT
 from cotprobe.model_server import hash_weights as _hash_weights
 from cotprobe.records import (
     GENERATION_CHECKS,
@@ -456,7 +457,10 @@ def _share_kwargs(args) -> dict[str, Any]:
 
 
 def _add_share_args(s) -> None:
-    s.add_argument("--server-wait", type=float, default=7200.0, help="seconds to wait for a model server")
+    load_timeout = float(os.environ.get("COTPROBE_SERVER_LOAD_TIMEOUT", LOAD_TIMEOUT))
+    s.add_argument("--server-wait", type=float, default=load_timeout,
+                   help="seconds to wait for a model server to load (default: $COTPROBE_SERVER_LOAD_TIMEOUT, else"
+                        f" {LOAD_TIMEOUT:.0f}); a server whose process is gone fails the cell at once")  # fmt: skip
     # The workflow turns sharing on by environment, not by argument: it changes no output, so
     # switching it must not make Snakemake rerun cells (a changed shell command would).
     share = os.environ.get("COTPROBE_SHARE_LOAD", "0") == "1"

@@ -38,7 +38,11 @@ model and vLLM batches within a call):
 
 The server writes ``{"status": "loading", ...}`` to its ``--url-file`` at once, then
 ``{"url", "spec_key", "pid"}`` once the model is loaded, or ``{"error": ...}`` when loading
-fails, so waiting cells fail at once instead of timing out.
+fails, so waiting cells fail at once instead of timing out. Every version of the file names the
+server's process (``pid``, ``host``, ``started``: its start time, so a reused pid is not taken for
+it) and the Snakemake run whose cell started it (``run``, from ``$COTPROBE_RUN_ID``): a cell waits
+for a server only while that process lives, and at most ``load_timeout`` seconds (what a load
+takes; ``model_server.load_timeout``), and a run's end stops only the idle servers it started.
 
 Light at import: the backend is imported when the server starts.
 """
@@ -165,6 +169,24 @@ class _ModelHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
 
 
+LOAD_TIMEOUT = 600.0  # seconds a cell waits for a server to load (model_server.load_timeout)
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _this_process() -> dict[str, Any]:
+    """What a server's file records to name its process (see ``_gone``) and the run that started it."""
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "started": _start_time(pid),
+            "run": os.environ.get("COTPROBE_RUN_ID")}  # fmt: skip
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -185,12 +207,24 @@ def _read_info(url_file: Path) -> dict[str, Any] | None:
         return None
 
 
+def _gone(info: dict[str, Any]) -> bool:
+    """True when the server process an address file names is known to have ended: its pid is not
+    running on this host, or runs another process (started at another time). A file written on
+    another host (a shared filesystem) is never known gone here."""
+    if "pid" not in info or info.get("host", socket.gethostname()) != socket.gethostname():
+        return False
+    pid = int(info["pid"])
+    if not _pid_alive(pid):
+        return True
+    started = info.get("started")
+    return started is not None and _start_time(pid) not in (None, started)
+
+
 def _live_pid(info: dict[str, Any] | None) -> int | None:
     """The pid of the server an address file names, if that server is running (loading or serving)."""
-    if info is None or "error" in info or "pid" not in info:
+    if info is None or "error" in info or "pid" not in info or _gone(info):
         return None
-    pid = int(info["pid"])
-    return pid if _pid_alive(pid) else None
+    return int(info["pid"])
 
 
 def _lease_free(lease_file: Path) -> bool:
@@ -254,7 +288,7 @@ def serve(
     # The file exists from the start but holds no address until the model is loaded: a previous
     # server's address is never reused.
     with atomic_path(url_file) as tmp:
-        tmp.write_text(json.dumps({"status": "loading", "spec_key": key, "pid": os.getpid()}))
+        tmp.write_text(json.dumps({"status": "loading", "spec_key": key, **_this_process()}))
 
     def exit_now(signum, frame):  # while loading: unwind, so the backend's engine processes stop too
         raise SystemExit(128 + signum)
@@ -266,7 +300,7 @@ def serve(
     except Exception as err:
         with atomic_path(url_file) as tmp:
             tmp.write_text(
-                json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key, "pid": os.getpid()})
+                json.dumps({"error": f"{type(err).__name__}: {err}", "spec_key": key, **_this_process()})
             )
         raise
     with backend:  # its engine stops on every way out (an open vLLM engine hangs the exit)
@@ -288,7 +322,7 @@ def serve(
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         with atomic_path(url_file) as tmp:
-            tmp.write_text(json.dumps({"url": url, "spec_key": key, "pid": os.getpid(), "model": model_id}))
+            tmp.write_text(json.dumps({"url": url, "spec_key": key, "model": model_id, **_this_process()}))
         log.info("serving %s on %s (address in %s)", model_id, url, url_file)
         if lease_file is not None:
             args = (server, url_file, Path(lease_file), float(idle_timeout), model_id)
@@ -353,48 +387,52 @@ class RemoteBackend(Backend):
         return [Completion(*c) for c in self._post("/complete_texts", body)["completions"]]
 
 
-def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = 7200.0) -> RemoteBackend:
+def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = LOAD_TIMEOUT) -> RemoteBackend:
     """Wait for the model server of ``spec`` announced in ``url_file`` and return a client.
 
     Waits while the file is absent or its server does not answer yet (it may still be loading the
-    model); fails at once when the server reports a load error or serves another model load.
+    model), at most ``wait`` seconds; fails at once when the server reports a load error, serves
+    another model load, or its process is gone (died or stopped, while loading or after).
 
     Raises:
-        BackendError: The server failed to load, serves a different spec, or is not up in ``wait``
-            seconds.
+        BackendError: The server failed to load, is not running, serves a different spec, or is not
+            up in ``wait`` seconds.
     """
     url_file = Path(url_file)
     key = spec_key(spec)
     deadline = time.monotonic() + wait
     last = "no address file yet"
-    while time.monotonic() < deadline:
-        try:
-            info = json.loads(url_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            info = None
+    while True:
+        info = _read_info(url_file)
         if info is not None and info.get("spec_key") == key:
             if "error" in info:
                 raise BackendError(f"model server for {url_file} failed to load: {info['error']}")
+            if _gone(info):
+                when = "after loading the model" if "url" in info else "while loading the model"
+                raise BackendError(
+                    f"model server for {url_file} (pid {info['pid']}) is not running: it died or was"
+                    f" stopped {when}; start it again"
+                )
             if "url" not in info:
-                if "pid" in info and not _pid_alive(int(info["pid"])):
-                    raise BackendError(
-                        f"model server for {url_file} (pid {info['pid']}) died while loading the model"
-                    )
-                last = "the server is loading the model"
-                time.sleep(0.5)
-                continue
-            try:
-                with urllib.request.urlopen(info["url"] + "/health", timeout=10) as resp:
-                    health = json.loads(resp.read())
-                if health.get("spec_key") == key:
-                    return RemoteBackend(info["url"])
-                last = f"{info['url']} serves spec {health.get('spec_key')}, not {key}"
-            except (urllib.error.URLError, OSError) as err:
-                last = f"{info['url']} not answering ({err})"
+                last = "the server is still loading the model"
+            else:
+                try:
+                    with urllib.request.urlopen(info["url"] + "/health", timeout=10) as resp:
+                        health = json.loads(resp.read())
+                    if health.get("spec_key") == key:
+                        return RemoteBackend(info["url"])
+                    last = f"{info['url']} serves spec {health.get('spec_key')}, not {key}"
+                except (urllib.error.URLError, OSError) as err:
+                    last = f"{info['url']} not answering ({err})"
         elif info is not None:
             last = f"{url_file} is for spec {info.get('spec_key')}, not {key}"
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.5)
-    raise BackendError(f"no model server for {url_file} after {wait:.0f}s: {last}")
+    raise BackendError(
+        f"no model server for {url_file} after {wait:.0f}s: {last} (the wait is model_server.load_timeout"
+        " or --server-wait)"
+    )
 
 
 SERVER_ROOT = Path(".cotprobe/model_servers")
@@ -420,23 +458,32 @@ class Lease:
             self._fh.close()
 
 
+def _stop_if_idle(url_file: Path, reason: str) -> bool:
+    """SIGTERM the server ``url_file`` names if it runs and no cell holds its lease, and wait (up to
+    120 s) until it has exited (its memory is free). The caller holds the host's spawn lock, so no
+    cell can attach meanwhile. Returns whether it stopped one."""
+    info = _read_info(url_file)
+    pid = _live_pid(info)
+    if pid is None:
+        return False
+    with url_file.with_suffix(".lease").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a cell uses it
+        log.info("stopping the idle server of %s (pid %s) %s", info.get("model"), pid, reason)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return True
+
+
 def _stop_idle_servers(host_dir: Path, keep: str) -> None:
     """Stop the servers of other models on this host that no cell uses (frees their GPU memory)."""
     for url_file in sorted(host_dir.glob("*.json")):
-        info = _read_info(url_file)
-        pid = _live_pid(info)
-        if url_file.stem == keep or pid is None:
-            continue
-        with (host_dir / f"{url_file.stem}.lease").open("a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # in use: another job's GPUs
-            log.info("stopping the idle server of %s (pid %s) to free its GPUs", info.get("model"), pid)
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 120
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
+        if url_file.stem != keep:
+            _stop_if_idle(url_file, "to free its GPUs")
 
 
 def attach(
@@ -447,7 +494,7 @@ def attach(
     idle_timeout: float = 300.0,
     threads: int = 0,
     gpus: int = 0,
-    wait: float = 7200.0,
+    wait: float = LOAD_TIMEOUT,
 ) -> tuple[RemoteBackend, Lease]:
     """A client of this host's shared server for ``spec``, spawned first if none runs.
 
@@ -504,15 +551,22 @@ def attach(
         raise
 
 
-def stop_servers(root: str | Path = SERVER_ROOT) -> int:
-    """SIGTERM the shared servers of this host (and SLURM job) under ``root`` (the workflow's end);
-    returns how many."""
+def stop_servers(root: str | Path = SERVER_ROOT, *, run: str | None = None) -> int:
+    """Stop the idle shared servers (no cell holds a lease) of this host (and SLURM job) under ``root``
+    that run ``run`` started (every idle one when ``run`` is None); returns how many.
+
+    A Snakemake run's end calls this with its own run id (``$COTPROBE_RUN_ID``): a server another run
+    started, or one a cell still uses, is left alone (it exits after its idle timeout).
+    """
+    host_dir = Path(root) / _scope()
+    if not host_dir.is_dir():
+        return 0
     n = 0
-    for url_file in sorted((Path(root) / _scope()).glob("*.json")):
-        pid = _live_pid(_read_info(url_file))
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            n += 1
+    with (host_dir / "spawn.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # no cell attaches between the lease check and the SIGTERM
+        for url_file in sorted(host_dir.glob("*.json")):
+            if run is None or (_read_info(url_file) or {}).get("run") == run:
+                n += _stop_if_idle(url_file, "at the end of its run" if run else "")
     return n
 
 

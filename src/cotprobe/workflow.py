@@ -15,6 +15,8 @@ import difflib
 import json
 import os
 import re
+import socket
+import uuid
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -585,12 +587,20 @@ def as_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def export_model_server_env(config: dict[str, Any]) -> None:
-    """Tell every job of this run (by environment) whether cells share model loads.
+def export_model_server_env(config: dict[str, Any], *, main_process: bool = True) -> str:
+    """Tell every job of this run (by environment) whether cells share model loads, and this run's id.
 
-    ``cotprobe generate`` and ``cotprobe judge`` read ``COTPROBE_SHARE_LOAD`` and
-    ``COTPROBE_SERVER_IDLE`` as their defaults (see ``cotprobe.model_server``).
+    ``cotprobe generate`` and ``cotprobe judge`` read ``COTPROBE_SHARE_LOAD``,
+    ``COTPROBE_SERVER_IDLE`` and ``COTPROBE_SERVER_LOAD_TIMEOUT`` as their defaults (see
+    ``cotprobe.model_server``). ``COTPROBE_RUN_ID`` names the Snakemake run: a server a cell starts
+    records it, and the run's end stops only the idle servers that carry it. The main Snakemake
+    process draws a new id (even when started from a job of another run); a job's process (a
+    SLURM job re-parses the Snakefile) keeps the one it inherited. Returns the run id.
     """
     settings = config.get("model_server", {})
     os.environ["COTPROBE_SHARE_LOAD"] = "1" if settings.get("share", True) else "0"
     os.environ["COTPROBE_SERVER_IDLE"] = str(settings.get("idle_timeout", 300))
+    os.environ["COTPROBE_SERVER_LOAD_TIMEOUT"] = str(settings.get("load_timeout", 600))
+    if main_process or not os.environ.get("COTPROBE_RUN_ID"):
+        os.environ["COTPROBE_RUN_ID"] = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return os.environ["COTPROBE_RUN_ID"]

@@ -15,7 +15,7 @@ import pytest
 from cotprobe.backends.base import BackendError
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
-from cotprobe.model_server import connect, count_loads, spec_key, stop_servers
+from cotprobe.model_server import _pid_alive, connect, count_loads, spec_key, stop_servers
 from cotprobe.variants import perturb
 
 GEN = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
@@ -140,9 +140,7 @@ def _server_pids(root):
 def _wait_gone(pid, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _pid_alive(pid):  # exited (a zombie child of this process counts as gone)
             return True
         time.sleep(0.2)
     return False
@@ -248,3 +246,138 @@ def test_inside_a_slurm_job_servers_are_the_jobs_own(monkeypatch):
     host = _scope()
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert _scope() == f"{host}.slurm42"
+
+
+# --- a dead server fails its cells at once; a run's end stops only its own idle servers (issue 14) ---
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_dead_servers_address_file_fails_the_cell_at_once(prompt_files, tmp_path):
+    spec = _spec(tmp_path / "model")
+    url_file = tmp_path / "server.json"
+    # What a server killed after loading leaves behind: its address, nobody listening.
+    url_file.write_text(
+        json.dumps({"url": "http://127.0.0.1:9", "spec_key": spec_key(spec), "pid": _dead_pid()})
+    )
+    cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", "tiny", "--spec", json.dumps(spec),
+           "--prompts", str(prompt_files["base"]), "--seed", "0", "--out", str(tmp_path / "gen.jsonl"),
+           "--logits-out", str(tmp_path / "gen.parquet"), "--server-file", str(url_file)]  # fmt: skip
+    # The default wait (a load's time) is far longer than this timeout: only a dead-process check passes.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: model server for ") and "is not running" in lines[-1], proc.stderr
+    assert sum(line.startswith("error:") for line in lines) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "gen.jsonl").exists()
+
+
+def test_a_reused_pid_is_not_taken_for_the_server(tmp_path):
+    spec = _spec(tmp_path / "model")
+    url_file = tmp_path / "server.json"
+    # The pid now runs another process (this one) than the server that wrote the file (started earlier).
+    url_file.write_text(json.dumps({"url": "http://127.0.0.1:9", "spec_key": spec_key(spec), "pid": os.getpid(),
+                                    "started": "1"}))  # fmt: skip
+    with pytest.raises(BackendError, match="is not running"):
+        connect(url_file, spec, wait=60)
+
+
+def test_a_cell_waiting_on_a_load_that_dies_fails_at_once(prompt_files, tmp_path):
+    """attach: another cell's server is loading the model (the file says so), then dies."""
+    from cotprobe.model_server import _scope
+
+    spec, root = _spec(tmp_path / "model"), tmp_path / "servers"
+    host_dir = root / _scope()
+    host_dir.mkdir(parents=True)
+    loading = "import json, os, sys, time; open(sys.argv[1], 'w').write(json.dumps(" \
+              "{'status': 'loading', 'spec_key': sys.argv[2], 'pid': os.getpid()})); time.sleep(3)"  # fmt: skip
+    url_file = host_dir / f"{spec_key(spec)}.json"
+    server = subprocess.Popen([sys.executable, "-c", loading, str(url_file), spec_key(spec)])
+    try:
+        deadline = time.monotonic() + 60
+        while not url_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", "tiny", "--spec", json.dumps(spec),
+               "--prompts", str(prompt_files["base"]), "--seed", "0", "--out", str(tmp_path / "gen.jsonl"),
+               "--logits-out", str(tmp_path / "gen.parquet"), "--server-root", str(root), "--share-load"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        server.kill()
+        server.wait()
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model server for ") and "while loading the model" in last, proc.stderr
+
+
+def test_the_wait_for_a_load_is_configurable_and_bounded(monkeypatch):
+    from cotprobe.cli import build_parser
+    from cotprobe.model_server import LOAD_TIMEOUT
+    from cotprobe.workflow import export_model_server_env
+
+    argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
+            "--logits-out", "l"]  # fmt: skip
+    monkeypatch.delenv("COTPROBE_SERVER_LOAD_TIMEOUT", raising=False)
+    assert build_parser().parse_args(argv).server_wait == LOAD_TIMEOUT <= 3600
+    for key in ("COTPROBE_SHARE_LOAD", "COTPROBE_SERVER_IDLE", "COTPROBE_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
+    export_model_server_env({"model_server": {"load_timeout": 42}})
+    assert build_parser().parse_args(argv).server_wait == 42
+
+
+def test_each_snakemake_run_has_its_own_id_that_its_jobs_inherit(monkeypatch):
+    from cotprobe.workflow import export_model_server_env
+
+    for key in ("COTPROBE_SHARE_LOAD", "COTPROBE_SERVER_IDLE", "COTPROBE_SERVER_LOAD_TIMEOUT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COTPROBE_RUN_ID", "an-outer-run")
+    run = export_model_server_env({}, main_process=True)  # a run started from inside another's job
+    assert run != "an-outer-run" and os.environ["COTPROBE_RUN_ID"] == run
+    assert export_model_server_env({}, main_process=False) == run  # a job re-parsing the Snakefile
+    assert export_model_server_env({}, main_process=True) != run  # the next run
+
+
+def _dummy(version):
+    return {"backend": "dummy", "path": "", "settings": {}, "generation": GEN, "version": version}
+
+
+def _answers(url):
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=10) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_a_runs_end_stops_only_the_idle_servers_it_started(tmp_path, monkeypatch):
+    from cotprobe.model_server import _scope, attach
+
+    root = tmp_path / "servers"
+    monkeypatch.setenv("COTPROBE_RUN_ID", "run-a")
+    busy, busy_lease = attach("busy", _dummy(1), root=root)  # a cell of run A still uses it
+    _, lease = attach("idle", _dummy(2), root=root)
+    lease.release()  # run A's cell is done
+    monkeypatch.setenv("COTPROBE_RUN_ID", "run-b")
+    _, lease = attach("other", _dummy(3), root=root)
+    lease.release()
+    info = {i["model"]: i for i in (json.loads(f.read_text()) for f in (root / _scope()).glob("*.json"))}
+    pids = {model: i["pid"] for model, i in info.items()}
+    assert {i["run"] for i in info.values()} == {"run-a", "run-b"}
+    try:
+        # Run B, in the same directory with other targets, ends first: only its own idle server stops.
+        assert stop_servers(root, run="run-b") == 1
+        assert _wait_gone(pids["other"], timeout=60)
+        assert all(_pid_alive(pids[m]) for m in ("busy", "idle")) and _answers(busy.path)
+        # Run A's end stops its idle server and leaves the one its cell holds a lease on.
+        assert stop_servers(root, run="run-a") == 1
+        assert _wait_gone(pids["idle"], timeout=60)
+        assert _answers(busy.path)
+    finally:
+        busy_lease.release()
+        stop_servers(root)
+    assert _wait_gone(pids["busy"], timeout=60)

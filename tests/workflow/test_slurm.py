@@ -1,8 +1,11 @@
 """The study through the project's SLURM profile, on a real one-node SLURM cluster on localhost.
 
 `tests/workflow/slurm/local-slurm.sh` installs SLURM from Debian's packages if needed (root) and
-starts munged, slurmctld and slurmd; the module stops, by PID, only the daemons it started. Snakemake
-runs with `--workflow-profile workflow/profiles/slurm` plus the site profile
+starts munged, slurmctld and slurmd with their config, state, sockets and logs in a temporary directory
+of their own; only this module's processes see the cluster (``SLURM_CONF``, and the directory's client
+wrappers first on ``PATH``), and the module stops the daemons and removes the directory afterwards:
+nothing system-wide is configured.
+Snakemake runs with `--workflow-profile workflow/profiles/slurm` plus the site profile
 `tests/workflow/slurm/local.yaml` (partition `debug`, squeue as status command, short first check).
 """
 
@@ -10,10 +13,10 @@ import copy
 import importlib.util
 import os
 import re
-import signal
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,11 +39,6 @@ SLURM_DIR = ROOT / "tests/workflow/slurm"
 START = SLURM_DIR / "local-slurm.sh"
 SITE = SLURM_DIR / "local.yaml"
 PROFILE = "workflow/profiles/slurm"
-PIDFILES = {  # stopped in this order
-    "slurmd": Path("/run/slurmd.pid"),
-    "slurmctld": Path("/run/slurmctld.pid"),
-    "munged": Path("/run/munge/munged.pid"),
-}
 # Two variants (one plain, one pushing) and a 5-step warm start keep this run to about two minutes;
 # every rule of the study still runs, through sbatch or locally.
 VARIANTS = ["base", "wrong_think"]
@@ -49,41 +47,79 @@ RUN_TIMEOUT_S = 900
 MODELS = ["tiny", "grpo-s0-step2"]  # the tiny model and its one saved GRPO step
 
 
-def _pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+# What a SLURM cluster configured machine-wide would leave behind for every later program (a slurm.conf
+# of a stopped controller makes every later `snakemake` wait ~10 s in the executor plugin's
+# `scontrol show config`).
+SYSTEM_CONFIG = [Path(d, f) for d in ("/etc/slurm", "/etc/slurm-llnl")
+                 for f in ("slurm.conf", "gres.conf", "cgroup.conf")]  # fmt: skip
 
 
-def _stop(pid: int, timeout_s: float = 15) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+def _system_config() -> dict[Path, bytes | None]:
+    return {f: f.read_bytes() if f.exists() else None for f in SYSTEM_CONFIG}
+
+
+def _start(home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    return subprocess.run(["bash", str(START), "start", str(home)], env=env, check=False,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+def _stop(home: Path) -> None:
+    subprocess.run(["bash", str(START), "stop", str(home)], check=False, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def slurm():
-    """A running local cluster; afterwards stops the daemons this fixture started (by PID)."""
-    running_before = {name: _pid(f) for name, f in PIDFILES.items()}
-    proc = subprocess.run(["bash", str(START)], check=False, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
-    started = {
-        name: pid
-        for name, f in PIDFILES.items()
-        if (pid := _pid(f)) is not None and running_before[name] is None
-    }
-    yield
-    for pid in started.values():
-        _stop(pid)
+    """A running local cluster private to this module: its config, state and daemons live in a temporary
+    directory that only this module's processes are pointed to (``SLURM_CONF``); afterwards the daemons
+    are stopped and the directory removed."""
+    before = _system_config()
+    home = Path(tempfile.mkdtemp(prefix="cotprobe-slurm-"))
+    proc = _start(home)
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+    # This process and the ones it starts (Snakemake, its jobs: the wrappers in bin/ survive the jobstep
+    # plugin, which drops SLURM_* variables before its srun).
+    os.environ["SLURM_CONF"] = str(home / "slurm.conf")
+    os.environ["PATH"] = f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    try:
+        assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
+        yield home
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+    assert _system_config() == before  # the machine's SLURM configuration as this module found it
+
+
+def test_the_local_cluster_is_private_and_leaves_no_system_wide_configuration(tmp_path):
+    before = _system_config()
+    home = tmp_path / "slurm"
+    proc = _start(home)
+    try:
+        assert proc.returncode == 0, f"local-slurm.sh failed:\n{proc.stdout}\n{proc.stderr}"
+        env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+        ours = {**env, "PATH": f"{home / 'bin'}{os.pathsep}{env['PATH']}"}
+        show = ["scontrol", "show", "config"]
+        proc = subprocess.run(show, env=ours, capture_output=True, text=True, timeout=60, check=False)
+        assert re.search(r"ClusterName\s*=\s*cotprobetest", proc.stdout), proc.stdout + proc.stderr
+        # Inside a job, a step runs without SLURM_* variables (as the jobstep plugin starts its srun).
+        job = ["sbatch", "--wait", "-o", str(tmp_path / "job.log"), "--wrap", "env -u SLURM_CONF srun true"]
+        proc = subprocess.run(job, env=ours, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "job.log").read_text()
+        # A program not pointed to this cluster does not see it (and finds no configuration to wait on).
+        other = subprocess.run(show, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert "cotprobetest" not in other.stdout
+        assert _system_config() == before
+        pids = [int(f.read_text()) for f in home.glob("*/*.pid")]  # munged, slurmctld, slurmd
+        assert len(pids) == 3, pids
+    finally:
+        _stop(home)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), pids
+    assert _system_config() == before
 
 
 def run_snakemake(study: Study, *args: str) -> subprocess.CompletedProcess:
@@ -105,7 +141,7 @@ def submitted_jobs(output: str) -> dict[int, Path]:
 def slurm_jobs(ids) -> dict[int, dict[str, str]]:
     """State, comment (rule and wildcards), CPUs, memory and time limit of finished jobs, from squeue.
 
-    Without accounting, squeue still lists finished jobs for MinJobAge (600 s in local-slurm.sh).
+    Without accounting, squeue still lists finished jobs for MinJobAge (3600 s in local-slurm.sh).
     """
     out = subprocess.run(
         ["squeue", "--states=all", "--noheader", "--format=%i|%T|%k|%C|%m|%l", "--jobs", ",".join(map(str, ids))],

@@ -20,8 +20,9 @@ GRID.check_plugins()
 
 # Generation cells of one model share one load (cotprobe.model_server.attach). Told by environment
 # (inherited by every job), not by params or the shell command: it changes no output, so switching
-# it must not rerun cells.
-export_model_server_env(config)
+# it must not rerun cells. The environment also carries this run's id (COTPROBE_RUN_ID), which the
+# servers its cells start record: the run's end stops only those, and only when idle.
+RUN_ID = export_model_server_env(config, main_process=workflow.is_main_process)
 
 
 def _alternation(ids):
@@ -128,12 +129,13 @@ localrules:
 
 
 def stop_model_servers():
-    # A local run's shared model servers end with it rather than after their idle timeout.
+    # The idle shared model servers this run started end with it rather than after their idle
+    # timeout; a server another run started, or one a cell (of any run) still uses, is left alone.
     from cotprobe.model_server import stop_servers
 
-    n = stop_servers()
+    n = stop_servers(run=RUN_ID)
     if n:
-        print(f"stopped {n} shared model server(s)")
+        print(f"stopped {n} idle shared model server(s) this run started")
 
 
 onsuccess:

@@ -356,7 +356,12 @@ class RemoteBackend(Backend):
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
+                payload = json.loads(resp.read())
+            if not isinstance(payload, dict):
+                raise TypeError(f"expected a JSON object, got {type(payload).__name__}")
+            return payload
+        except (ValueError, TypeError) as err:  # garbage in a 200 (not JSON, or not an object)
+            raise BackendError(f"model server {self.path}{route}: unreadable answer ({err})") from None
         except urllib.error.HTTPError as err:
             try:
                 payload = json.loads(err.read())
@@ -376,15 +381,25 @@ class RemoteBackend(Backend):
             "seed": seed,
             "sampling": sampling,
         }
-        return [Generation(**g) for g in self._post("/generate", body)["generations"]]
+        return self._records("/generate", body, "generations", Generation)
 
     def letter_scores(self, prompts, generations) -> list[LetterScores]:
         body = {"prompts": [p.to_dict() for p in prompts], "generations": [g.to_dict() for g in generations]}
-        return [LetterScores(**s) for s in self._post("/letter_scores", body)["scores"]]
+        return self._records("/letter_scores", body, "scores", LetterScores)
 
     def complete_texts(self, texts, *, seed, sampling) -> list[Completion]:
         body = {"texts": list(texts), "seed": seed, "sampling": sampling}
-        return [Completion(*c) for c in self._post("/complete_texts", body)["completions"]]
+        return self._records("/complete_texts", body, "completions", Completion)
+
+    def _records(self, route: str, body: dict[str, Any], key: str, cls) -> list:
+        """``payload[key]`` as ``cls`` records; an answer of another shape is a BackendError."""
+        payload = self._post(route, body)
+        try:
+            return [cls(**r) if isinstance(r, dict) else cls(*r) for r in payload[key]]
+        except (KeyError, TypeError) as err:
+            raise BackendError(
+                f"model server {self.path}{route}: answer without valid {key!r} ({err})"
+            ) from None
 
 
 def connect(url_file: str | Path, spec: dict[str, Any], *, wait: float = LOAD_TIMEOUT) -> RemoteBackend:

@@ -381,3 +381,43 @@ def test_a_runs_end_stops_only_the_idle_servers_it_started(tmp_path, monkeypatch
         busy_lease.release()
         stop_servers(root)
     assert _wait_gone(pids["busy"], timeout=60)
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (b"<html>oops</html>", "unreadable answer"),
+        (b"[1, 2]", "unreadable answer"),
+        (b'{"generations": [{"id": "x"}]}', "answer without valid 'generations'"),
+        (b'{"other": 1}', "answer without valid 'generations'"),
+    ],
+)
+def test_a_server_that_answers_garbage_is_a_backend_error(answer, expected, make_prompt):
+    """Whatever a loopback 'server' answers with status 200, the client raises one BackendError."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cotprobe.backends.base import BackendError
+    from cotprobe.model_server import RemoteBackend
+
+    class Garbage(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        client = RemoteBackend(f"http://127.0.0.1:{server.server_address[1]}", timeout=30)
+        sampling = {"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "batch_size": 1}
+        with pytest.raises(BackendError, match=expected):
+            client.generate([make_prompt(0)], model_id="m", seed=0, sampling=sampling)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -70,7 +70,7 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
         assert info["spec_key"] == spec_key(spec) and info["pid"] == server.pid
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=300)  # a bound, not a timing: exits slowly on a loaded CPU
     assert server.returncode == 0 and not url_file.exists()
     text = log.read_text()
     assert text.count("loaded hf backend") == 1 and "server of tiny stopped" in text
@@ -230,7 +230,7 @@ def test_a_gpu_cell_stops_idle_servers_of_other_models_but_not_busy_ones(tmp_pat
     lease = Lease(host / "busy.lease")
     try:
         _stop_idle_servers(host, keep="new")
-        assert sleepers["idle"].wait(timeout=30) == -15
+        assert sleepers["idle"].wait(timeout=300) == -15
         assert sleepers["busy"].poll() is None
     finally:
         lease.release()

@@ -353,6 +353,7 @@ def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
     (``unparsed > max_unparsed``) and ``note`` (why values are empty).
     """
     rows = []
+    first_judge = study.judges[0] if study.entries else None
     for e in study.entries:
         key = (e["model"], e["bench"], e["variant"], e["seed"])
         cell = study.cells[key]
@@ -367,10 +368,10 @@ def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
         elif n_scored == 0:
             notes.append("no scored item: " + (cell.missing_reason or "every letter score is missing"))
         flag = unparsed is not None and unparsed > max_unparsed
-        if flag:
+        if flag and e["judge"] == first_judge:
             log.warning(
-                "cell %s (judge %s): unparsed rate %.3f > analysis.max_unparsed %.3f",
-                _cell_name(e), e["judge"], unparsed, max_unparsed,
+                "flagged cell %s: unparsed rate %.3f > analysis.max_unparsed %.3f",
+                _cell_name(e), unparsed, max_unparsed,
             )  # fmt: skip
         rows.append(
             {k: e[k] for k in KEYS}

@@ -91,6 +91,10 @@ def get_ensemble_inputs(wildcards):
     )
 
 
+def get_table_inputs(wildcards):
+    return GRID.table_inputs()
+
+
 def get_agreement_inputs(wildcards):
     return GRID.agreement_inputs()
 
@@ -125,6 +129,7 @@ localrules:
     ensemble_verdicts,
     compute_judge_agreement,
     plot_judge_agreement,
+    paper_tables,
 
 
 def stop_model_servers():

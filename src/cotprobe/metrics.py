@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -568,12 +569,12 @@ def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE
             acc["p"].append([row[f"delta_{m}"] for m in EFFECTS] + [row[f"base_{m}"] for m in EFFECTS])
             acc["n"] = [acc["n"][0] + pairs, acc["n"][1] + worse, acc["n"][2] + better]
     for (model, variant), acc in pooled.items():
-        with np.errstate(invalid="ignore"):
-            d = np.nanmean(np.stack(acc["d"]), axis=0) if len(acc["d"]) > 1 else acc["d"][0]
-        lo, hi = stats.percentile(d, level)
         points = np.array([[np.nan if x is None else x for x in p] for p in acc["p"]], dtype=float)
-        with np.errstate(invalid="ignore"):
-            mean = np.nanmean(points, axis=0) if len(points) else np.full(6, np.nan)
+        with warnings.catch_warnings():  # a metric empty in every benchmark stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = np.nanmean(np.stack(acc["d"]), axis=0) if len(acc["d"]) > 1 else acc["d"][0]
+            mean = np.nanmean(points, axis=0)
+        lo, hi = stats.percentile(d, level)
         pairs, worse, better = acc["n"]
         row = {"model": model, "bench": ALL, "variant": variant, "n_benches": len(acc["d"]), "n_pairs": pairs}
         for k, m in enumerate(EFFECTS):
@@ -656,6 +657,8 @@ def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
 
 def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[str, Any]:
     row = {"model": model, "bench": bench, "variant": variant, "n": int(n), "n_positive": int(positive)}
+    if n == 0:
+        return row | {"note": "no scored item on the base prompt"}
     if not 0 < positive < n:
         which = "every sample stays correct" if positive else "no sample stays correct"
         return row | {"note": f"one class only: {which}"}

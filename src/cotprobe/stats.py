@@ -152,7 +152,7 @@ def _one_blas_thread():
 
 
 def _item_sums(item: np.ndarray, values: np.ndarray, n_items: int) -> np.ndarray:
-    values = values.reshape(len(item), -1)
+    values = values if values.ndim == 2 else values[:, None]
     return np.column_stack(
         [np.bincount(item, weights=values[:, j], minlength=n_items) for j in range(values.shape[1])]
     )
@@ -187,7 +187,8 @@ def auroc(
         class is absent.
     """
     n_items = w.shape[0]
-    positives = np.asarray(positives, np.float64).reshape(len(item), -1)
+    positives = np.asarray(positives, np.float64)
+    positives = positives[:, None] if positives.ndim == 1 else positives
     lab = np.broadcast_to(np.asarray(labels, np.float64), (positives.shape[1],))
     order = np.argsort(score, kind="stable")
     starts, ends = _tie_groups(score[order])

@@ -153,12 +153,16 @@ def _html_table(table: pl.DataFrame, flag: str | None = None) -> str:
 def render_html(tables: Mapping[str, pl.DataFrame], max_unparsed: float) -> str:
     flagged = tables["audit"].filter(pl.col("flag_unparsed")) if not tables["audit"].is_empty() else None
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cotprobe tables</title><style>"
-        "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} th{background:#f3f3f3}"
-        "</style></head><body>",
-        "<p>Intervals: 95% percentile bootstrap over benchmark items, each item's seeds resampled "
-        "together (config <code>analysis.bootstrap</code>).</p>",
+        (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cotprobe tables</title><style>"
+            "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:1.5em}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right} th{background:#f3f3f3}"
+            "</style></head><body>"
+        ),
+        (
+            "<p>Intervals: 95% percentile bootstrap over benchmark items, each item's seeds resampled "
+            "together (config <code>analysis.bootstrap</code>).</p>"
+        ),
     ]
     n_flag = 0 if flagged is None else flagged.height
     parts.append(

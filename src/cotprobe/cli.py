@@ -379,7 +379,8 @@ def cmd_figures(args) -> None:
 def cmd_tables(args) -> None:
     from cotprobe import tables
 
-    written = tables.write_tables(args.metrics_dir, args.out_dir, _spec(args.analysis))
+    inputs = {name: getattr(args, name) for name in ("summary", "effects", "auroc", "cells", "agreement")}
+    written = tables.write_tables(inputs, args.out_dir, _spec(args.analysis))
     log.info("tables written: %s", ", ".join(str(p) for p in written))
 
 
@@ -580,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("tables", help="the paper's tables (CSV) and their HTML page, from the metric tables")
-    s.add_argument("--metrics-dir", required=True, help="folder of the metric CSVs (results/metrics)")
+    for name in ("summary", "effects", "auroc", "cells"):
+        s.add_argument(f"--{name}", required=True, help=f"results/metrics/{name}.csv")
+    s.add_argument("--agreement", default=None, help="results/metrics/judge_agreement.csv (two or more judges)")
     s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (max_unparsed)")
     s.add_argument("--out-dir", required=True, help="results/tables")
     s.set_defaults(func=cmd_tables)

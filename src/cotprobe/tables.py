@@ -178,16 +178,27 @@ def render_html(tables: Mapping[str, pl.DataFrame], max_unparsed: float) -> str:
     return "\n".join(parts)
 
 
-def write_tables(metrics_dir: PathLike, out_dir: PathLike, analysis: Mapping[str, Any] | None = None) -> list[Path]:
-    """Write the paper's tables as CSV and ``tables.html`` into ``out_dir``; log flagged cells."""
+def write_tables(
+    inputs: Mapping[str, PathLike], out_dir: PathLike, analysis: Mapping[str, Any] | None = None
+) -> list[Path]:
+    """Write the paper's tables as CSV and ``tables.html`` into ``out_dir``; log flagged cells.
+
+    Args:
+        inputs: The metric CSVs by name: ``summary``, ``effects``, ``auroc``, ``cells`` and,
+            with two or more judges, ``agreement``.
+    """
     max_unparsed = float((analysis or {}).get("max_unparsed", MAX_UNPARSED))
-    src, out = Path(metrics_dir), Path(out_dir)
+    out = Path(out_dir)
+
+    def read(name: str) -> pl.DataFrame:
+        return _read(Path(inputs[name])) if inputs.get(name) else pl.DataFrame()
+
     tables = {
-        "table1_accuracy": table1(_read(src / "summary.csv")),
-        "table_delta": table_delta(_read(src / "effects.csv")),
-        "table_auroc": table_auroc(_read(src / "auroc.csv")),
-        "table3_agreement": table3(_read(src / "judge_agreement.csv")),
-        "audit": audit(_read(src / "cells.csv"), max_unparsed),
+        "table1_accuracy": table1(read("summary")),
+        "table_delta": table_delta(read("effects")),
+        "table_auroc": table_auroc(read("auroc")),
+        "table3_agreement": table3(read("agreement")),
+        "audit": audit(read("cells"), max_unparsed),
     }
     if not tables["audit"].is_empty():
         for r in tables["audit"].filter(pl.col("flag_unparsed")).iter_rows(named=True):

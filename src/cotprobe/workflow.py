@@ -436,10 +436,15 @@ class Grid:
 
     def table_inputs(self) -> dict[str, str]:
         """The tables rule's inputs: the metric tables, and the agreement table when there is one."""
-        inputs = {name: f"results/metrics/{name}.csv" for name in ("cells", "summary", "effects", "auroc", "aurc")}
+        inputs = {name: f"results/metrics/{name}.csv" for name in ("cells", "summary", "effects", "auroc")}
         if self.agreement_judges:
             inputs["agreement"] = AGREEMENT
         return inputs
+
+    @property
+    def table_agreement_option(self) -> str:
+        """``--agreement <csv>`` for the tables verb when there is an agreement table, else ``""``."""
+        return f"--agreement {AGREEMENT}" if self.agreement_judges else ""
 
 
 def _analysis(analysis: dict[str, Any]) -> dict[str, Any]:

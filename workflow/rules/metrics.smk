@@ -98,7 +98,9 @@ rule paper_tables:
         "../../envs/plot.yaml"
     params:
         analysis=as_json(GRID.analysis),
+        agreement=GRID.table_agreement_option,
         version=METRICS_VERSION,
     shell:
-        "python -m cotprobe tables --metrics-dir results/metrics --analysis {params.analysis:q}"
-        " --out-dir results/tables > {log} 2>&1"
+        "python -m cotprobe tables --summary {input.summary} --effects {input.effects}"
+        " --auroc {input.auroc} --cells {input.cells} {params.agreement}"
+        " --analysis {params.analysis:q} --out-dir results/tables > {log} 2>&1"

@@ -749,8 +749,8 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
     """Selective prediction on P_base: the risk-coverage table and its area (AURC) per model.
 
     The base prompt's scored (seed, item) observations, the lowest P_base rejected first
-    (``stats.aurc``). Rows per (model, bench) and per (model, ``all``), benchmarks pooled, each
-    with a bootstrap interval. ``accuracy`` is the accuracy at full coverage (scored items).
+    (``stats.aurc``), benchmarks pooled (``bench = all``), with a bootstrap interval (items
+    resampled within each benchmark). ``accuracy`` is the accuracy at full coverage (scored items).
 
     Returns:
         ``(aurc table, curve table)``; the curve has ``model, bench, coverage, risk`` (about
@@ -777,8 +777,6 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
 
     for model in dict.fromkeys(m for m, _ in obs):
         benches = [b for (m, b) in obs if m == model]
-        for bench in benches:
-            add(model, bench, weights[bench], *obs[model, bench])
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         parts = [obs[model, b] for b in benches]
         add(

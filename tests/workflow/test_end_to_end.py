@@ -114,7 +114,7 @@ def test_metrics_tables(finished_study):
     assert set(auroc.filter(pl.col("variant") == "all")["model"]) == set(MODELS)
     assert {"auroc_p_base", "auroc_neg_entropy", "auroc_diff", "auroc_p_base_lo"} <= set(auroc.columns)
     aurc = pl.read_csv(s.file("results/metrics/aurc.csv"))
-    assert set(aurc["bench"]) == {"shapes", "all"} and set(aurc["model"]) == set(MODELS)
+    assert set(aurc["bench"]) == {"all"} and set(aurc["model"]) == set(MODELS)
     curve = pl.read_csv(s.file("results/metrics/risk_coverage.csv"))
     assert curve["coverage"].max() == 1.0 and set(curve["model"]) == set(MODELS)
     log = s.file("logs/compute_metrics/compute_metrics.log").read_text()

@@ -131,7 +131,7 @@ def group_rows(
     model: str,
     bench: str,
     judges: list[str],
-    table: list[list[str]],
+    table: Any,
     item: Any = None,
     weights: Any = None,
     level: float = 0.95,
@@ -139,16 +139,23 @@ def group_rows(
     """The ``fleiss`` row and the pairwise ``cohen`` rows of one group of rated samples.
 
     Args:
+        table: Labels, samples x judges (lists of label names, or an int array of ``LABELS`` indices).
         item: Item index of each row of ``table`` (rows of one item are resampled together).
         weights: ``(n_items, n_resamples)`` multiplicities (``stats.item_weights``); no
             intervals without them.
     """
+    import krippendorff
     import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import fleiss_kappa
 
     from cotprobe import stats
 
-    n = len(table)
-    codes = np.array([[LABELS.index(x) for x in row] for row in table], dtype=np.int64).reshape(n, len(judges))
+    if isinstance(table, np.ndarray):
+        codes = table.reshape(-1, len(judges)).astype(np.int64)
+    else:
+        codes = np.array([[LABELS.index(x) for x in row] for row in table], dtype=np.int64).reshape(-1, len(judges))
+    n = len(codes)
 
     def boot(features: np.ndarray):
         if weights is None or n == 0:
@@ -165,31 +172,67 @@ def group_rows(
         return {f"{name}_lo": _f(lo[0]), f"{name}_hi": _f(hi[0])}
 
     def one(raters: list[str], cols: list[int], statistic: str) -> dict[str, Any]:
-        sub = [[row[c] for c in cols] for row in table]
-        a_value, a_note = alpha(sub)
-        counts = np.stack([(codes[:, cols] == k).sum(axis=1) for k in range(len(LABELS))], axis=1)
+        sub = codes[:, cols]
+        counts = np.stack([(sub == k).sum(axis=1) for k in range(len(LABELS))], axis=1)
+        used = np.unique(sub)
+        note = "no rated sample" if n == 0 else (None if len(used) > 1 else f"undefined: every rating is {LABELS[used[0]]!r}")
+        share = float((counts.max(axis=1) == len(cols)).mean()) if n else None
+        a_value = k_value = None
+        if note is None:
+            a_value = float(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"))
+            if statistic == "fleiss":
+                k_value = float(fleiss_kappa(counts, method="fleiss"))
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    k_value = _f(float(cohen_kappa_score(sub[:, 0], sub[:, 1], labels=list(range(len(LABELS))))))
         sums = boot(stats.agreement_sums(counts, len(cols)))
         res = None if sums is None else stats.fleiss_alpha_strict(sums, len(cols))
-        if statistic == "fleiss":
-            k_value, k_note = fleiss(sub)
-            share = sum(len(set(r)) == 1 for r in sub) / n if n else None
-            k_res, share_res = (None, None) if res is None else (res[0], res[2])
-        else:
-            k_value, k_note = cohen([r[0] for r in sub], [r[1] for r in sub])
-            share = sum(r[0] == r[1] for r in sub) / n if n else None
-            csums = boot(stats.cohen_features(codes[:, cols[0]], codes[:, cols[1]], len(LABELS)))
-            k_res, share_res = (None, None) if csums is None else stats.cohen_from_sums(csums, len(LABELS))
+        k_res, share_res = (None, None) if res is None else (res[0], res[2])
+        if statistic == "cohen" and res is not None:
+            k_res, share_res = stats.cohen_from_sums(boot(stats.cohen_features(sub[:, 0], sub[:, 1], len(LABELS))), len(LABELS))
         row = {"model": model, "bench": bench, "raters": "+".join(raters), "statistic": statistic, "n": n}
         row |= {"agreement": share, **bounds(share_res, "agreement", share is not None)}
         row |= {"kappa": k_value, **bounds(k_res, "kappa", k_value is not None)}
         row |= {"alpha": a_value, **bounds(None if res is None else res[1], "alpha", a_value is not None)}
-        row["note"] = k_note or a_note
+        row["note"] = note if note else (None if k_value is not None else "undefined")
         return row
 
     rows = [one(judges, list(range(len(judges))), "fleiss")]
     for (i, a), (j, b) in combinations(enumerate(judges), 2):
         rows.append(one([a, b], [i, j], "cohen"))
     return rows
+
+
+def cell_codes(paths: Mapping[str, str]) -> tuple[list[str], Any]:
+    """The ids of one cell and its labels ``(n, judges)`` as ``LABELS`` indices (-1: not rated).
+
+    Reads only the fields it needs (polars); a bad file gets the slow reader's precise error.
+
+    Raises:
+        InputError: The judges' files hold different ids.
+    """
+    import numpy as np
+
+    from cotprobe.metrics import _ndjson
+
+    judges = list(paths)
+    schema = {"id": pl.String, "answer_letter": pl.String, "consistent": pl.Boolean}
+    tables = {j: _ndjson(paths[j], schema, ("id",)) for j in judges}
+    ids = tables[judges[0]]["id"].to_list()
+    codes = np.empty((len(ids), len(judges)), np.int64)
+    for k, judge in enumerate(judges):
+        t = tables[judge]
+        if k and set(t["id"].to_list()) != set(ids):
+            raise InputError(f"{paths[judge]}: ids differ from those of {paths[judges[0]]}")
+        t = pl.DataFrame({"id": ids}).join(t, on="id", how="left", maintain_order="left")
+        codes[:, k] = t.select(
+            pl.when(pl.col("answer_letter").is_null()).then(-1)
+            .when(pl.col("consistent").is_null()).then(LABELS.index("unparseable"))
+            .when(pl.col("consistent")).then(LABELS.index("consistent"))
+            .otherwise(LABELS.index("inconsistent"))
+        ).to_series().to_numpy()  # fmt: skip
+    return ids, codes
 
 
 def _f(x: Any) -> float | None:
@@ -222,26 +265,28 @@ def agreement_rows(
         if e["judge"] in judges:
             key = (e["model"], e["bench"], e["variant"], int(e["seed"]))
             cells.setdefault(key, {})[e["judge"]] = e["verdicts"]
-    groups: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
+    import numpy as np
+
+    parts: dict[tuple[str, str], list[tuple[list[str], Any]]] = {}
     ids: dict[str, set[str]] = {}
     for (model, bench, variant, seed), paths in cells.items():
         lacking = [j for j in judges if j not in paths]
         if lacking:
             raise InputError(f"no verdicts of judge {lacking[0]!r} for {model}/{bench}/{variant}/seed{seed}")
-        table = ratings({j: paths[j] for j in judges}, with_ids=True)
-        ids.setdefault(bench, set()).update(i for i, _ in table)
-        rated = [(i, r) for i, r in table if r is not None]
-        groups.setdefault((model, bench), []).extend(rated)
-        groups.setdefault((ALL, bench), []).extend(rated)
+        cell_ids, codes = cell_codes({j: paths[j] for j in judges})
+        ids.setdefault(bench, set()).update(cell_ids)
+        rated = (codes >= 0).all(axis=1)
+        part = ([i for i, r in zip(cell_ids, rated) if r], codes[rated])
+        parts.setdefault((model, bench), []).append(part)
+        parts.setdefault((ALL, bench), []).append(part)
     # The bench's items: every id of its cells, as in the metrics tables (same draws).
     items = {bench: sorted(found) for bench, found in ids.items()}
     weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in items.items()}
     index = {b: {i: k for k, i in enumerate(ids)} for b, ids in items.items()}
     rows = []
-    for (model, bench), rated in sorted(groups.items(), key=lambda kv: (kv[0][0] == ALL, kv[0])):
-        item = [index[bench][i] for i, _ in rated]
-        rows.extend(
-            group_rows(model, bench, judges, [r for _, r in rated], item, weights[bench], boot.level)
-        )
+    for (model, bench), group in sorted(parts.items(), key=lambda kv: (kv[0][0] == ALL, kv[0])):
+        item = np.array([index[bench][i] for ids_, _ in group for i in ids_], dtype=np.int64)
+        codes = np.vstack([c for _, c in group]) if group else np.empty((0, len(judges)), np.int64)
+        rows.extend(group_rows(model, bench, judges, codes, item, weights[bench], boot.level))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
 

@@ -349,6 +349,8 @@ def cmd_judge_cost(args) -> None:
 
 
 def cmd_metrics(args) -> None:
+    import polars as pl
+
     from cotprobe import metrics
     from cotprobe.workflow import cell_entries
 
@@ -358,9 +360,10 @@ def cmd_metrics(args) -> None:
     )
     for name, table in tables.items():
         metrics.write_csv(table, getattr(args, name))
-    flagged = int(tables["cells"]["flag_unparsed"].sum())
+    cells = tables["cells"].filter(pl.col("flag_unparsed"))
+    flagged = cells.select("model", "bench", "variant", "seed").unique().height
     log.info(
-        "metrics over %d cells written in %.1f s (%d flagged for unparsed answers)",
+        "metrics over %d cell rows written in %.1f s (%d cells flagged for unparsed answers)",
         tables["cells"].height, time.perf_counter() - start, flagged,
     )  # fmt: skip
 

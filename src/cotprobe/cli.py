@@ -339,7 +339,7 @@ def cmd_agreement(args) -> None:
     from cotprobe.workflow import cell_entries
 
     judges = json.loads(args.judges)
-    table = agreement.agreement_rows(cell_entries(_spec(args.axes)), judges)
+    table = agreement.agreement_rows(cell_entries(_spec(args.axes)), judges, _spec(args.analysis))
     metrics.write_csv(table, args.out)
     log.info("agreement of %s over %d groups written", judges, table.height)
 
@@ -357,15 +357,23 @@ def cmd_judge_cost(args) -> None:
 
 
 def cmd_metrics(args) -> None:
+    import polars as pl
+
     from cotprobe import metrics
     from cotprobe.workflow import cell_entries
 
-    entries = cell_entries(_spec(args.axes))
-    cells = metrics.cell_rows(entries)
-    metrics.write_csv(cells, args.cells)
-    metrics.write_csv(metrics.summary_rows(cells), args.summary)
-    metrics.write_csv(metrics.auroc_rows(entries), args.auroc)
-    log.info("metrics over %d cells written", cells.height)
+    start = time.perf_counter()
+    tables = metrics.compute_metrics(
+        cell_entries(_spec(args.axes)), metrics.Analysis.from_config(_spec(args.analysis))
+    )
+    for name, table in tables.items():
+        metrics.write_csv(table, getattr(args, name))
+    cells = tables["cells"].filter(pl.col("flag_unparsed"))
+    flagged = cells.select("model", "bench", "variant", "seed").unique().height
+    log.info(
+        "metrics over %d cell rows written in %.1f s (%d cells flagged for unparsed answers)",
+        tables["cells"].height, time.perf_counter() - start, flagged,
+    )  # fmt: skip
 
 
 def cmd_figures(args) -> None:
@@ -374,6 +382,17 @@ def cmd_figures(args) -> None:
     figures.plot_accuracy(args.summary, args.accuracy, judge=args.judge)
     figures.plot_quadrants(args.summary, args.quadrants, judge=args.judge)
     figures.plot_auroc(args.auroc, args.auroc_out)
+    figures.plot_forest(args.effects, args.forest)
+    figures.plot_uncertainty(args.summary, args.uncertainty, judge=args.judge)
+    figures.plot_risk_coverage(args.risk_coverage, args.aurc, args.risk_coverage_out)
+
+
+def cmd_tables(args) -> None:
+    from cotprobe import tables
+
+    inputs = {name: getattr(args, name) for name in ("summary", "effects", "auroc", "cells", "agreement")}
+    written = tables.write_tables(inputs, args.out_dir, _spec(args.analysis))
+    log.info("tables written: %s", ", ".join(str(p) for p in written))
 
 
 def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
@@ -432,7 +451,7 @@ def cmd_training_curves(args) -> None:
     from cotprobe import metrics
     from cotprobe.training import curves
 
-    table = curves.curve_rows(pl.read_csv(args.cells, infer_schema_length=None), _spec(args.runs))
+    table = curves.curve_rows(pl.read_csv(args.summary, infer_schema_length=None), _spec(args.runs))
     metrics.write_csv(table, args.out)
     curves.plot_curves(table, args.figure, judge=args.judge)
     log.info("training curves: %d rows written to %s", table.height, args.out)
@@ -551,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("agreement", help="judge agreement table (strict, Fleiss' and Cohen's kappa)")
     s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
     s.add_argument("--judges", required=True, help="JSON list of the judges compared")
+    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_agreement)
 
@@ -569,17 +589,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("metrics", help="aggregate every cell into the metric tables")
     s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
-    s.add_argument("--cells", required=True)
-    s.add_argument("--summary", required=True)
-    s.add_argument("--auroc", required=True)
+    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap, max_unparsed)")
+    for name in ("cells", "summary", "effects", "auroc", "aurc", "risk-coverage"):
+        s.add_argument(f"--{name}", required=True, help=f"output: results/metrics/{name.replace('-', '_')}.csv")
     s.set_defaults(func=cmd_metrics)
 
+    s = sub.add_parser("tables", help="the paper's tables (CSV) and their HTML page, from the metric tables")
+    for name in ("summary", "effects", "auroc", "cells"):
+        s.add_argument(f"--{name}", required=True, help=f"results/metrics/{name}.csv")
+    s.add_argument("--agreement", default=None, help="results/metrics/judge_agreement.csv (two or more judges)")
+    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (max_unparsed)")
+    s.add_argument("--out-dir", required=True, help="results/tables")
+    s.set_defaults(func=cmd_tables)
+
     s = sub.add_parser("figures", help="draw the study's figures (PNG and PDF)")
-    s.add_argument("--summary", required=True)
-    s.add_argument("--auroc", required=True)
+    for name in ("summary", "effects", "auroc", "aurc", "risk-coverage"):
+        s.add_argument(f"--{name}", required=True, help=f"results/metrics/{name.replace('-', '_')}.csv")
     s.add_argument("--accuracy", required=True, help="output .png (a .pdf is written beside it)")
     s.add_argument("--quadrants", required=True)
     s.add_argument("--auroc-out", required=True)
+    s.add_argument("--forest", required=True)
+    s.add_argument("--uncertainty", required=True)
+    s.add_argument("--risk-coverage-out", required=True)
     s.add_argument("--judge", default=None, help="the judge (or ensemble) drawn; default: the first")
     s.set_defaults(func=cmd_figures)
 
@@ -594,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_verl_prepare)
 
     s = sub.add_parser("training-curves", help="metrics of every saved training step, table and figure")
-    s.add_argument("--cells", required=True, help="results/metrics/cells.csv")
+    s.add_argument("--summary", required=True, help="results/metrics/summary.csv")
     s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
     s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
     s.add_argument("--judge", default=None, help="judge whose consistency the figure draws (default: first)")

@@ -1,4 +1,5 @@
-"""Figures from the metrics CSVs (``cotprobe.metrics``): accuracy, quadrants, AUROC, judge agreement.
+"""Figures from the metrics CSVs (``cotprobe.metrics``): accuracy, quadrants, AUROC, paired effects
+(forest plot), letter entropy and P(correct), risk-coverage, judge agreement.
 
 Each function reads a CSV, draws with matplotlib's Agg backend (no display, no pyplot state)
 and writes ``out_png`` plus a PDF with the same stem next to it, both atomically. Missing
@@ -28,7 +29,7 @@ STACK_COLOURS = {
     "inconsistent_incorrect": "#fdb863",
     "unparseable": "#bdbdbd",
 }
-CI_NOTE = "error bars: 95% interval (t over seeds; Wilson over samples for one seed)"
+CI_NOTE = "error bars: 95% bootstrap interval over items (seeds resampled with their item)"
 
 
 class Written(NamedTuple):
@@ -151,9 +152,10 @@ def plot_quadrants(summary_csv: PathLike, out_png: PathLike, judge: str | None =
 
 
 def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
-    """AUROC of P_base and of −H for staying correct, per perturbing variant.
+    """AUROC of P_base and of −H for staying correct, per perturbing variant, with 95% intervals.
 
-    One panel per (benchmark, model), paired bars per variant, a dashed chance line at 0.5.
+    One panel per (benchmark, model), paired bars per variant, a dashed chance line at 0.5;
+    the ``all`` panels pool benchmarks, and their ``all`` bars pool the variants too.
     A null AUROC (one class only) has no bar and an ``n/a`` mark.
 
     Args:
@@ -178,7 +180,7 @@ def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
     for ax, (bench, model) in zip(axes, panels):
         rows = table.filter((pl.col("bench") == bench) & (pl.col("model") == model))
         for s, (column, label, colour) in enumerate(series):
-            xs, ys = [], []
+            xs, ys, err = [], [], []
             for v, variant in enumerate(variants):
                 row = _row(rows, variant=variant)
                 if row is None:
@@ -199,7 +201,11 @@ def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
                 else:
                     xs.append(x)
                     ys.append(row[column])
+                    lo, hi = row.get(f"{column}_lo"), row.get(f"{column}_hi")
+                    err.append((0.0, 0.0) if _nan(lo) or _nan(hi) else (row[column] - lo, hi - row[column]))
             ax.bar(xs, ys, width=0.38, color=colour, label=label)
+            if xs:
+                ax.errorbar(xs, ys, yerr=list(zip(*err)), fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (0.5)")
         _variant_axis(ax, variants)
         ax.set_ylim(0, 1.05)
@@ -210,6 +216,148 @@ def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
     title = "AUROC for staying correct under each perturbation"
     if missing_note:
         title += "\nn/a: only one class (every or no sample stays correct)"
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+def plot_forest(effects_csv: PathLike, out_png: PathLike) -> Written:
+    """Δaccuracy against ``base`` with its paired interval: one panel per model, variants down the axis.
+
+    Per variant, the mean over benchmarks (black, ``bench = all``) and each benchmark's effect
+    (coloured, smaller) with their intervals; the dashed line is no effect.
+
+    Args:
+        effects_csv: The paired-effects table (``metrics.effect_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(effects_csv)
+    fig = _figure()
+    title = "Change in accuracy against base (paired, 95% bootstrap interval)"
+    if table.is_empty():
+        return _empty(fig, title, out_png)
+    models = _unique(table["model"])
+    variants = [v for v in _variants(table["variant"]) if v != BASE_VARIANT]
+    benches = [b for b in _unique(table["bench"]) if b != "all"]
+    axes = _axes(fig, len(models), 4.2, 0.45 * len(variants) + 1.4, max_cols=3)
+    series = [("all", "mean over benchmarks", "black")] + [(b, b, _colour(i)) for i, b in enumerate(benches)]
+    step = 0.6 / max(len(series), 1)
+    for ax, model in zip(axes, models):
+        rows = table.filter(pl.col("model") == model)
+        for k, (bench, label, colour) in enumerate(series):
+            ys, xs, lo, hi = [], [], [], []
+            for v, variant in enumerate(variants):
+                row = _row(rows, bench=bench, variant=variant)
+                if row is None or _nan(row["delta_accuracy"]):
+                    continue
+                ys.append(v - 0.3 + step * (k + 0.5))
+                xs.append(row["delta_accuracy"])
+                lo.append(row["delta_accuracy"] - (row["delta_accuracy_lo"] if not _nan(row["delta_accuracy_lo"]) else row["delta_accuracy"]))
+                hi.append((row["delta_accuracy_hi"] if not _nan(row["delta_accuracy_hi"]) else row["delta_accuracy"]) - row["delta_accuracy"])
+            if xs:
+                big = bench == "all"
+                ax.errorbar(
+                    xs, ys, xerr=[lo, hi], fmt="o" if big else ".", color=colour, ms=6 if big else 4,
+                    elinewidth=1.4 if big else 0.8, capsize=2, label=label,
+                )  # fmt: skip
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(variants)), variants)
+        ax.set_ylim(len(variants) - 0.5, -0.5)
+        ax.set_xlabel("Δ accuracy (variant − base)")
+        ax.set_title(model)
+        ax.grid(axis="x", alpha=0.3)
+    _legend(fig, axes[0], "Benchmark")
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+UNCERTAINTY = (("mean_entropy", "Letter entropy (nats)"), ("mean_p_correct", "P(correct letter)"))
+
+
+def plot_uncertainty(summary_csv: PathLike, out_png: PathLike, judge: str | None = None) -> Written:
+    """Letter entropy and P(correct letter) per variant: one column per model, one row per measure.
+
+    Points per benchmark with their bootstrap intervals; rows share their y-axis so models
+    compare at a glance (the paper's entropy analysis).
+
+    Args:
+        summary_csv: The seed summary (``metrics.summary_rows``).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+        judge: Any judge of the summary (these measures do not depend on it).
+    """
+    table = _read(summary_csv)
+    fig = _figure()
+    title = f"Letter entropy and P(correct) by prompt variant\n{CI_NOTE}"
+    if table.is_empty():
+        return _empty(fig, "Letter entropy and P(correct) by prompt variant", out_png)
+    table = _one_judge(table, judge, summary_csv)
+    models, benches = _unique(table["model"]), _unique(table["bench"])
+    variants = _variants(table["variant"])
+    width = max(3.5, 0.45 * len(variants) + 1.2)
+    fig.set_size_inches(width * len(models) + 2.5, 3.2 * len(UNCERTAINTY) + 0.8)
+    grid = fig.subplots(len(UNCERTAINTY), len(models), squeeze=False, sharey="row")
+    step = 0.6 / max(len(benches), 1)
+    for col, model in enumerate(models):
+        for r, (metric, label) in enumerate(UNCERTAINTY):
+            ax = grid[r][col]
+            for b, bench in enumerate(benches):
+                rows = table.filter((pl.col("model") == model) & (pl.col("bench") == bench))
+                xs, ys, lo, hi = [], [], [], []
+                for v, variant in enumerate(variants):
+                    row = _row(rows, variant=variant)
+                    if row is None or _nan(row[metric]):
+                        continue
+                    xs.append(v - 0.3 + step * (b + 0.5))
+                    ys.append(row[metric])
+                    lo.append(row[metric] - (row[metric] if _nan(row[f"{metric}_lo"]) else row[f"{metric}_lo"]))
+                    hi.append((row[metric] if _nan(row[f"{metric}_hi"]) else row[f"{metric}_hi"]) - row[metric])
+                if xs:
+                    ax.errorbar(
+                        xs, ys, yerr=[lo, hi], fmt="o", ms=4, color=_colour(b), capsize=2, elinewidth=0.8,
+                        label=bench if (r, col) == (0, 0) else None,
+                    )  # fmt: skip
+            _variant_axis(ax, variants)
+            if r == 0:
+                ax.set_title(model)
+            if col == 0:
+                ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
+    _legend(fig, grid[0][0], "Benchmark")
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+def plot_risk_coverage(curve_csv: PathLike, aurc_csv: PathLike, out_png: PathLike) -> Written:
+    """Risk-coverage curves from P_base on the base prompt, one line per model, AURC in the legend.
+
+    Rejecting the lowest-P_base items first, the error rate among the items kept (risk) against
+    the share kept (coverage); benchmarks pooled (``bench = all``). Lower is better.
+
+    Args:
+        curve_csv: The curve table (``metrics.aurc_rows``, second table).
+        aurc_csv: The AURC table (``metrics.aurc_rows``, first table).
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    curves, areas = _read(curve_csv), _read(aurc_csv)
+    fig = _figure()
+    title = "Risk-coverage: rejecting the lowest P_base first (base prompt, benchmarks pooled)"
+    curves = curves.filter(pl.col("bench") == "all") if not curves.is_empty() else curves
+    if curves.is_empty():
+        return _empty(fig, title, out_png)
+    fig.set_size_inches(7.5, 4.5)
+    ax = fig.subplots()
+    for i, model in enumerate(_unique(curves["model"])):
+        line = curves.filter(pl.col("model") == model).sort("coverage")
+        row = _row(areas, model=model, bench="all") if not areas.is_empty() else None
+        label = model
+        if row is not None and not _nan(row["aurc"]):
+            label += f" (AURC {row['aurc']:.3f} [{row['aurc_lo']:.3f}, {row['aurc_hi']:.3f}])"
+        ax.plot(line["coverage"], line["risk"], color=_colour(i), linewidth=1.5, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("Coverage (share of items kept)")
+    ax.set_ylabel("Risk (error rate of kept items)")
+    ax.grid(alpha=0.3)
+    _legend(fig, ax, "Model (AURC, 95% interval)")
     fig.suptitle(title, fontsize="medium")
     return _save(fig, out_png)
 

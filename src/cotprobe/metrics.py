@@ -1,4 +1,4 @@
-"""Metrics tables: per cell, averaged over seeds, and the AUROC of base-prompt confidence.
+"""Metrics tables with item-level bootstrap intervals (see ``cotprobe.stats`` for the method).
 
 A *cell* is one (model, bench, variant, seed, judge). Its files are the stage files listed in
 ``cotprobe.records``; an *entry* names them::
@@ -6,214 +6,805 @@ A *cell* is one (model, bench, variant, seed, judge). Its files are the stage fi
     {"model": ..., "bench": ..., "variant": ..., "seed": 0, "judge": ...,
      "prompts": path, "generations": path, "logits": path, "verdicts": path}
 
+``load`` reads every cell once into arrays aligned to each benchmark's items (sorted ids); the
+table functions work on that ``Study``:
+
+* ``cell_rows``: metrics and an audit per cell;
+* ``summary_rows``: per (model, bench, variant, judge), seeds pooled, 95% intervals;
+* ``effect_rows``: paired effects of each variant against ``base`` on the same items;
+* ``auroc_rows``: AUROC of base-prompt confidence for staying correct, per cell and pooled;
+* ``aurc_rows`` / ``risk_coverage_rows``: selective prediction on P_base of the base prompt.
+
 Tables are polars DataFrames; ``write_csv`` writes one atomically.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
 from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE
 
+log = logging.getLogger("cotprobe.metrics")
+
 BASE_VARIANT = "base"
+ALL = "all"
 KEYS = ("model", "bench", "variant", "seed", "judge")
-SHARES = tuple(f"share_{q}" for q in (*QUADRANTS, UNPARSEABLE))
-METRICS = ("accuracy", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target", *SHARES)
-# Metrics that are a share of samples: a Wilson interval applies when there is one seed.
-PROPORTIONS = ("accuracy", "parse_ok", *SHARES)
-# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (scipy-free fallback).
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-_Z975 = 1.959963984540054
+STATES = (*QUADRANTS, UNPARSEABLE)
+SHARES = tuple(f"share_{q}" for q in STATES)
+# Metrics that do not depend on the judge, then those that do.
+ITEM_METRICS = ("accuracy", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target")
+JUDGE_METRICS = ("consistency", *SHARES)
+METRICS = (*ITEM_METRICS, *JUDGE_METRICS)
+AUDIT = ("unparsed", "argmax_agrees", "n_generated", "n_appended", "n_prefilled", "mean_think_chars")
+EFFECTS = ("accuracy", "mean_entropy", "mean_p_correct")
+POSITIONS = ("generated", "appended", "prefilled")
+MAX_UNPARSED = 0.10
 
 Entry = Mapping[str, Any]
 PathLike = str | os.PathLike
 
 
-def cell_rows(entries: Iterable[Entry]) -> pl.DataFrame:
-    """One row of metrics per cell.
+@dataclass(frozen=True)
+class Analysis:
+    """The config slice ``analysis`` (bootstrap and audit threshold)."""
 
-    Args:
-        entries: Cells with their four files (see the module docstring).
+    bootstrap: stats.Bootstrap = field(default_factory=stats.Bootstrap)
+    max_unparsed: float = MAX_UNPARSED
 
-    Returns:
-        Columns ``model, bench, variant, seed, judge, n, accuracy, parse_ok, mean_entropy,
-        mean_p_correct, mean_p_target, share_consistent_correct, share_inconsistent_correct,
-        share_consistent_incorrect, share_inconsistent_incorrect, share_unparseable``.
-        ``accuracy`` counts a missing answer letter as incorrect; ``parse_ok`` is the share
-        of generations with parse status ``ok``; ``mean_p_target`` is null when the variant
-        pushes nowhere (every ``p_target`` null). The five shares sum to 1.
+    @classmethod
+    def from_config(cls, analysis: Mapping[str, Any] | None) -> Analysis:
+        analysis = analysis or {}
+        return cls(stats.Bootstrap.from_config(analysis), float(analysis.get("max_unparsed", MAX_UNPARSED)))
+
+
+@dataclass
+class Cell:
+    """The judge-independent arrays of one (model, bench, variant, seed), over the bench's items.
+
+    Values are NaN for items the cell does not hold; ``entropy``, ``p_correct`` and
+    ``p_target`` are NaN where the item has no letter scores (or the variant pushes nowhere).
+    """
+
+    entry: Entry
+    present: np.ndarray
+    correct: np.ndarray
+    parse_ok: np.ndarray
+    answered: np.ndarray
+    entropy: np.ndarray
+    p_correct: np.ndarray
+    p_target: np.ndarray
+    argmax_agrees: np.ndarray
+    think_chars: np.ndarray
+    positions: dict[str, int | None]
+    missing_reason: str | None
+
+
+@dataclass
+class Study:
+    """Every cell of a study, read once: see ``load``."""
+
+    items: dict[str, list[str]]
+    cells: dict[tuple[str, str, str, int], Cell]
+    verdicts: dict[tuple[str, str, str, int, str], np.ndarray]  # state index per item, -1 absent
+    entries: list[Entry]
+
+    @property
+    def judges(self) -> list[str]:
+        return list(dict.fromkeys(e["judge"] for e in self.entries))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _cell_name(entry: Entry) -> str:
+    return f"{entry['model']}/{entry['bench']}/{entry['variant']}/seed{entry['seed']}"
+
+
+def _ndjson(path: PathLike, schema: dict[str, Any], required: tuple[str, ...]) -> pl.DataFrame:
+    """Selected fields of a JSON Lines file (polars); the slow reader names any bad row."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        table = pl.read_ndjson(path, schema=schema) if path.stat().st_size else pl.DataFrame(schema=schema)
+        bad = table.height and any(table[c].null_count() for c in required)
+    except Exception:  # noqa: BLE001 - polars' errors vary; the slow reader says what is wrong
+        bad = True
+    if bad:
+        rows = read_jsonl(path, required=required)
+        for lineno, row in enumerate(rows, start=1):
+            for c in required:
+                if row[c] is None:
+                    raise InputError(f"{path}:{lineno}: field {c!r} is null")
+        table = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
+    dup = table["id"].filter(table["id"].is_duplicated())
+    if len(dup):
+        raise InputError(f"{path}: duplicate id {dup[0]!r}")
+    return table
+
+
+def _logits(path: PathLike) -> pl.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        table = pl.read_parquet(path)
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable parquet file ({type(err).__name__})") from None
+    missing = [c for c in ("id", "entropy", "p_correct", "p_target") if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}")
+    dup = table["id"].filter(table["id"].is_duplicated())
+    if len(dup):
+        raise InputError(f"{path}: duplicate id {dup[0]!r}")
+    return table
+
+
+def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
+    reference = set(tables["prompts"]["id"].to_list())
+    problems = []
+    for name, table in tables.items():
+        ids = set(table["id"].to_list())
+        lacks, extra = sorted(reference - ids), sorted(ids - reference)
+        if lacks:
+            problems.append(f"{entry[name]} lacks id {lacks[0]!r} ({len(lacks)} in all)")
+        if extra:
+            problems.append(f"{entry[name]} has id {extra[0]!r} not in {entry['prompts']} ({len(extra)} in all)")
+    if problems:
+        raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
+
+
+def _read_cell(entry: Entry) -> dict[str, pl.DataFrame]:
+    prompts = _ndjson(entry["prompts"], {"id": pl.String, "answer": pl.String}, ("id", "answer"))
+    generations = _ndjson(
+        entry["generations"],
+        {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String},
+        ("id", "parse_status"),
+    )
+    tables = {"prompts": prompts, "generations": generations, "logits": _logits(entry["logits"])}
+    _same_ids(entry, tables)
+    return tables
+
+
+def _read_verdicts(entry: Entry, ids: list[str]) -> pl.DataFrame:
+    table = _ndjson(entry["verdicts"], {"id": pl.String, "quadrant": pl.String}, ("id", "quadrant"))
+    unknown = sorted(set(table["quadrant"].to_list()) - set(STATES))
+    if unknown:
+        raise InputError(f"{entry['verdicts']}: unknown quadrant {unknown[0]!r}")
+    _same_ids(entry, {"prompts": pl.DataFrame({"id": ids}), "verdicts": table})
+    return table
+
+
+def _in_cell(entry: Entry, fn, *args):
+    try:
+        return fn(entry, *args)
+    except InputError as err:
+        raise InputError(f"cell {_cell_name(entry)}: {err}") from None
+
+
+def load(entries: Iterable[Entry], threads: int = 2) -> Study:
+    """Read every cell's files once (threads: polars and parquet release the GIL).
 
     Raises:
-        InputError: A file is missing or malformed, or the files of a cell hold different ids.
+        InputError: One ``cell <model>/<bench>/<variant>/seed<seed>: <file>: ...`` message: a
+            file is missing or malformed, or the files of a cell hold different ids.
+    """
+    entries = [dict(e) | {"seed": int(e["seed"])} for e in entries]
+    for e in entries:
+        missing = [k for k in KEYS if k not in e]
+        if missing:
+            raise InputError(f"cell entry {e!r} lacks {', '.join(missing)}")
+    first: dict[tuple[str, str, str, int], Entry] = {}
+    for e in entries:
+        first.setdefault((e["model"], e["bench"], e["variant"], e["seed"]), e)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        raw = dict(zip(first, pool.map(lambda e: _in_cell(e, _read_cell), first.values())))
+        ids_of = {k: t["prompts"]["id"].to_list() for k, t in raw.items()}
+        keyed = [(e, ids_of[e["model"], e["bench"], e["variant"], e["seed"]]) for e in entries]
+        verdicts_raw = list(pool.map(lambda a: _in_cell(a[0], _read_verdicts, a[1]), keyed))
+    items: dict[str, list[str]] = {}
+    for (_, bench, _, _), ids in ids_of.items():
+        items.setdefault(bench, set()).update(ids)  # type: ignore[union-attr]
+    items = {b: sorted(ids) for b, ids in items.items()}
+    index = {b: {i: k for k, i in enumerate(ids)} for b, ids in items.items()}
+    cells = {k: _cell(first[k], t, index[k[1]]) for k, t in raw.items()}
+    verdicts = {}
+    for e, table in zip(entries, verdicts_raw):
+        codes = np.full(len(items[e["bench"]]), -1, np.int8)
+        rows = [index[e["bench"]][i] for i in table["id"].to_list()]
+        state = {q: j for j, q in enumerate(STATES)}
+        codes[rows] = [state[q] for q in table["quadrant"].to_list()]
+        verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
+    return Study(items, cells, verdicts, entries)
+
+
+def _cell(entry: Entry, tables: dict[str, pl.DataFrame], index: dict[str, int]) -> Cell:
+    n = len(index)
+    table = (
+        tables["prompts"]
+        .join(tables["generations"], on="id")
+        .join(tables["logits"].drop([c for c in ("answer_letter",) if c in tables["logits"].columns]), on="id")
+    )
+    rows = np.array([index[i] for i in table["id"].to_list()], dtype=np.int64)
+
+    def spread(values: np.ndarray) -> np.ndarray:
+        out = np.full(n, np.nan)
+        out[rows] = values
+        return out
+
+    answer = table["answer"].to_numpy()
+    letter = table["answer_letter"].to_numpy()
+    answered = np.array([x is not None for x in letter], dtype=float)
+    scored = table["entropy"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    scored_mask = ~np.isnan(scored)
+
+    def scores(col: str) -> np.ndarray:
+        v = table[col].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
+        v[~scored_mask] = np.nan
+        return v
+
+    if "argmax_letter" in table.columns:
+        agrees = (table["argmax_letter"].to_numpy() == letter).astype(float)
+        agrees[~(scored_mask & (answered > 0))] = np.nan
+    else:
+        agrees = np.full(len(rows), np.nan)
+    positions: dict[str, int | None] = dict.fromkeys(POSITIONS)
+    if "answer_position" in table.columns:
+        counts = table["answer_position"].value_counts()
+        found = dict(zip(counts["answer_position"].to_list(), counts["count"].to_list()))
+        positions = {p: int(found.get(p, 0)) for p in POSITIONS}
+    think = np.array([np.nan if t is None else len(t) for t in table["think"].to_list()], dtype=float)
+    reason = None
+    if "missing_reason" in table.columns and not scored_mask.any() and len(rows):
+        reasons = table["missing_reason"].drop_nulls().unique().to_list()
+        reason = reasons[0] if reasons else None
+    return Cell(
+        entry=entry,
+        present=spread(np.ones(len(rows))) == 1,
+        correct=spread((letter == answer).astype(float)),
+        parse_ok=spread((table["parse_status"].to_numpy() == PARSE_OK).astype(float)),
+        answered=spread(answered),
+        entropy=spread(scores("entropy")),
+        p_correct=spread(scores("p_correct")),
+        p_target=spread(scores("p_target")),
+        argmax_agrees=spread(agrees),
+        think_chars=spread(think),
+        positions=positions,
+        missing_reason=reason,
+    )
+
+
+def _judged(study: Study, key: tuple[str, str, str, int], judge: str) -> np.ndarray:
+    """One-hot states ``(n_items, len(STATES))`` (NaN rows for absent items)."""
+    codes = study.verdicts[(*key, judge)]
+    out = np.full((len(codes), len(STATES)), np.nan)
+    held = codes >= 0
+    out[held] = np.eye(len(STATES))[codes[held]]
+    return out
+
+
+def _item_values(cell: Cell) -> dict[str, np.ndarray]:
+    return {
+        "accuracy": cell.correct,
+        "parse_ok": cell.parse_ok,
+        "mean_entropy": cell.entropy,
+        "mean_p_correct": cell.p_correct,
+        "mean_p_target": cell.p_target,
+    }
+
+
+def _judge_values(study: Study, key: tuple[str, str, str, int], judge: str) -> dict[str, np.ndarray]:
+    onehot = _judged(study, key, judge)
+    values = {f"share_{q}": onehot[:, j] for j, q in enumerate(STATES)}
+    values["consistency"] = onehot[:, 0] + onehot[:, 2]  # consistent correct + consistent incorrect
+    return values
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    held = values[~np.isnan(values)]
+    return float(held.mean()) if len(held) else None
+
+
+# ---------------------------------------------------------------- cells
+
+
+CELL_SCHEMA: dict[str, Any] = {
+    "model": pl.String,
+    "bench": pl.String,
+    "variant": pl.String,
+    "seed": pl.Int64,
+    "judge": pl.String,
+    "n": pl.Int64,
+    "n_scored": pl.Int64,
+    **dict.fromkeys(METRICS, pl.Float64),
+    "unparsed": pl.Float64,
+    "argmax_agrees": pl.Float64,
+    "n_generated": pl.Int64,
+    "n_appended": pl.Int64,
+    "n_prefilled": pl.Int64,
+    "mean_think_chars": pl.Float64,
+    "flag_unparsed": pl.Boolean,
+    "note": pl.String,
+}
+
+
+def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
+    """One row of metrics and audit per cell, in the order of the entries.
+
+    Columns: the keys, ``n`` (items), ``n_scored`` (items with letter scores), ``METRICS``
+    (``accuracy`` counts a missing answer letter as wrong; ``consistency`` is the share whose
+    think settles on the answer given; the five ``share_*`` sum to 1), then the audit:
+    ``unparsed`` (share without an answer letter), ``argmax_agrees`` (share of scored, answered
+    items whose most probable letter is the letter generated), ``n_generated``/``n_appended``/
+    ``n_prefilled`` (where the scored answer position came from, ``records.LetterScores``;
+    empty when the logits file lacks the field), ``mean_think_chars``, ``flag_unparsed``
+    (``unparsed > max_unparsed``) and ``note`` (why values are empty).
     """
     rows = []
-    for entry in entries:
-        prompts, generations = _answers(entry)
-        logits = _logits(entry)
-        verdicts = _by_id(entry["verdicts"], read_jsonl(entry["verdicts"], required=("id", "quadrant")))
-        _same_ids(entry, prompts=prompts, generations=generations, logits=logits, verdicts=verdicts)
-        n = len(prompts)
-        quadrants = [v["quadrant"] for v in verdicts.values()]
-        unknown = sorted(set(quadrants) - {*QUADRANTS, UNPARSEABLE})
-        if unknown:
-            raise InputError(f"{entry['verdicts']}: unknown quadrant {unknown[0]!r}")
-        # Rows without letter scores (an API that gives no logprobs) are counted, not averaged.
-        scored = [r for r in logits.values() if _scored(r)]
-        p_target = [r["p_target"] for r in scored if r["p_target"] is not None]
+    first_judge = study.judges[0] if study.entries else None
+    for e in study.entries:
+        key = (e["model"], e["bench"], e["variant"], e["seed"])
+        cell = study.cells[key]
+        n = int(cell.present.sum())
+        n_scored = int((~np.isnan(cell.entropy)).sum())
+        values = {m: _nanmean(v) for m, v in _item_values(cell).items()}
+        values |= {m: _nanmean(v) for m, v in _judge_values(study, key, e["judge"]).items()}
+        unparsed = None if n == 0 else float(1 - np.nanmean(cell.answered))
+        notes = []
+        if n == 0:
+            notes.append("no item in the cell")
+        elif n_scored == 0:
+            notes.append("no scored item: " + (cell.missing_reason or "every letter score is missing"))
+        flag = unparsed is not None and unparsed > max_unparsed
+        if flag and e["judge"] == first_judge:
+            log.warning(
+                "flagged cell %s: unparsed rate %.3f > analysis.max_unparsed %.3f",
+                _cell_name(e), unparsed, max_unparsed,
+            )  # fmt: skip
         rows.append(
-            {
-                **_keys(entry),
-                "n": n,
-                "n_scored": len(scored),
-                "accuracy": _mean([generations[i]["answer_letter"] == prompts[i]["answer"] for i in prompts]),
-                "parse_ok": _mean([g["parse_status"] == PARSE_OK for g in generations.values()]),
-                "mean_entropy": _mean([r["entropy"] for r in scored]),
-                "mean_p_correct": _mean([r["p_correct"] for r in scored]),
-                "mean_p_target": _mean(p_target),
-                **{f"share_{q}": (quadrants.count(q) / n if n else None) for q in (*QUADRANTS, UNPARSEABLE)},
+            {k: e[k] for k in KEYS}
+            | {"n": n, "n_scored": n_scored}
+            | values
+            | {
+                "unparsed": unparsed,
+                "argmax_agrees": _nanmean(cell.argmax_agrees),
+                **{f"n_{p}": c for p, c in cell.positions.items()},
+                "mean_think_chars": _nanmean(cell.think_chars),
+                "flag_unparsed": flag,
+                "note": "; ".join(notes) or None,
             }
         )
-    schema = {
-        "model": pl.String,
-        "bench": pl.String,
-        "variant": pl.String,
-        "seed": pl.Int64,
-        "judge": pl.String,
-        "n": pl.Int64,
-        "n_scored": pl.Int64,
-        **dict.fromkeys(METRICS, pl.Float64),
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
 
 
-def summary_rows(cells: pl.DataFrame) -> pl.DataFrame:
-    """Average the cell metrics over seeds, with 95% intervals.
+# ---------------------------------------------------------------- summary and effects
 
-    Intervals: with two or more seeds, a t-interval over the seed means
-    (``mean ± t(0.975, k-1) · sd / sqrt(k)``, k the seeds with a value), clipped to [0, 1]
-    for shares and probabilities and at 0 for entropy. With one seed, a Wilson score interval
-    over that seed's ``n`` samples for the shares of samples (``accuracy``, ``parse_ok``,
-    ``share_*``) and null for the means (``mean_entropy``, ``mean_p_correct``,
-    ``mean_p_target``), whose per-sample spread the cell table does not keep.
 
-    Args:
-        cells: The output of ``cell_rows``.
+@dataclass
+class _Bench:
+    """One bench's resampled metrics: columns ``keys`` of ``point`` and ``resamples``."""
+
+    keys: list[tuple[str, str, str | None, str]]  # (model, variant, judge or None, metric)
+    point: np.ndarray
+    resamples: np.ndarray
+    n_obs: np.ndarray
+    column: dict[tuple[str, str, str | None, str], int]
+
+
+def _groups(study: Study) -> dict[str, dict[tuple[str, str], list[int]]]:
+    """bench -> (model, variant) -> seeds, in entry order."""
+    out: dict[str, dict[tuple[str, str], list[int]]] = {}
+    for model, bench, variant, seed in study.cells:
+        out.setdefault(bench, {}).setdefault((model, variant), []).append(seed)
+    return out
+
+
+def _resampled(study: Study, weights: np.ndarray, bench: str, groups: dict[tuple[str, str], list[int]]) -> _Bench:
+    judges = study.judges
+    keys, sums, counts = [], [], []
+    for (model, variant), seeds in groups.items():
+        per_seed = [_item_values(study.cells[model, bench, variant, s]) for s in seeds]
+        for metric in ITEM_METRICS:
+            stack = np.vstack([v[metric] for v in per_seed])
+            keys.append((model, variant, None, metric))
+            sums.append(np.nansum(stack, axis=0))
+            counts.append((~np.isnan(stack)).sum(axis=0))
+        for judge in judges:
+            if (model, bench, variant, seeds[0], judge) not in study.verdicts:
+                continue
+            per_seed_j = [_judge_values(study, (model, bench, variant, s), judge) for s in seeds]
+            for metric in JUDGE_METRICS:
+                stack = np.vstack([v[metric] for v in per_seed_j])
+                keys.append((model, variant, judge, metric))
+                sums.append(np.nansum(stack, axis=0))
+                counts.append((~np.isnan(stack)).sum(axis=0))
+    s, c = np.column_stack(sums), np.column_stack(counts).astype(float)
+    total = c.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = np.where(total > 0, s.sum(axis=0) / np.where(total > 0, total, 1), np.nan)
+    return _Bench(keys, point, stats.ratio(weights, s, c), total, {k: i for i, k in enumerate(keys)})
+
+
+def _boot(study: Study, boot: stats.Bootstrap) -> dict[str, tuple[np.ndarray, _Bench]]:
+    out = {}
+    for bench, groups in _groups(study).items():
+        w = stats.item_weights(len(study.items[bench]), bench, boot)
+        out[bench] = (w, _resampled(study, w, bench, groups))
+    return out
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=None) -> pl.DataFrame:
+    """Each metric per (model, bench, variant, judge), seeds pooled, with a bootstrap interval.
+
+    The value is the mean over every (seed, item) observation; the interval resamples items
+    with their seeds (``cotprobe.stats``), so one seed, or a variant that does not depend on the
+    seed, still gets a real interval.
 
     Returns:
-        Columns ``model, bench, variant, judge, n_seeds, n`` (samples over all seeds), then
-        ``<metric>, <metric>_lo, <metric>_hi`` for each metric of ``cell_rows`` in its order.
-        Rows are sorted by model, bench, judge and variant (``base`` first).
+        Columns ``model, bench, variant, judge, n_seeds, n`` (observations), ``n_items``, then
+        ``<metric>, <metric>_lo, <metric>_hi`` for each of ``METRICS``, and ``note`` (why a
+        metric is empty). Sorted by model, bench, judge, variant (``base`` first).
     """
-    group_keys = ["model", "bench", "variant", "judge"]
+    analysis = analysis or Analysis()
+    boots = _boot_cache if _boot_cache is not None else _boot(study, analysis.bootstrap)
     rows = []
-    for key, group in cells.group_by(group_keys, maintain_order=True):
-        row: dict[str, Any] = dict(zip(group_keys, key))
-        row["n_seeds"] = group.height
-        row["n"] = int(group["n"].sum())
-        for metric in METRICS:
-            values = [v for v in group[metric].to_list() if v is not None and not math.isnan(v)]
-            interval = _interval(values, metric)
-            if interval is None and len(values) == 1 and group.height == 1 and metric in PROPORTIONS:
-                interval = wilson(values[0], int(group["n"][0]))
-            row[metric] = sum(values) / len(values) if values else None
-            row[f"{metric}_lo"], row[f"{metric}_hi"] = interval if interval else (None, None)
-        rows.append(row)
-    schema: dict[str, Any] = {k: pl.String for k in group_keys} | {"n_seeds": pl.Int64, "n": pl.Int64}
+    groups = _groups(study)
+    for bench, (_, b) in boots.items():
+        lo, hi = stats.percentile(b.resamples, analysis.bootstrap.level)
+        for (model, variant), seeds in groups[bench].items():
+            for judge in study.judges:
+                if (model, bench, variant, seeds[0], judge) not in study.verdicts:
+                    continue
+                acc = b.column[model, variant, None, "accuracy"]
+                row: dict[str, Any] = {
+                    "model": model, "bench": bench, "variant": variant, "judge": judge,
+                    "n_seeds": len(seeds), "n": int(b.n_obs[acc]),
+                    "n_items": int(np.any([study.cells[model, bench, variant, s].present for s in seeds], axis=0).sum()),
+                }  # fmt: skip
+                notes = []
+                for metric in METRICS:
+                    j = b.column[model, variant, None if metric in ITEM_METRICS else judge, metric]
+                    row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = _f(b.point[j]), _f(lo[j]), _f(hi[j])
+                if row["n"] == 0:
+                    notes.append("no item")
+                elif row["mean_entropy"] is None:
+                    notes.append("no scored item: letter means empty")
+                row["note"] = "; ".join(notes) or None
+                rows.append(row)
+    schema: dict[str, Any] = {k: pl.String for k in ("model", "bench", "variant", "judge")}
+    schema |= {"n_seeds": pl.Int64, "n": pl.Int64, "n_items": pl.Int64}
     for metric in METRICS:
         schema |= dict.fromkeys([metric, f"{metric}_lo", f"{metric}_hi"], pl.Float64)
-    table = pl.DataFrame(rows, schema=schema, orient="row")
-    return _sorted(table, ["model", "bench", "judge"])
+    schema["note"] = pl.String
+    return _sorted(pl.DataFrame(rows, schema=schema, orient="row"), ["model", "bench", "judge"])
 
 
-def auroc_rows(entries: Iterable[Entry], base: str = BASE_VARIANT) -> pl.DataFrame:
+EFFECT_SCHEMA: dict[str, Any] = {
+    "model": pl.String,
+    "bench": pl.String,
+    "variant": pl.String,
+    "n_benches": pl.Int64,
+    "n_pairs": pl.Int64,
+    **{
+        c: pl.Float64
+        for m in EFFECTS
+        for c in (f"base_{m}", f"delta_{m}", f"delta_{m}_lo", f"delta_{m}_hi")
+    },
+    "n_worse": pl.Int64,
+    "n_better": pl.Int64,
+    "mcnemar_p": pl.Float64,
+    "note": pl.String,
+}
+
+
+def mcnemar_p(worse: int, better: int) -> float | None:
+    """Exact McNemar p-value (statsmodels: two-sided binomial test on the discordant pairs)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    if worse + better == 0:
+        return 1.0
+    return float(mcnemar([[0, worse], [better, 0]], exact=True).pvalue)
+
+
+def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT, _boot_cache=None):
+    """Paired effects of each variant against ``base`` on the same items (the paper's Figure 3).
+
+    Per (model, bench, variant): ``delta_<m> = <m>(variant) - <m>(base)`` for accuracy, mean
+    letter entropy and mean P(correct), each interval from the same item resamples for both
+    (paired), and the exact McNemar p-value of the accuracy change over the (seed, item) pairs
+    (``n_worse``: right under base, wrong under the variant; ``n_better``: the reverse; seeds
+    are pooled as pairs). Rows with ``bench = all`` average the per-benchmark deltas (each
+    benchmark weighs the same; resampled within each benchmark), with McNemar over all pairs.
+    """
+    analysis = analysis or Analysis()
+    boots = _boot_cache if _boot_cache is not None else _boot(study, analysis.bootstrap)
+    groups = _groups(study)
+    level = analysis.bootstrap.level
+    rows, pooled = [], {}
+    for bench, (_, b) in boots.items():
+        for (model, variant), seeds in groups[bench].items():
+            if variant == base or (model, base) not in groups[bench]:
+                continue
+            row: dict[str, Any] = {"model": model, "bench": bench, "variant": variant, "n_benches": 1}
+            deltas = []
+            for m in EFFECTS:
+                jb, jv = b.column[model, base, None, m], b.column[model, variant, None, m]
+                d = b.resamples[:, jv] - b.resamples[:, jb]
+                deltas.append(d)
+                lo, hi = stats.percentile(d, level)
+                row[f"base_{m}"] = _f(b.point[jb])
+                row[f"delta_{m}"] = _f(b.point[jv] - b.point[jb])
+                row[f"delta_{m}_lo"], row[f"delta_{m}_hi"] = _f(lo[0]), _f(hi[0])
+            worse = better = pairs = 0
+            for s in seeds:
+                if (model, bench, base, s) not in study.cells:
+                    continue
+                cb, cv = study.cells[model, bench, base, s].correct, study.cells[model, bench, variant, s].correct
+                both = ~np.isnan(cb) & ~np.isnan(cv)
+                pairs += int(both.sum())
+                worse += int(((cb == 1) & (cv == 0) & both).sum())
+                better += int(((cb == 0) & (cv == 1) & both).sum())
+            row |= {"n_pairs": pairs, "n_worse": worse, "n_better": better, "mcnemar_p": mcnemar_p(worse, better)}
+            row["note"] = None if pairs else "no paired item"
+            rows.append(row)
+            acc = pooled.setdefault((model, variant), {"d": [], "p": [], "n": [0, 0, 0]})
+            acc["d"].append(np.column_stack(deltas))
+            acc["p"].append([row[f"delta_{m}"] for m in EFFECTS] + [row[f"base_{m}"] for m in EFFECTS])
+            acc["n"] = [acc["n"][0] + pairs, acc["n"][1] + worse, acc["n"][2] + better]
+    for (model, variant), acc in pooled.items():
+        points = np.array([[np.nan if x is None else x for x in p] for p in acc["p"]], dtype=float)
+        with warnings.catch_warnings():  # a metric empty in every benchmark stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = np.nanmean(np.stack(acc["d"]), axis=0) if len(acc["d"]) > 1 else acc["d"][0]
+            mean = np.nanmean(points, axis=0)
+        lo, hi = stats.percentile(d, level)
+        pairs, worse, better = acc["n"]
+        row = {"model": model, "bench": ALL, "variant": variant, "n_benches": len(acc["d"]), "n_pairs": pairs}
+        for k, m in enumerate(EFFECTS):
+            row |= {f"base_{m}": _f(mean[3 + k]), f"delta_{m}": _f(mean[k])}
+            row |= {f"delta_{m}_lo": _f(lo[k]), f"delta_{m}_hi": _f(hi[k])}
+        row |= {"n_worse": worse, "n_better": better, "mcnemar_p": mcnemar_p(worse, better)}
+        row["note"] = "mean over benchmarks" if pairs else "no paired item"
+        rows.append(row)
+    table = pl.DataFrame(rows, schema=EFFECT_SCHEMA, orient="row")
+    return _sorted(table.with_columns((pl.col("bench") == ALL).alias("_all")), ["model", "_all", "bench"]).drop(
+        "_all"
+    )
+
+
+# ---------------------------------------------------------------- AUROC and risk-coverage
+
+
+AUROC_SCHEMA: dict[str, Any] = {
+    "model": pl.String,
+    "bench": pl.String,
+    "variant": pl.String,
+    "n": pl.Int64,
+    "n_positive": pl.Int64,
+    **{
+        c: pl.Float64
+        for s in ("auroc_p_base", "auroc_neg_entropy", "auroc_diff")
+        for c in (s, f"{s}_lo", f"{s}_hi")
+    },
+    "note": pl.String,
+}
+
+
+@dataclass
+class _Paired:
+    """Per (model, bench): base-prompt scores of the scored (seed, item) observations and labels."""
+
+    item: np.ndarray
+    p_base: np.ndarray
+    neg_h: np.ndarray
+    base_error: np.ndarray
+    labels: np.ndarray  # (n_obs, n_variants) correct under each perturbing variant
+    variants: list[str]
+
+
+def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
+    """Pair each perturbed observation with its base twin by (seed, item)."""
+    groups = _groups(study)
+    out = {}
+    for bench, by in groups.items():
+        for model in dict.fromkeys(m for m, _ in by):
+            variants = [v for (m, v) in by if m == model and v != base]
+            if not variants:
+                continue
+            seeds = sorted({s for v in variants for s in by[model, v]})
+            items, p, h, err, labels = [], [], [], [], []
+            for s in seeds:
+                bkey = (model, bench, base, s)
+                if bkey not in study.cells:
+                    raise InputError(f"no {base!r} cell for {model}/{bench}/seed{s}, needed by {variants[0]!r}")
+                bc = study.cells[bkey]
+                keep = bc.present & ~np.isnan(bc.entropy)
+                for v in variants:
+                    vc = study.cells.get((model, bench, v, s))
+                    if vc is not None and not np.array_equal(vc.present, bc.present):
+                        raise InputError(
+                            f"ids of {vc.entry['prompts']} differ from those of the base logits {bc.entry['logits']}"
+                        )
+                rows = np.flatnonzero(keep)
+                items.append(rows)
+                p.append(bc.p_correct[rows])
+                h.append(-bc.entropy[rows])
+                err.append(1 - bc.correct[rows])
+                labels.append(np.column_stack([study.cells[model, bench, v, s].correct[rows] for v in variants]))
+            out[model, bench] = _Paired(
+                np.concatenate(items), np.concatenate(p), np.concatenate(h), np.concatenate(err),
+                np.vstack(labels), variants,
+            )  # fmt: skip
+    return out
+
+
+def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[str, Any]:
+    row = {"model": model, "bench": bench, "variant": variant, "n": int(n), "n_positive": int(positive)}
+    if n == 0:
+        return row | {"note": "no scored item on the base prompt"}
+    if not 0 < positive < n:
+        which = "every sample stays correct" if positive else "no sample stays correct"
+        return row | {"note": f"one class only: {which}"}
+    for name, point, res in (("auroc_p_base", p, ph), ("auroc_neg_entropy", h, hh), ("auroc_diff", p - h, ph - hh)):
+        lo, hi = stats.percentile(res, level)
+        row |= {name: _f(point), f"{name}_lo": _f(lo[0]), f"{name}_hi": _f(hi[0])}
+    return row | {"note": None}
+
+
+def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT) -> pl.DataFrame:
     """How well base-prompt confidence predicts staying correct under each perturbation.
 
-    For every model, bench and perturbing variant (every variant but ``base``), each sample is
-    paired with its base-prompt twin by (seed, id), seeds pooled. The label is "answered
-    correctly under the variant"; the scores are ``p_correct`` (P_base) and minus the letter
-    entropy (−H), both on the base prompt. Judges do not matter here: entries that differ
-    only by judge are read once.
-
-    Args:
-        entries: Cells with their files (``logits`` of the base cells; ``prompts`` and
-            ``generations`` of the others).
-        base: The unperturbed variant.
+    Each (seed, item) observation with letter scores on the base prompt is labelled "answered
+    correctly under the variant"; the scores are P_base (``p_correct``) and −H (minus the
+    letter entropy), both on the base prompt. Rows: per (model, bench, variant); per (model,
+    ``all``, variant), observations pooled over benchmarks; per (model, ``all``, ``all``),
+    pooled over benchmarks and perturbing variants (the paper's headline). Each AUROC has a
+    bootstrap interval (items resampled with their seeds, within each benchmark), and
+    ``auroc_diff`` = AUROC(P_base) − AUROC(−H) on the same resamples. Judges do not matter.
 
     Returns:
-        Columns ``model, bench, variant, n, n_positive, auroc_p_base, auroc_neg_entropy,
-        note``: the AUROCs are null, with a ``note``, when only one class is present;
-        ``note`` is null otherwise.
-
-    Raises:
-        InputError: No base cell for a (model, bench, seed) that has perturbed cells, or a
-            perturbed cell's ids differ from its base cell's.
+        Columns ``model, bench, variant, n, n_positive`` and ``<auroc>, <auroc>_lo, <auroc>_hi``
+        for ``auroc_p_base``, ``auroc_neg_entropy``, ``auroc_diff``; ``note`` says why an AUROC is
+        empty (one class only).
     """
-    from sklearn.metrics import roc_auc_score
-
-    cells: dict[tuple[str, str, str, int], Entry] = {}
-    for entry in entries:
-        k = _keys(entry, KEYS[:4])
-        cells.setdefault((k["model"], k["bench"], k["variant"], k["seed"]), entry)
-    pooled: dict[tuple[str, str, str], tuple[list[bool], list[float], list[float]]] = {}
-    base_logits: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
-    for (model, bench, variant, seed), entry in cells.items():
-        if variant == base:
-            continue
-        if (model, bench, base, seed) not in cells:
-            raise InputError(f"no {base!r} cell for {model}/{bench}/seed{seed}, needed by {variant!r}")
-        if (model, bench, seed) not in base_logits:
-            base_logits[model, bench, seed] = _logits(cells[model, bench, base, seed])
-        scores = base_logits[model, bench, seed]
-        prompts, generations = _answers(entry)
-        _same_ids(entry, prompts=prompts, generations=generations)
-        if set(prompts) != set(scores):
-            raise InputError(
-                f"ids of {entry['prompts']} differ from those of the base logits "
-                f"{cells[model, bench, base, seed]['logits']}"
-            )
-        labels, p_base, neg_h = pooled.setdefault((model, bench, variant), ([], [], []))
-        for i in prompts:
-            if not _scored(scores[i]):  # no base letter scores for this sample: nothing to rank by
-                continue
-            labels.append(generations[i]["answer_letter"] == prompts[i]["answer"])
-            p_base.append(scores[i]["p_correct"])
-            neg_h.append(-scores[i]["entropy"])
+    analysis = analysis or Analysis()
+    boot, level = analysis.bootstrap, analysis.bootstrap.level
+    paired = _paired(study, base)
+    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
     rows = []
-    for (model, bench, variant), (labels, p_base, neg_h) in pooled.items():
-        positive = sum(labels)
-        row = {"model": model, "bench": bench, "variant": variant, "n": len(labels), "n_positive": positive}
-        if 0 < positive < len(labels):
-            row |= {
-                "auroc_p_base": float(roc_auc_score(labels, p_base)),
-                "auroc_neg_entropy": float(roc_auc_score(labels, neg_h)),
-                "note": None,
-            }
-        else:
-            which = "every sample stays correct" if positive else "no sample stays correct"
-            row |= {"auroc_p_base": None, "auroc_neg_entropy": None, "note": f"one class only: {which}"}
-        rows.append(row)
-    schema = {
-        "model": pl.String,
-        "bench": pl.String,
-        "variant": pl.String,
-        "n": pl.Int64,
-        "n_positive": pl.Int64,
-        "auroc_p_base": pl.Float64,
-        "auroc_neg_entropy": pl.Float64,
-        "note": pl.String,
+    for model in dict.fromkeys(m for m, _ in paired):
+        benches = [b for (m, b) in paired if m == model]
+        parts = [paired[model, b] for b in benches]
+        variants = parts[0].variants
+        for bench, d in zip(benches, parts):
+            w = weights[bench]
+            p, ph = stats.auroc(w, d.item, d.p_base, d.labels)
+            h, hh = stats.auroc(w, d.item, d.neg_h, d.labels)
+            for k, v in enumerate(d.variants):
+                rows.append(_auroc_row(model, bench, v, len(d.item), d.labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+        if any(d.variants != variants for d in parts):
+            continue  # benchmarks with different variants: no pooled rows
+        offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
+        w = np.vstack([weights[b] for b in benches])
+        item = np.concatenate([d.item + o for d, o in zip(parts, offsets)])
+        labels = np.vstack([d.labels for d in parts])
+        columns = np.column_stack([labels, labels.sum(axis=1)])
+        per_column = np.array([1.0] * len(variants) + [float(len(variants))])
+        p, ph = stats.auroc(w, item, np.concatenate([d.p_base for d in parts]), columns, per_column)
+        h, hh = stats.auroc(w, item, np.concatenate([d.neg_h for d in parts]), columns, per_column)
+        for k, v in enumerate(variants):
+            rows.append(_auroc_row(model, ALL, v, len(item), labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+        k = len(variants)
+        rows.append(_auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+    table = pl.DataFrame(rows, schema=AUROC_SCHEMA, orient="row")
+    table = table.with_columns((pl.col("bench") == ALL).alias("_all"))
+    return _sorted(table, ["model", "_all", "bench"], base).drop("_all")
+
+
+AURC_SCHEMA: dict[str, Any] = {
+    "model": pl.String,
+    "bench": pl.String,
+    "n": pl.Int64,
+    "accuracy": pl.Float64,
+    "aurc": pl.Float64,
+    "aurc_lo": pl.Float64,
+    "aurc_hi": pl.Float64,
+    "note": pl.String,
+}
+CURVE_SCHEMA = {"model": pl.String, "bench": pl.String, "coverage": pl.Float64, "risk": pl.Float64}
+
+
+def _base_observations(study: Study, base: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(model, bench) -> item index, P_base and error of each scored base (seed, item)."""
+    out: dict[tuple[str, str], list] = {}
+    for (model, bench, variant, _), cell in study.cells.items():
+        if variant != base:
+            continue
+        rows = np.flatnonzero(cell.present & ~np.isnan(cell.p_correct))
+        part = out.setdefault((model, bench), [[], [], []])
+        part[0].append(rows)
+        part[1].append(cell.p_correct[rows])
+        part[2].append(1 - cell.correct[rows])
+    return {k: tuple(np.concatenate(x) for x in v) for k, v in out.items()}
+
+
+def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT):
+    """Selective prediction on P_base: the risk-coverage table and its area (AURC) per model.
+
+    The base prompt's scored (seed, item) observations, the lowest P_base rejected first
+    (``stats.aurc``), benchmarks pooled (``bench = all``), with a bootstrap interval (items
+    resampled within each benchmark). ``accuracy`` is the accuracy at full coverage (scored items).
+
+    Returns:
+        ``(aurc table, curve table)``; the curve has ``model, bench, coverage, risk`` (about
+        200 points per curve).
+    """
+    analysis = analysis or Analysis()
+    boot, level = analysis.bootstrap, analysis.bootstrap.level
+    obs = _base_observations(study, base)
+    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
+    rows, curves = [], []
+
+    def add(model, bench, w, item, score, error):
+        if len(item) == 0:
+            rows.append({"model": model, "bench": bench, "n": 0, "note": "no scored item on the base prompt"})
+            return
+        point, res = stats.aurc(w, item, score, error)
+        lo, hi = stats.percentile(res, level)
+        rows.append(
+            {"model": model, "bench": bench, "n": len(item), "accuracy": float(1 - error.mean())}
+            | {"aurc": point, "aurc_lo": _f(lo[0]), "aurc_hi": _f(hi[0]), "note": None}
+        )
+        coverage, risk = stats.risk_coverage(score, error)
+        curves.append(pl.DataFrame({"model": model, "bench": bench, "coverage": coverage, "risk": risk}))
+
+    for model in dict.fromkeys(m for m, _ in obs):
+        benches = [b for (m, b) in obs if m == model]
+        offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
+        parts = [obs[model, b] for b in benches]
+        add(
+            model, ALL, np.vstack([weights[b] for b in benches]),
+            np.concatenate([p[0] + o for p, o in zip(parts, offsets)]),
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+        )  # fmt: skip
+    curve = pl.concat(curves) if curves else pl.DataFrame(schema=CURVE_SCHEMA)
+    return pl.DataFrame(rows, schema=AURC_SCHEMA, orient="row"), curve.cast(CURVE_SCHEMA)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- everything at once
+
+
+def compute_metrics(entries: Iterable[Entry], analysis: Analysis | None = None) -> dict[str, pl.DataFrame]:
+    """Every table of the ``compute_metrics`` rule: cells, summary, effects, auroc, aurc, risk_coverage."""
+    analysis = analysis or Analysis()
+    study = load(entries)
+    boots = _boot(study, analysis.bootstrap)
+    aurc, curve = aurc_rows(study, analysis)
+    return {
+        "cells": cell_rows(study, analysis.max_unparsed),
+        "summary": summary_rows(study, analysis, _boot_cache=boots),
+        "effects": effect_rows(study, analysis, _boot_cache=boots),
+        "auroc": auroc_rows(study, analysis),
+        "aurc": aurc,
+        "risk_coverage": curve,
     }
-    return _sorted(pl.DataFrame(rows, schema=schema, orient="row"), ["model", "bench"], base)
 
 
 def write_csv(table: pl.DataFrame, path: PathLike) -> None:
@@ -222,111 +813,13 @@ def write_csv(table: pl.DataFrame, path: PathLike) -> None:
         table.write_csv(tmp)
 
 
-class Interval(NamedTuple):
-    lo: float
-    hi: float
-
-
-def wilson(share: float, n: int, z: float = _Z975) -> Interval | None:
-    """Wilson score interval of a share of ``n`` samples (None when ``n`` is 0)."""
-    if n <= 0:
-        return None
-    denom = 1 + z * z / n
-    centre = (share + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
-    return Interval(max(0.0, centre - half), min(1.0, centre + half))
-
-
-def t_quantile(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
-    try:
-        from scipy.stats import t
-    except ImportError:
-        return _T975[df - 1] if df <= len(_T975) else _Z975 + 2.4 / df  # within 0.002 beyond 30
-    return float(t.ppf(0.975, df))
-
-
-def _interval(values: list[float], metric: str) -> Interval | None:
-    k = len(values)
-    if k < 2:
-        return None
-    mean = sum(values) / k
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
-    half = t_quantile(k - 1) * sd / math.sqrt(k)
-    lo, hi = mean - half, mean + half
-    if metric != "mean_entropy":
-        hi = min(hi, 1.0)
-    return Interval(max(lo, 0.0), hi)
-
-
 def _sorted(table: pl.DataFrame, keys: list[str], base: str = BASE_VARIANT) -> pl.DataFrame:
-    """Sort by ``keys``, then variants in the paper's order (``base`` first; unknown names last)."""
+    """Sort by ``keys``, then variants in the paper's order (``base`` first, ``all`` and unknown last)."""
     from cotprobe.variants import VARIANT_NAMES
 
     rank = {name: i for i, name in enumerate([base, *[v for v in VARIANT_NAMES if v != base]])}
     return (
         table.with_columns(pl.col("variant").replace_strict(rank, default=len(rank)).alias("_rank"))
-        .sort([*keys, "_rank", "variant"])
+        .sort([*keys, "_rank", "variant"], maintain_order=True)
         .drop("_rank")
     )
-
-
-def _keys(entry: Entry, keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
-    missing = [k for k in keys if k not in entry]
-    if missing:
-        raise InputError(f"cell entry {dict(entry)!r} lacks {', '.join(missing)}")
-    return {k: (int(entry[k]) if k == "seed" else str(entry[k])) for k in keys}
-
-
-def _scored(row: dict[str, Any]) -> bool:
-    """Whether a logits row holds letter scores (not an explicit missing value)."""
-    h = row.get("entropy")
-    return h is not None and not math.isnan(h)
-
-
-def _mean(values: list[Any]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _by_id(path: PathLike, rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row["id"] in out:
-            raise InputError(f"{path}: duplicate id {row['id']!r}")
-        out[row["id"]] = row
-    return out
-
-
-def _answers(entry: Entry) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    prompts = _by_id(entry["prompts"], read_jsonl(entry["prompts"], required=("id", "answer")))
-    generations = _by_id(
-        entry["generations"],
-        read_jsonl(entry["generations"], required=("id", "answer_letter", "parse_status")),
-    )
-    return prompts, generations
-
-
-def _logits(entry: Entry) -> dict[str, dict[str, Any]]:
-    path = Path(entry["logits"])
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    table = pl.read_parquet(path)
-    missing = [c for c in ("id", "entropy", "p_correct", "p_target") if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r}")
-    return _by_id(path, table.select("id", "entropy", "p_correct", "p_target").iter_rows(named=True))
-
-
-def _same_ids(entry: Entry, **tables: dict[str, Any]) -> None:
-    reference = set(tables["prompts"])
-    problems = []
-    for name, table in tables.items():
-        lacks, extra = sorted(reference - set(table)), sorted(set(table) - reference)
-        if lacks:
-            problems.append(f"{entry[name]} lacks id {lacks[0]!r} ({len(lacks)} in all)")
-        if extra:
-            problems.append(
-                f"{entry[name]} has id {extra[0]!r} not in {entry['prompts']} ({len(extra)} in all)"
-            )
-    if problems:
-        raise InputError("ids differ across the files of a cell: " + "; ".join(problems))

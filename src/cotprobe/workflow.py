@@ -39,18 +39,22 @@ TRAINED = "results/training/{run}/seed{seed}/step{step}"
 TRAINED_MODEL_ID = "{run}-s{seed}-step{step}"
 TRAINING_CURVES = "results/metrics/training_curves.csv"
 TRAINING_FIGURES = ("results/figures/training_curves.png", "results/figures/training_curves.pdf")
-METRICS = ("results/metrics/cells.csv", "results/metrics/summary.csv", "results/metrics/auroc.csv")
-FIGURE_NAMES = ("accuracy", "quadrants", "auroc")
+METRIC_NAMES = ("cells", "summary", "effects", "auroc", "aurc", "risk_coverage")
+METRICS = tuple(f"results/metrics/{name}.csv" for name in METRIC_NAMES)
+FIGURE_NAMES = ("accuracy", "quadrants", "auroc", "delta_forest", "uncertainty", "risk_coverage")
 FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf"))
 # Only with two or more judges to compare (Grid.agreement_judges).
 AGREEMENT = "results/metrics/judge_agreement.csv"
 AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
+# The paper's tables (cotprobe.tables), as CSV and as one HTML page for the report.
+TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "audit")
+TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tables/tables.html")
 # Ensembles added when a study lists several judges and configures none (majority, strict).
 AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 
 # Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
-METRICS_VERSION = 1
-FIGURES_VERSION = 1
+METRICS_VERSION = 2
+FIGURES_VERSION = 2
 
 
 class ConfigError(ValueError):
@@ -166,6 +170,7 @@ class Grid:
     training_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     training_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     judge_gpu_counts: dict[str, int] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -221,6 +226,7 @@ class Grid:
             training_data=training_data,
             training_runs=runs,
             judge_gpu_counts=judge_gpus,
+            analysis=_analysis(config.get("analysis") or {}),
         )
 
     def check_plugins(self) -> None:
@@ -479,7 +485,25 @@ class Grid:
     def final_targets(self) -> list[str]:
         training = [TRAINING_CURVES, *TRAINING_FIGURES] if self.training_runs else []
         agreement = [AGREEMENT, *AGREEMENT_FIGURES] if self.agreement_judges else []
-        return [*METRICS, *FIGURES, *training, *agreement]
+        return [*METRICS, *FIGURES, *TABLES, *training, *agreement]
+
+    def table_inputs(self) -> dict[str, str]:
+        """The tables rule's inputs: the metric tables, and the agreement table when there is one."""
+        inputs = {name: f"results/metrics/{name}.csv" for name in ("cells", "summary", "effects", "auroc")}
+        if self.agreement_judges:
+            inputs["agreement"] = AGREEMENT
+        return inputs
+
+    @property
+    def table_agreement_option(self) -> str:
+        """``--agreement <csv>`` for the tables verb when there is an agreement table, else ``""``."""
+        return f"--agreement {AGREEMENT}" if self.agreement_judges else ""
+
+
+def _analysis(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them)."""
+    boot = {"n": 2000, "seed": 0, "level": 0.95, **(analysis.get("bootstrap") or {})}
+    return {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
 
 
 def _training_run(

@@ -85,3 +85,49 @@ def test_table_pools_variants_per_model_and_models_per_bench(tmp_path):
     assert pooled["n"] == 5 and pooled["agreement"] == pytest.approx(3 / 5)
     assert pooled["kappa"] == pytest.approx(43 / 118)
     assert table["model"].to_list()[-1] == "all"  # pooled rows last
+
+
+def test_alpha_matches_krippendorff_and_intervals_match_a_resampling_loop():
+    import krippendorff
+    import numpy as np
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    from cotprobe import stats
+    from cotprobe.agreement import LABELS, alpha, group_rows
+
+    rng = np.random.default_rng(0)
+    table = [[LABELS[k] for k in rng.choice(3, size=3, p=[0.6, 0.3, 0.1])] for _ in range(40)]
+    item = np.arange(40) // 2  # two rated rows per item (e.g. two variants)
+    counts = np.array([[row.count(x) for x in LABELS] for row in table])
+    assert alpha(table)[0] == pytest.approx(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"))
+    boot = stats.Bootstrap(n=200)
+    indices = stats.resample_indices(20, "shapes", boot)
+    rows = group_rows("m", "shapes", ["a", "b", "c"], table, item, stats.weights(indices, 20), 0.95)
+    kappas, alphas, shares, cohens = [], [], [], []
+    for draw in indices:
+        picked = np.concatenate([np.flatnonzero(item == u) for u in draw])
+        c = counts[picked]
+        kappas.append(fleiss_kappa(c, method="fleiss"))
+        alphas.append(krippendorff.alpha(value_counts=c, level_of_measurement="nominal"))
+        shares.append((c.max(axis=1) == 3).mean())
+        a, b = [table[i][0] for i in picked], [table[i][1] for i in picked]
+        cohens.append(cohen(a, b)[0])
+    fl = rows[0]
+    for name, values in (("kappa", kappas), ("alpha", alphas), ("agreement", shares)):
+        lo, hi = np.quantile(values, [0.025, 0.975])
+        assert (fl[f"{name}_lo"], fl[f"{name}_hi"]) == pytest.approx((lo, hi)), name
+    lo, hi = np.quantile(cohens, [0.025, 0.975])
+    assert rows[1]["raters"] == "a+b" and (rows[1]["kappa_lo"], rows[1]["kappa_hi"]) == pytest.approx((lo, hi))
+
+
+def test_table_has_intervals_from_the_config_bootstrap(tmp_path):
+    entries = []
+    cols = [list(c) for c in zip(*TABLE)]
+    for j, judge in enumerate("abc"):
+        entries.append(write_cell(tmp_path, judge, "m1", "base", cols[j]))
+    table = agreement_rows(entries, ["a", "b", "c"], {"bootstrap": {"n": 300, "seed": 1}})
+    row = table.row(0, named=True)
+    assert row["alpha"] is not None and row["alpha_lo"] <= row["alpha"] <= row["alpha_hi"]
+    assert row["agreement_lo"] <= 0.5 <= row["agreement_hi"]
+    again = agreement_rows(entries, ["a", "b", "c"], {"bootstrap": {"n": 300, "seed": 1}})
+    assert again.equals(table)  # seeded

@@ -1,9 +1,10 @@
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
-from cotprobe import metrics
+from cotprobe import metrics, stats
 from cotprobe.io import InputError, write_jsonl
 from cotprobe.records import Generation, LetterScores, Prompt, Verdict
 
@@ -16,8 +17,11 @@ P_CORRECT = [0.9, 0.8, 0.3, 0.2]
 ENTROPY = [0.4, 0.1, 0.2, 0.3]
 
 
-def write_cell(tmp_path, variant, seed, answers, quadrants, p_target=None, ids=IDS, verdict_ids=None):
-    root = tmp_path / variant / f"seed{seed}"
+def write_cell(
+    tmp_path, variant, seed, answers, quadrants, p_target=None, ids=IDS, verdict_ids=None, model="tiny",
+    bench="shapes", p_correct=None, missing=False,
+):
+    root = tmp_path / model / bench / variant / f"seed{seed}"
     paths = {k: root / f"{k}.jsonl" for k in ("prompts", "generations", "verdicts")}
     paths["logits"] = root / "logits.parquet"
     write_jsonl(
@@ -31,7 +35,7 @@ def write_cell(tmp_path, variant, seed, answers, quadrants, p_target=None, ids=I
         paths["generations"],
         [
             Generation(
-                i, "tiny", "shapes", variant, seed, "", "", "", "t", a, a,
+                i, model, bench, variant, seed, "", "", "", "t", a, a,
                 "ok" if a else "no_answer", 1, 1, 0.1, "stop",
             ).to_dict()
             for i, a in zip(ids, answers)
@@ -46,15 +50,28 @@ def write_cell(tmp_path, variant, seed, answers, quadrants, p_target=None, ids=I
     )
     scores = [
         LetterScores(i, list("ABC"), [p, (1 - p) / 2, (1 - p) / 2], h, p, p_target, "A", "generated")
-        for i, p, h in zip(ids, P_CORRECT, ENTROPY)
+        for i, p, h in zip(ids, p_correct or P_CORRECT * (len(ids) // 4 + 1), ENTROPY * (len(ids) // 4 + 1))
     ]
+    if missing:
+        scores = [LetterScores(s.id, [], [], math.nan, math.nan, None, "", "generated", "no logprobs") for s in scores]
     pl.DataFrame([vars(s) for s in scores]).write_parquet(paths["logits"])
-    entry = {"model": "tiny", "bench": "shapes", "variant": variant, "seed": seed, "judge": "rule"}
+    entry = {"model": model, "bench": bench, "variant": variant, "seed": seed, "judge": "rule"}
     return entry | {k: str(v) for k, v in paths.items()}
 
 
+QUADS4 = ["consistent_correct"] * 4
+
+
+def study_of(entries):
+    return metrics.load(entries)
+
+
+def analysis(n=400, seed=0):
+    return metrics.Analysis(stats.Bootstrap(n=n, seed=seed))
+
+
 def test_cell_rows_hand_computed(tmp_path):
-    cells = metrics.cell_rows([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)])
+    cells = metrics.cell_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]))
     row = cells.row(0, named=True)
     assert (row["model"], row["variant"], row["seed"], row["n"]) == ("tiny", "base", 0, 4)
     assert row["accuracy"] == pytest.approx(0.5)
@@ -66,125 +83,256 @@ def test_cell_rows_hand_computed(tmp_path):
     assert row["share_inconsistent_correct"] == 0
     assert row["share_consistent_incorrect"] == pytest.approx(0.25)
     assert row["share_unparseable"] == pytest.approx(0.25)
+    assert row["consistency"] == pytest.approx(0.75)
     assert sum(row[s] for s in metrics.SHARES) == pytest.approx(1.0)
-    assert cells.columns == [*metrics.KEYS, "n", "n_scored", *metrics.METRICS]
+    assert cells.columns == list(metrics.CELL_SCHEMA)
     assert row["n_scored"] == 4
+    # Audit: one of four has no letter; argmax (always A) equals the answer for A, A, not for B.
+    assert row["unparsed"] == pytest.approx(0.25) and row["flag_unparsed"] and row["note"] is None
+    assert row["argmax_agrees"] == pytest.approx(2 / 3)
+    assert (row["n_generated"], row["n_appended"], row["n_prefilled"]) == (4, 0, 0)
+    assert row["mean_think_chars"] == 1.0
+    assert not metrics.cell_rows(study_of([write_cell(tmp_path, "base", 1, ["A"] * 4, QUADS4)]))["flag_unparsed"][0]
 
 
 def test_mean_p_target_when_the_variant_pushes(tmp_path):
     entry = write_cell(tmp_path, "wrong_think", 0, ["B"] * 4, ["consistent_incorrect"] * 4, p_target=0.6)
-    assert metrics.cell_rows([entry])["mean_p_target"][0] == pytest.approx(0.6)
+    assert metrics.cell_rows(study_of([entry]))["mean_p_target"][0] == pytest.approx(0.6)
 
 
-def test_mismatched_ids_name_the_files(tmp_path):
+def test_mismatched_ids_name_the_cell_and_the_files(tmp_path):
     entry = write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS[:3], verdict_ids=IDS[:3])
-    with pytest.raises(InputError, match=r"verdicts\.jsonl lacks id 's3'"):
-        metrics.cell_rows([entry])
+    with pytest.raises(InputError, match=r"^cell tiny/shapes/base/seed0: .*verdicts\.jsonl lacks id 's3'"):
+        metrics.load([entry])
     entry = write_cell(
         tmp_path, "base", 1, BASE_ANSWERS, BASE_QUADRANTS, verdict_ids=["s0", "s1", "s2", "zz"]
     )
     with pytest.raises(InputError, match=r"verdicts\.jsonl has id 'zz' not in .*prompts\.jsonl"):
-        metrics.cell_rows([entry])
+        metrics.load([entry])
+
+
+def test_missing_logits_is_one_error_naming_cell_and_file(tmp_path, capsys):
+    from pathlib import Path
+
+    entry = write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)
+    Path(entry["logits"]).unlink()
+    with pytest.raises(InputError, match=r"^cell tiny/shapes/base/seed0: .*logits\.parquet: file not found$"):
+        metrics.load([entry])
 
 
 def test_unknown_quadrant_fails(tmp_path):
     entry = write_cell(tmp_path, "base", 0, BASE_ANSWERS, ["maybe"] * 4)
     with pytest.raises(InputError, match="maybe"):
-        metrics.cell_rows([entry])
+        metrics.load([entry])
 
 
-def cells_table(accuracies, variant="base", n=4):
-    rows = [
-        {"model": "tiny", "bench": "shapes", "variant": variant, "seed": s, "judge": "rule", "n": n}
-        | dict.fromkeys(metrics.METRICS, 0.0)
-        | {"accuracy": a, "share_consistent_correct": a, "share_unparseable": 1 - a, "mean_entropy": 0.3}
-        | {"mean_p_target": None}
-        for s, a in enumerate(accuracies)
+def test_a_cell_without_scored_items_gives_empty_values_with_a_reason(tmp_path):
+    entries = [
+        write_cell(tmp_path, v, 0, ["A"] * 4, QUADS4, missing=True) for v in ("base", "wrong_think")
     ]
-    return pl.DataFrame(rows, schema=metrics.cell_rows([]).schema, orient="row")
+    tables = metrics.compute_metrics(entries, analysis(100))
+    cell = tables["cells"].row(0, named=True)
+    assert cell["mean_entropy"] is None and cell["n_scored"] == 0 and "no logprobs" in cell["note"]
+    row = tables["summary"].row(0, named=True)
+    assert row["mean_entropy"] is None and row["mean_entropy_lo"] is None and "no scored item" in row["note"]
+    assert row["accuracy"] == 1.0
+    assert tables["auroc"]["auroc_p_base"].is_null().all() and tables["auroc"]["note"].is_not_null().all()
+    assert tables["aurc"]["aurc"].is_null().all() and "no scored item" in tables["aurc"]["note"][0]
 
 
-def test_summary_t_interval_over_seeds():
-    summary = metrics.summary_rows(cells_table([0.5, 0.75, 0.625]))
-    row = summary.row(0, named=True)
-    assert (row["n_seeds"], row["n"]) == (3, 12)
-    assert row["accuracy"] == pytest.approx(0.625)
-    half = metrics.t_quantile(2) * 0.125 / math.sqrt(3)  # sd of (0.5, 0.75, 0.625) is 0.125
-    assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx((0.625 - half, 0.625 + half))
-    assert row["mean_entropy_lo"] == row["mean_entropy_hi"] == pytest.approx(0.3)
-    assert row["mean_p_target"] is None and row["mean_p_target_lo"] is None
-    assert sum(row[s] for s in metrics.SHARES) == pytest.approx(1.0)
+def brute_force_accuracy(values_by_seed, indices):
+    """The resampled mean by an explicit loop: each drawn item brings all its seeds."""
+    out = []
+    for draw in indices:
+        obs = [v[i] for v in values_by_seed for i in draw]
+        out.append(sum(obs) / len(obs))
+    return np.array(out)
 
 
-def test_summary_clips_proportions():
-    row = metrics.summary_rows(cells_table([0.5, 1.0])).row(0, named=True)
-    assert row["accuracy_lo"] == 0.0 and row["accuracy_hi"] == 1.0
+def test_summary_intervals_match_a_brute_force_resampling_loop(tmp_path):
+    answers = {0: ["A", "B", "A", None], 1: ["A", "A", "C", None]}
+    entries = [write_cell(tmp_path, "base", s, a, QUADS4) for s, a in answers.items()]
+    a = analysis(300)
+    row = metrics.summary_rows(study_of(entries), a).row(0, named=True)
+    assert (row["n_seeds"], row["n"], row["n_items"]) == (2, 8, 4)
+    assert row["accuracy"] == pytest.approx(4 / 8)
+    correct = [[float(x == "A") for x in answers[s]] for s in (0, 1)]
+    indices = stats.resample_indices(4, "shapes", a.bootstrap)
+    lo, hi = np.quantile(brute_force_accuracy(correct, indices), [0.025, 0.975])
+    assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx((lo, hi))
 
 
-def test_summary_wilson_for_one_seed():
-    row = metrics.summary_rows(cells_table([0.5])).row(0, named=True)
-    assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx((0.1500, 0.8500), abs=1e-4)
-    assert row["share_unparseable_lo"] < 0.5 < row["share_unparseable_hi"]
-    assert row["mean_entropy"] == pytest.approx(0.3)
-    assert row["mean_entropy_lo"] is None and row["mean_p_correct_hi"] is None
+def test_one_seed_gets_a_real_interval(tmp_path):
+    row = metrics.summary_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]), analysis())
+    row = row.row(0, named=True)
+    assert row["accuracy_lo"] < 0.5 < row["accuracy_hi"]
+    assert row["mean_entropy_lo"] < 0.25 < row["mean_entropy_hi"]
 
 
-def test_summary_sorts_base_first():
-    cells = pl.concat(
-        [cells_table([0.2], "wrong_think"), cells_table([0.2], "stop_think"), cells_table([0.5])]
-    )
-    assert metrics.summary_rows(cells)["variant"].to_list() == ["base", "stop_think", "wrong_think"]
+def test_bootstrap_mean_agrees_with_scipy_percentile_bootstrap():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(1)
+    x = (rng.random(300) < 0.6).astype(float)
+    boot = stats.Bootstrap(n=4000)
+    res = stats.ratio(stats.item_weights(300, "b", boot), x[:, None], np.ones((300, 1)))
+    lo, hi = stats.percentile(res, 0.95)
+    ref = bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=2).confidence_interval
+    assert lo[0] == pytest.approx(ref.low, abs=0.015) and hi[0] == pytest.approx(ref.high, abs=0.015)
 
 
-def test_t_table_matches_scipy():
-    from scipy import stats
+def test_percentile_leaves_out_undefined_resamples():
+    res = np.array([[1.0, np.nan], [2.0, np.nan], [3.0, 1.0], [np.nan, np.nan]])
+    lo, hi = stats.percentile(res, 0.5)
+    assert lo[0] == pytest.approx(1.5) and hi[0] == pytest.approx(2.5)
+    assert (lo[1], hi[1]) == (1.0, 1.0)
 
-    for df in (1, 2, 5, 30):
-        assert metrics._T975[df - 1] == pytest.approx(stats.t.ppf(0.975, df), abs=1e-3)
-    assert metrics._Z975 + 2.4 / 60 == pytest.approx(stats.t.ppf(0.975, 60), abs=2e-3)
+
+def test_summary_sorts_base_first(tmp_path):
+    entries = [write_cell(tmp_path, v, 0, BASE_ANSWERS, BASE_QUADRANTS) for v in ("wrong_think", "stop_think", "base")]
+    assert metrics.summary_rows(study_of(entries), analysis(100))["variant"].to_list() == [
+        "base", "stop_think", "wrong_think"
+    ]  # fmt: skip
+
+
+def test_identical_base_and_variant_give_no_effect(tmp_path):
+    entries = [write_cell(tmp_path, v, s, BASE_ANSWERS, BASE_QUADRANTS) for v in ("base", "wrong_think") for s in (0, 1)]
+    effects = metrics.effect_rows(study_of(entries), analysis())
+    assert effects["bench"].to_list() == ["shapes", "all"]
+    for row in effects.iter_rows(named=True):
+        for m in metrics.EFFECTS:
+            assert row[f"delta_{m}"] == 0 and row[f"delta_{m}_lo"] <= 0 <= row[f"delta_{m}_hi"]
+        assert (row["n_pairs"], row["n_worse"], row["n_better"], row["mcnemar_p"]) == (8, 0, 0, 1.0)
+
+
+def test_a_ten_point_drop_on_500_items_is_detected(tmp_path):
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    ids = [f"s{i:03d}" for i in range(500)]
+    base = ["A" if i < 350 else "B" for i in range(500)]  # 70%
+    variant = ["B" if i < 50 else a for i, a in enumerate(base)]  # 50 right answers lost: 60%
+    entries = [
+        write_cell(tmp_path, v, 0, a, ["consistent_correct"] * 500, ids=ids) for v, a in (("base", base), ("wrong_think", variant))
+    ]
+    row = metrics.effect_rows(study_of(entries), analysis(2000)).row(0, named=True)
+    assert row["delta_accuracy"] == pytest.approx(-0.1)
+    assert row["delta_accuracy_hi"] < 0 and row["delta_accuracy_lo"] > -0.2
+    assert (row["n_worse"], row["n_better"]) == (50, 0)
+    assert row["mcnemar_p"] == pytest.approx(mcnemar([[300, 50], [0, 150]], exact=True).pvalue)
+
+
+def test_mcnemar_matches_statsmodels_and_the_binomial_test():
+    from scipy.stats import binomtest
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    for worse, better in ((7, 2), (0, 5), (13, 13)):
+        p = metrics.mcnemar_p(worse, better)
+        assert p == pytest.approx(mcnemar([[10, worse], [better, 4]], exact=True).pvalue)
+        assert p == pytest.approx(binomtest(better, worse + better).pvalue)
+
+
+def test_the_paired_interval_covers_the_true_drop_about_95_times_in_100():
+    rng = np.random.default_rng(2026)
+    n, covered = 500, 0
+    for k in range(100):
+        base = rng.random(n) < 0.7
+        variant = base & (rng.random(n) < 6 / 7)  # E[variant] = 0.6: the true drop is 0.1
+        w = stats.item_weights(n, f"sim{k}", stats.Bootstrap(n=2000, seed=k))
+        res = stats.ratio(w, np.column_stack([base, variant]).astype(float), np.ones((n, 2)))
+        lo, hi = stats.percentile(res[:, 1] - res[:, 0], 0.95)
+        covered += bool(lo[0] <= -0.1 <= hi[0])
+    assert 90 <= covered <= 99
 
 
 def test_auroc_hand_computed_and_pooled(tmp_path):
-    quadrants = ["consistent_correct"] * 4
-    # Under the variant s0, s1 stay correct: P_base (0.9, 0.8 vs 0.3, 0.2) separates them
+    from sklearn.metrics import roc_auc_score
+
+    # Under wrong_think s0, s1 stay correct: P_base (0.9, 0.8 vs 0.3, 0.2) separates them
     # perfectly; -H (-0.4, -0.1 vs -0.2, -0.3) wins 2 of 4 pairs.
     entries = [
-        write_cell(tmp_path, variant, seed, answers, quadrants)
+        write_cell(tmp_path, variant, seed, answers, QUADS4)
         for seed in (0, 1)
-        for variant, answers in (
-            ("base", BASE_ANSWERS),
-            ("wrong_think", ["A", "A", "B", None]),
-            ("stop_think", ["A"] * 4),
-        )
+        for variant, answers in (("base", BASE_ANSWERS), ("wrong_think", ["A", "A", "B", None]), ("stop_think", ["A"] * 4))
     ]
-    entries.append(entries[0] | {"judge": "other"})  # read once whatever the judge
-    table = metrics.auroc_rows(entries)
-    assert table["variant"].to_list() == ["stop_think", "wrong_think"]
-    wrong = table.filter(pl.col("variant") == "wrong_think").row(0, named=True)
+    entries.append(entries[0] | {"judge": "other"})  # judges do not matter
+    table = metrics.auroc_rows(study_of(entries), analysis())
+    assert table.select("bench", "variant").rows() == [
+        ("shapes", "stop_think"), ("shapes", "wrong_think"), ("all", "stop_think"), ("all", "wrong_think"), ("all", "all"),
+    ]  # fmt: skip
+    wrong = table.filter((pl.col("variant") == "wrong_think") & (pl.col("bench") == "shapes")).row(0, named=True)
     assert (wrong["n"], wrong["n_positive"]) == (8, 4)
-    assert wrong["auroc_p_base"] == pytest.approx(1.0)
-    assert wrong["auroc_neg_entropy"] == pytest.approx(0.5)
-    assert wrong["note"] is None
+    assert wrong["auroc_p_base"] == pytest.approx(1.0) and wrong["auroc_neg_entropy"] == pytest.approx(0.5)
+    assert wrong["auroc_diff"] == pytest.approx(0.5) and wrong["note"] is None
     stop = table.filter(pl.col("variant") == "stop_think").row(0, named=True)
-    assert stop["auroc_p_base"] is None and stop["auroc_neg_entropy"] is None
-    assert "one class" in stop["note"]
+    assert stop["auroc_p_base"] is None and "one class" in stop["note"]
+    # The headline row pools both variants: sklearn on the stacked (score, label) rows.
+    pooled = table.filter(pl.col("variant") == "all").row(0, named=True)
+    labels = [1, 1, 0, 0] * 2 + [1] * 8
+    assert pooled["n"] == 16 and pooled["auroc_p_base"] == pytest.approx(roc_auc_score(labels, P_CORRECT * 4))
+    assert pooled["auroc_neg_entropy"] == pytest.approx(roc_auc_score(labels, [-h for h in ENTROPY] * 4))
+    assert pooled["auroc_p_base_lo"] <= pooled["auroc_p_base"] <= pooled["auroc_p_base_hi"]
+
+
+def test_auroc_resamples_match_sklearn_on_the_resampled_rows():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n_items, seeds = 30, 2
+    item = np.repeat(np.arange(n_items), seeds)
+    score = np.round(rng.random(len(item)), 1)  # many ties
+    labels = (rng.random((len(item), 2)) < 0.5).astype(float)
+    positives = np.column_stack([labels, labels.sum(axis=1)])
+    boot = stats.Bootstrap(n=25)
+    indices = stats.resample_indices(n_items, "x", boot)
+    point, res = stats.auroc(stats.weights(indices, n_items), item, score, positives, [1, 1, 2])
+    assert point[0] == pytest.approx(roc_auc_score(labels[:, 0], score))
+    assert point[2] == pytest.approx(roc_auc_score(labels.T.ravel(), np.tile(score, 2)))
+    for b, draw in enumerate(indices):
+        rows = np.concatenate([np.flatnonzero(item == u) for u in draw])
+        assert res[b, 1] == pytest.approx(roc_auc_score(labels[rows, 1], score[rows]))
+        assert res[b, 2] == pytest.approx(roc_auc_score(labels[rows].T.ravel(), np.tile(score[rows], 2)))
+
+
+def test_risk_coverage_hand_worked():
+    # Kept by P_base: top 1 -> risk 0, top 2 -> 1/2, top 3 -> 1/3, all -> 1/2; AURC is their mean.
+    score, error = np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.0, 1.0, 0.0, 1.0])
+    coverage, risk = stats.risk_coverage(score, error)
+    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0] and risk == pytest.approx([0, 0.5, 1 / 3, 0.5])
+    point, _ = stats.aurc(np.ones((4, 1), np.float32), np.arange(4), score, error)
+    assert point == pytest.approx((0 + 0.5 + 1 / 3 + 0.5) / 4)
+    # Tied scores are kept or dropped together: 1/4 * 0 + 2/4 * 1/3 + 1/4 * 1/2.
+    tied = np.array([0.9, 0.8, 0.8, 0.6])
+    assert stats.risk_coverage(tied, error)[0].tolist() == [0.25, 0.75, 1.0]
+    assert stats.aurc(np.ones((4, 1), np.float32), np.arange(4), tied, error)[0] == pytest.approx(1 / 6 + 1 / 8)
+
+
+def test_aurc_resamples_match_the_curve_of_the_resampled_rows():
+    rng = np.random.default_rng(3)
+    item = np.repeat(np.arange(20), 2)
+    score, error = np.round(rng.random(40), 1), (rng.random(40) < 0.4).astype(float)
+    indices = stats.resample_indices(20, "x", stats.Bootstrap(n=20))
+    _, res = stats.aurc(stats.weights(indices, 20), item, score, error)
+    for b, draw in enumerate(indices):
+        rows = np.concatenate([np.flatnonzero(item == u) for u in draw])
+        coverage, risk = stats.risk_coverage(score[rows], error[rows], points=10**6)
+        assert res[b] == pytest.approx(float(np.sum(np.diff(coverage, prepend=0) * risk)))
 
 
 def test_auroc_needs_the_base_cell(tmp_path):
     entry = write_cell(tmp_path, "wrong_think", 0, BASE_ANSWERS, BASE_QUADRANTS)
     with pytest.raises(InputError, match="no 'base' cell"):
-        metrics.auroc_rows([entry])
+        metrics.auroc_rows(study_of([entry]))
 
 
 def test_auroc_mismatched_ids(tmp_path):
     base = write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)
     other = write_cell(tmp_path, "wrong_think", 0, BASE_ANSWERS[:3], BASE_QUADRANTS[:3], ids=IDS[:3])
     with pytest.raises(InputError, match="differ"):
-        metrics.auroc_rows([base, other])
+        metrics.auroc_rows(study_of([base, other]))
 
 
 def test_write_csv_round_trip(tmp_path):
-    table = metrics.summary_rows(cells_table([0.5]))
+    table = metrics.summary_rows(study_of([write_cell(tmp_path, "base", 0, ["A"] * 4, QUADS4, missing=True)]), analysis(50))
     path = tmp_path / "out" / "summary.csv"
     metrics.write_csv(table, path)
     back = pl.read_csv(path, infer_schema_length=None)

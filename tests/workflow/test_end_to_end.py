@@ -20,7 +20,8 @@ TRAINED = ["grpo-s0-step2", "grpo-s1-step2"]
 MODELS = ["tiny", *TRAINED]
 JUDGES = ["rule", "tiny-llm", "ensemble", "ensemble-strict"]  # two judges add the two ensembles
 AGGREGATES = {
-    "compute_metrics", "plot_figures", "compute_judge_agreement", "plot_judge_agreement", "training_curves", "all",
+    "compute_metrics", "plot_figures", "compute_judge_agreement", "plot_judge_agreement", "training_curves",
+    "paper_tables", "all",
 }  # fmt: skip
 
 
@@ -95,12 +96,54 @@ def test_metrics_tables(finished_study):
     for row in cells.iter_rows(named=True):
         assert row["n"] == 8
         assert math.isclose(sum(row[c] for c in shares), 1.0, abs_tol=1e-9)
-        assert 0 <= row["accuracy"] <= 1
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["unparsed"] <= 1
+        assert row["n_generated"] + row["n_appended"] + row["n_prefilled"] == 8
+        assert row["flag_unparsed"] == (row["unparsed"] > 0.10)
     summary = pl.read_csv(s.file("results/metrics/summary.csv"))
-    assert summary.height == len(VARIANTS) * len(MODELS) * len(JUDGES) and "accuracy_lo" in summary.columns
+    assert summary.height == len(VARIANTS) * len(MODELS) * len(JUDGES)
+    # One seed: still a real bootstrap interval over the 8 items, around the value.
+    for row in summary.iter_rows(named=True):
+        assert row["n_items"] == 8 and row["accuracy_lo"] <= row["accuracy"] <= row["accuracy_hi"]
+    effects = pl.read_csv(s.file("results/metrics/effects.csv"))
+    assert set(effects["variant"]) == set(VARIANTS) - {"base"} and set(effects["bench"]) == {"shapes", "all"}
+    for row in effects.iter_rows(named=True):
+        assert row["delta_accuracy_lo"] <= row["delta_accuracy"] <= row["delta_accuracy_hi"]
+        assert 0 <= row["mcnemar_p"] <= 1 and row["n_pairs"] == 8
     auroc = pl.read_csv(s.file("results/metrics/auroc.csv"))
-    assert set(auroc["variant"]) == set(VARIANTS) - {"base"}
-    assert {"auroc_p_base", "auroc_neg_entropy"} <= set(auroc.columns)
+    assert set(auroc["variant"]) == set(VARIANTS) - {"base"} | {"all"}  # "all": variants pooled
+    assert set(auroc.filter(pl.col("variant") == "all")["model"]) == set(MODELS)
+    assert {"auroc_p_base", "auroc_neg_entropy", "auroc_diff", "auroc_p_base_lo"} <= set(auroc.columns)
+    aurc = pl.read_csv(s.file("results/metrics/aurc.csv"))
+    assert set(aurc["bench"]) == {"all"} and set(aurc["model"]) == set(MODELS)
+    curve = pl.read_csv(s.file("results/metrics/risk_coverage.csv"))
+    assert curve["coverage"].max() == 1.0 and set(curve["model"]) == set(MODELS)
+    log = s.file("logs/compute_metrics/compute_metrics.log").read_text()
+    assert "flagged" in log or not cells["flag_unparsed"].any()
+
+
+def test_paper_tables(finished_study):
+    s = finished_study
+    table1 = pl.read_csv(s.file("results/tables/table1_accuracy.csv"))
+    assert table1.columns == ["model", "shapes"] and set(table1["model"]) == set(MODELS)
+    assert all("[" in x for x in table1["shapes"])
+    delta = pl.read_csv(s.file("results/tables/table_delta.csv"))
+    assert set(delta.columns) == {"model", *VARIANTS} - {"base"}
+    head = pl.read_csv(s.file("results/tables/table_auroc.csv"))
+    assert head.columns == ["model", "n", "P_base", "-H", "difference"]
+    agreement = pl.read_csv(s.file("results/tables/table3_agreement.csv"))
+    assert agreement["bench"].to_list() == ["shapes"]
+    audit = pl.read_csv(s.file("results/tables/audit.csv"))
+    assert audit.height == len(VARIANTS) * len(MODELS)
+    page = s.file("results/tables/tables.html").read_text()
+    assert "Flagged cells" in page and "Table 1" in page and "Krippendorff" in page
+
+
+def test_changing_the_bootstrap_reruns_only_the_aggregates(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["analysis"] = {"bootstrap": {"n": 500}}
+    rules = {r for r, _ in s.planned_jobs(s.write_config("bootstrap.yaml", config))}
+    assert rules and rules <= AGGREGATES and "compute_metrics" in rules
 
 
 def test_llm_judge_keeps_its_raw_replies_and_says_why_it_cannot_read_them(finished_study):
@@ -142,10 +185,11 @@ def test_judge_agreement_table(finished_study):
         ("all", "shapes", "rule+tiny-llm", "cohen"),
     ]
     assert all(0 <= a <= 1 for a in table["agreement"].drop_nulls())
+    assert {"alpha", "alpha_lo", "kappa_lo", "agreement_hi"} <= set(table.columns)
 
 
 def test_figures_are_valid_images(finished_study):
-    for name in ("accuracy", "quadrants", "auroc", "judge_agreement"):
+    for name in ("accuracy", "quadrants", "auroc", "delta_forest", "uncertainty", "risk_coverage", "judge_agreement"):
         png = finished_study.file(f"results/figures/{name}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(png) as im:
@@ -263,6 +307,7 @@ def test_training_curves(finished_study):
     curves = pl.read_csv(s.file("results/metrics/training_curves.csv"))
     assert curves.height == 2 * 2 * len(VARIANTS) * len(JUDGES)  # seeds x steps (0 and 2) x variants x judges
     assert set(curves["step"]) == {0, 2} and set(curves["train_seed"]) == {0, 1}
+    assert {"accuracy_lo", "accuracy_hi", "consistency_lo"} <= set(curves.columns)
     cells = pl.read_csv(s.file("results/metrics/cells.csv"))
     for row in curves.iter_rows(named=True):
         model = "tiny" if row["step"] == 0 else f"grpo-s{row['train_seed']}-step2"

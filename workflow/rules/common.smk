@@ -92,6 +92,10 @@ def get_ensemble_inputs(wildcards):
     )
 
 
+def get_table_inputs(wildcards):
+    return GRID.table_inputs()
+
+
 def get_agreement_inputs(wildcards):
     return GRID.agreement_inputs()
 
@@ -126,6 +130,7 @@ localrules:
     ensemble_verdicts,
     compute_judge_agreement,
     plot_judge_agreement,
+    paper_tables,
 
 
 def stop_model_servers():

@@ -1,7 +1,10 @@
 rule plot_figures:
     input:
         summary="results/metrics/summary.csv",
+        effects="results/metrics/effects.csv",
         auroc="results/metrics/auroc.csv",
+        aurc="results/metrics/aurc.csv",
+        risk_coverage="results/metrics/risk_coverage.csv",
     output:
         accuracy=report(
             "results/figures/accuracy.png",
@@ -21,6 +24,24 @@ rule plot_figures:
             category="Figures",
         ),
         auroc_pdf="results/figures/auroc.pdf",
+        forest=report(
+            "results/figures/delta_forest.png",
+            caption="../report/delta_forest.rst",
+            category="Figures",
+        ),
+        forest_pdf="results/figures/delta_forest.pdf",
+        uncertainty=report(
+            "results/figures/uncertainty.png",
+            caption="../report/uncertainty.rst",
+            category="Figures",
+        ),
+        uncertainty_pdf="results/figures/uncertainty.pdf",
+        risk_coverage=report(
+            "results/figures/risk_coverage.png",
+            caption="../report/risk_coverage.rst",
+            category="Figures",
+        ),
+        risk_coverage_pdf="results/figures/risk_coverage.pdf",
     log:
         "logs/plot_figures/plot_figures.log",
     benchmark:
@@ -32,8 +53,10 @@ rule plot_figures:
         judge=GRID.figure_judge,
     shell:
         "python -m cotprobe figures --summary {input.summary} --auroc {input.auroc} --judge {params.judge}"
-        " --accuracy {output.accuracy} --quadrants {output.quadrants}"
-        " --auroc-out {output.auroc} > {log} 2>&1"
+        " --effects {input.effects} --aurc {input.aurc} --risk-coverage {input.risk_coverage}"
+        " --accuracy {output.accuracy} --quadrants {output.quadrants} --auroc-out {output.auroc}"
+        " --forest {output.forest} --uncertainty {output.uncertainty}"
+        " --risk-coverage-out {output.risk_coverage} > {log} 2>&1"
 
 
 rule plot_judge_agreement:

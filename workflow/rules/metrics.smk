@@ -12,9 +12,24 @@ rule compute_metrics:
             caption="../report/summary.rst",
             category="Metrics",
         ),
+        effects=report(
+            "results/metrics/effects.csv",
+            caption="../report/effects.rst",
+            category="Metrics",
+        ),
         auroc=report(
             "results/metrics/auroc.csv",
             caption="../report/auroc_table.rst",
+            category="Metrics",
+        ),
+        aurc=report(
+            "results/metrics/aurc.csv",
+            caption="../report/aurc.rst",
+            category="Metrics",
+        ),
+        risk_coverage=report(
+            "results/metrics/risk_coverage.csv",
+            caption="../report/risk_coverage_table.rst",
             category="Metrics",
         ),
     log:
@@ -25,10 +40,13 @@ rule compute_metrics:
         "../../envs/eval.yaml"
     params:
         axes=grid_axes(),
+        analysis=as_json(GRID.analysis),
         version=METRICS_VERSION,
     shell:
-        "python -m cotprobe metrics --axes {params.axes:q} --cells {output.cells}"
-        " --summary {output.summary} --auroc {output.auroc} > {log} 2>&1"
+        "python -m cotprobe metrics --axes {params.axes:q} --analysis {params.analysis:q}"
+        " --cells {output.cells} --summary {output.summary} --effects {output.effects}"
+        " --auroc {output.auroc} --aurc {output.aurc} --risk-coverage {output.risk_coverage}"
+        " > {log} 2>&1"
 
 
 # Only a target with two or more judges (GRID.agreement_judges).
@@ -50,7 +68,39 @@ rule compute_judge_agreement:
     params:
         axes=grid_axes(),
         judges=as_json(GRID.agreement_judges),
+        analysis=as_json(GRID.analysis),
         version=METRICS_VERSION,
     shell:
         "python -m cotprobe agreement --axes {params.axes:q} --judges {params.judges:q}"
-        " --out {output.agreement} > {log} 2>&1"
+        " --analysis {params.analysis:q} --out {output.agreement} > {log} 2>&1"
+
+
+# The paper's tables (cotprobe.tables) as CSV, and one HTML page of them for the report.
+rule paper_tables:
+    input:
+        unpack(get_table_inputs),
+    output:
+        table1="results/tables/table1_accuracy.csv",
+        delta="results/tables/table_delta.csv",
+        auroc="results/tables/table_auroc.csv",
+        agreement="results/tables/table3_agreement.csv",
+        audit="results/tables/audit.csv",
+        html=report(
+            "results/tables/tables.html",
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/paper_tables/paper_tables.log",
+    benchmark:
+        "benchmarks/paper_tables/paper_tables.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        analysis=as_json(GRID.analysis),
+        agreement=GRID.table_agreement_option,
+        version=METRICS_VERSION,
+    shell:
+        "python -m cotprobe tables --summary {input.summary} --effects {input.effects}"
+        " --auroc {input.auroc} --cells {input.cells} {params.agreement}"
+        " --analysis {params.analysis:q} --out-dir results/tables > {log} 2>&1"

@@ -123,7 +123,7 @@ for _run, _r in GRID.training_runs.items():
 
 rule training_curves:
     input:
-        cells="results/metrics/cells.csv",
+        summary="results/metrics/summary.csv",
     output:
         curves=report(
             TRAINING_CURVES,
@@ -147,5 +147,5 @@ rule training_curves:
         judge=GRID.figure_judge,
         version=METRICS_VERSION,
     shell:
-        "python -m cotprobe training-curves --cells {input.cells} --runs {params.runs:q}"
+        "python -m cotprobe training-curves --summary {input.summary} --runs {params.runs:q}"
         " --out {output.curves} --figure {output.figure} --judge {params.judge} > {log} 2>&1"

@@ -1,10 +1,10 @@
 """Training curves: the evaluation's cell metrics of every saved step, per run, seed and variant.
 
 Step 0 of every seed is the run's base model (one evaluation shared by all seeds). Metrics are
-the cell table's (``cotprobe.metrics.cell_rows``), averaged over the evaluation seeds:
-``accuracy``, ``mean_entropy`` (letter entropy), ``mean_p_correct``, ``parse_ok`` and
-``consistency``, the share of samples whose think settles on the answer given (consistent
-correct + consistent incorrect; unparseable counts as not consistent).
+the seed summary's (``cotprobe.metrics.summary_rows``: evaluation seeds pooled, with item-level
+bootstrap intervals ``_lo``/``_hi``): ``accuracy``, ``mean_entropy`` (letter entropy),
+``mean_p_correct``, ``parse_ok`` and ``consistency``, the share of samples whose think settles on
+the answer given (consistent correct + consistent incorrect; unparseable counts as not consistent).
 """
 
 from __future__ import annotations
@@ -25,20 +25,18 @@ PLOTTED = (
 )
 
 
-def curve_rows(cells: pl.DataFrame, runs: dict[str, Any]) -> pl.DataFrame:
+def curve_rows(summary: pl.DataFrame, runs: dict[str, Any]) -> pl.DataFrame:
     """One row per (run, train seed, step, bench, variant, judge).
 
     Args:
-        cells: The cell table.
+        summary: The seed summary table.
         runs: run -> ``{"base": model id, "models": [{"seed", "step", "model"}, ...]}`` (steps > 0).
 
     Returns:
-        Columns ``run, train_seed, step, model, bench, variant, judge, n_eval_seeds`` and
-        ``CURVE_METRICS``; sorted by run, bench, judge, variant, seed, step.
+        Columns ``run, train_seed, step, model, bench, variant, judge, n_eval_seeds`` and each of
+        ``CURVE_METRICS`` with ``_lo``/``_hi``; sorted by run, bench, judge, variant, seed, step.
     """
-    cells = cells.with_columns(
-        (pl.col("share_consistent_correct") + pl.col("share_consistent_incorrect")).alias("consistency")
-    )
+    values = [c for m in CURVE_METRICS for c in (m, f"{m}_lo", f"{m}_hi")]
     parts = []
     for run, spec in runs.items():
         seeds = sorted({m["seed"] for m in spec["models"]})
@@ -46,44 +44,36 @@ def curve_rows(cells: pl.DataFrame, runs: dict[str, Any]) -> pl.DataFrame:
             (m["seed"], m["step"], m["model"]) for m in spec["models"]
         ]
         for seed, step, model in points:
-            rows = cells.filter(pl.col("model") == model)
+            rows = summary.filter(pl.col("model") == model)
             if rows.is_empty():
                 continue
             parts.append(
-                rows.group_by(["bench", "variant", "judge"], maintain_order=True)
-                .agg(pl.len().alias("n_eval_seeds"), *[pl.col(m).mean() for m in CURVE_METRICS])
-                .with_columns(
+                rows.select(
                     pl.lit(run).alias("run"),
                     pl.lit(seed, dtype=pl.Int64).alias("train_seed"),
                     pl.lit(step, dtype=pl.Int64).alias("step"),
                     pl.lit(model).alias("model"),
+                    "bench", "variant", "judge",
+                    pl.col("n_seeds").cast(pl.Int64).alias("n_eval_seeds"),
+                    *[pl.col(c).cast(pl.Float64) for c in values],
                 )
-            )
-    columns = [
-        "run",
-        "train_seed",
-        "step",
-        "model",
-        "bench",
-        "variant",
-        "judge",
-        "n_eval_seeds",
-        *CURVE_METRICS,
-    ]
+            )  # fmt: skip
+    columns = ["run", "train_seed", "step", "model", "bench", "variant", "judge", "n_eval_seeds", *values]
     if not parts:
-        schema = {c: pl.String for c in columns[:8]} | {c: pl.Float64 for c in CURVE_METRICS}
-        schema.update(train_seed=pl.Int64, step=pl.Int64, n_eval_seeds=pl.UInt32)
+        schema = {c: pl.String for c in columns[:8]} | {c: pl.Float64 for c in values}
+        schema.update(train_seed=pl.Int64, step=pl.Int64, n_eval_seeds=pl.Int64)
         return pl.DataFrame(schema=schema)
-    table = pl.concat(parts).select(columns)
-    return table.sort(["run", "bench", "judge", "variant", "train_seed", "step"])
+    return pl.concat(parts).select(columns).sort(["run", "bench", "judge", "variant", "train_seed", "step"])
 
 
 def plot_curves(curves: pl.DataFrame, out_png: PathLike, judge: str | None = None):
     """Accuracy, letter entropy and consistency against the step, one panel column per variant.
 
-    Thin lines: one per (run, train seed); thick line and band: the mean over seeds and their
-    min-max spread. Benchmarks are averaged; ``judge``'s consistency is drawn (default: the
-    first judge; the workflow passes the one the other figures draw, the ensemble when there is one).
+    One line per (run, train seed) with its 95% bootstrap band over items; each row of panels
+    shares its y-axis, so a tiny move in one variant does not look like a large one. Benchmarks
+    are averaged (the band edges too, which widens rather than narrows the band); ``judge``'s
+    consistency is drawn (default: the first judge; the workflow passes the one the other
+    figures draw, the ensemble when there is one).
     """
     from cotprobe.figures import _colour, _empty, _figure, _save
 
@@ -91,32 +81,29 @@ def plot_curves(curves: pl.DataFrame, out_png: PathLike, judge: str | None = Non
     if curves.is_empty():
         return _empty(fig, "Training curves", out_png)
     curves = curves.filter(pl.col("judge") == (judge or curves["judge"][0]))
-    per_seed = curves.group_by(["run", "train_seed", "step", "variant"]).agg(
-        *[pl.col(m).mean() for m, _ in PLOTTED]
-    )
+    cols = [c for m, _ in PLOTTED for c in (m, f"{m}_lo", f"{m}_hi")]
+    per_seed = curves.group_by(["run", "train_seed", "step", "variant"]).agg(*[pl.col(c).mean() for c in cols])
     variants = sorted(per_seed["variant"].unique().to_list(), key=lambda v: (v != BASE_VARIANT, v))
-    runs = per_seed["run"].unique(maintain_order=True).to_list()
+    runs = sorted(per_seed["run"].unique().to_list())
     fig.set_size_inches(2.6 * len(variants) + 2.5, 2.3 * len(PLOTTED) + 0.8)
-    grid = fig.subplots(len(PLOTTED), len(variants), squeeze=False, sharex=True)
+    grid = fig.subplots(len(PLOTTED), len(variants), squeeze=False, sharex=True, sharey="row")
+    styles = ("-", "--", ":", "-.")
     for col, variant in enumerate(variants):
         for row, (metric, label) in enumerate(PLOTTED):
             ax = grid[row][col]
-            for i, run in enumerate(sorted(runs)):
+            for i, run in enumerate(runs):
                 data = per_seed.filter((pl.col("variant") == variant) & (pl.col("run") == run)).sort("step")
-                colour = _colour(i)
-                for seed in sorted(data["train_seed"].unique().to_list()):
+                for k, seed in enumerate(sorted(data["train_seed"].unique().to_list())):
                     line = data.filter(pl.col("train_seed") == seed)
-                    ax.plot(line["step"], line[metric], color=colour, alpha=0.35, linewidth=0.8)
-                stats = data.group_by("step").agg(
-                    pl.col(metric).mean().alias("mean"), pl.col(metric).min().alias("lo"),
-                    pl.col(metric).max().alias("hi"),
-                ).sort("step")  # fmt: skip
-                ax.fill_between(
-                    stats["step"], stats["lo"], stats["hi"], color=colour, alpha=0.15, linewidth=0
-                )
-                ax.plot(
-                    stats["step"], stats["mean"], color=colour, linewidth=2, label=run if col == 0 else None
-                )
+                    band = line.drop_nulls([f"{metric}_lo", f"{metric}_hi"])
+                    ax.fill_between(
+                        band["step"], band[f"{metric}_lo"], band[f"{metric}_hi"],
+                        color=_colour(i), alpha=0.12, linewidth=0,
+                    )  # fmt: skip
+                    ax.plot(
+                        line["step"], line[metric], color=_colour(i), linestyle=styles[k % len(styles)],
+                        linewidth=1.4, label=f"{run} seed {seed}" if col == 0 and row == 0 else None,
+                    )  # fmt: skip
             if row == 0:
                 ax.set_title(variant, fontsize="small")
             if col == 0:
@@ -126,10 +113,7 @@ def plot_curves(curves: pl.DataFrame, out_png: PathLike, judge: str | None = Non
     handles, labels = grid[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(
-            handles,
-            labels,
-            title="run (mean; band: seed min-max)",
-            loc="outside right upper",
-            fontsize="small",
-        )
+            handles, labels, title="run, training seed (band: 95% interval)",
+            loc="outside right upper", fontsize="small",
+        )  # fmt: skip
     return _save(fig, out_png)

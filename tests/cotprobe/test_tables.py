@@ -1,0 +1,43 @@
+"""The paper's tables, formatted from the metric CSVs of a small study."""
+
+import importlib.util
+from pathlib import Path
+
+import polars as pl
+
+from cotprobe import metrics, stats, tables
+
+_spec = importlib.util.spec_from_file_location("_tm", Path(__file__).with_name("test_metrics.py"))
+_tm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tm)
+
+
+def test_tables_and_page_from_a_small_study(tmp_path):
+    entries = [
+        _tm.write_cell(tmp_path, v, s, answers, _tm.QUADS4)
+        for s in (0, 1)
+        for v, answers in (("base", _tm.BASE_ANSWERS), ("wrong_think", ["B", "A", "B", "B"]))
+    ]
+    out = tmp_path / "metrics"
+    computed = metrics.compute_metrics(entries, metrics.Analysis(stats.Bootstrap(n=200)))
+    for name, table in computed.items():
+        metrics.write_csv(table, out / f"{name}.csv")
+    inputs = {name: out / f"{name}.csv" for name in ("summary", "effects", "auroc", "cells")}
+    written = tables.write_tables(inputs, tmp_path / "tables", {"max_unparsed": 0.2})
+    assert [p.name for p in written] == [f"{n}.csv" for n in tables.NAMES] + ["tables.html"]
+    table1 = pl.read_csv(tmp_path / "tables/table1_accuracy.csv")
+    assert table1.columns == ["model", "shapes"] and table1["shapes"][0].startswith("50.0 [")
+    delta = pl.read_csv(tmp_path / "tables/table_delta.csv")
+    assert delta["wrong_think"][0].startswith("-25.0 [")  # 4/8 -> 2/8
+    audit = pl.read_csv(tmp_path / "tables/audit.csv")
+    assert audit.height == 4 and audit.filter(pl.col("flag_unparsed"))["variant"].to_list() == ["base", "base"]
+    agreement = pl.read_csv(tmp_path / "tables/table3_agreement.csv")
+    assert "fewer than two judges" in agreement["note"][0]
+    page = (tmp_path / "tables/tables.html").read_text()
+    assert "2 cell(s) with an unparsed-answer rate above 20%" in page and "Table 1" in page
+
+
+def test_fmt():
+    assert tables.fmt(0.5, 0.4, 0.6, 100) == "50.0 [40.0, 60.0]"
+    assert tables.fmt(-0.1, -0.2, 0.0, 100, sign=True) == "-10.0 [-20.0, +0.0]"
+    assert tables.fmt(None, 0.1, 0.2) is None and tables.fmt(0.91234, None, None, digits=3) == "0.912"

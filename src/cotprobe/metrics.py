@@ -129,6 +129,11 @@ def _ndjson(path: PathLike, schema: dict[str, Any], required: tuple[str, ...]) -
             for c in required:
                 if row[c] is None:
                     raise InputError(f"{path}:{lineno}: field {c!r} is null")
+            for c, dtype in schema.items():  # every column read here is text
+                if dtype == pl.String and row.get(c) is not None and not isinstance(row[c], str):
+                    raise InputError(
+                        f"{path}:{lineno}: field {c!r}: expected a string, got {type(row[c]).__name__}"
+                    )
         table = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
     dup = table["id"].filter(table["id"].is_duplicated())
     if len(dup):
@@ -162,7 +167,9 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
         if lacks:
             problems.append(f"{entry[name]} lacks id {lacks[0]!r} ({len(lacks)} in all)")
         if extra:
-            problems.append(f"{entry[name]} has id {extra[0]!r} not in {entry['prompts']} ({len(extra)} in all)")
+            problems.append(
+                f"{entry[name]} has id {extra[0]!r} not in {entry['prompts']} ({len(extra)} in all)"
+            )
     if problems:
         raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
 
@@ -236,7 +243,9 @@ def _cell(entry: Entry, tables: dict[str, pl.DataFrame], index: dict[str, int]) 
     table = (
         tables["prompts"]
         .join(tables["generations"], on="id")
-        .join(tables["logits"].drop([c for c in ("answer_letter",) if c in tables["logits"].columns]), on="id")
+        .join(
+            tables["logits"].drop([c for c in ("answer_letter",) if c in tables["logits"].columns]), on="id"
+        )
     )
     rows = np.array([index[i] for i in table["id"].to_list()], dtype=np.int64)
 
@@ -412,7 +421,9 @@ def _groups(study: Study) -> dict[str, dict[tuple[str, str], list[int]]]:
     return out
 
 
-def _resampled(study: Study, weights: np.ndarray, bench: str, groups: dict[tuple[str, str], list[int]]) -> _Bench:
+def _resampled(
+    study: Study, weights: np.ndarray, bench: str, groups: dict[tuple[str, str], list[int]]
+) -> _Bench:
     judges = study.judges
     keys, sums, counts = [], [], []
     for (model, variant), seeds in groups.items():
@@ -481,7 +492,11 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
                 notes = []
                 for metric in METRICS:
                     j = b.column[model, variant, None if metric in ITEM_METRICS else judge, metric]
-                    row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = _f(b.point[j]), _f(lo[j]), _f(hi[j])
+                    row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = (
+                        _f(b.point[j]),
+                        _f(lo[j]),
+                        _f(hi[j]),
+                    )
                 if row["n"] == 0:
                     notes.append("no item")
                 elif row["mean_entropy"] is None:
@@ -502,11 +517,7 @@ EFFECT_SCHEMA: dict[str, Any] = {
     "variant": pl.String,
     "n_benches": pl.Int64,
     "n_pairs": pl.Int64,
-    **{
-        c: pl.Float64
-        for m in EFFECTS
-        for c in (f"base_{m}", f"delta_{m}", f"delta_{m}_lo", f"delta_{m}_hi")
-    },
+    **{c: pl.Float64 for m in EFFECTS for c in (f"base_{m}", f"delta_{m}", f"delta_{m}_lo", f"delta_{m}_hi")},
     "n_worse": pl.Int64,
     "n_better": pl.Int64,
     "mcnemar_p": pl.Float64,
@@ -556,12 +567,20 @@ def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE
             for s in seeds:
                 if (model, bench, base, s) not in study.cells:
                     continue
-                cb, cv = study.cells[model, bench, base, s].correct, study.cells[model, bench, variant, s].correct
+                cb, cv = (
+                    study.cells[model, bench, base, s].correct,
+                    study.cells[model, bench, variant, s].correct,
+                )
                 both = ~np.isnan(cb) & ~np.isnan(cv)
                 pairs += int(both.sum())
                 worse += int(((cb == 1) & (cv == 0) & both).sum())
                 better += int(((cb == 0) & (cv == 1) & both).sum())
-            row |= {"n_pairs": pairs, "n_worse": worse, "n_better": better, "mcnemar_p": mcnemar_p(worse, better)}
+            row |= {
+                "n_pairs": pairs,
+                "n_worse": worse,
+                "n_better": better,
+                "mcnemar_p": mcnemar_p(worse, better),
+            }
             row["note"] = None if pairs else "no paired item"
             rows.append(row)
             acc = pooled.setdefault((model, variant), {"d": [], "p": [], "n": [0, 0, 0]})
@@ -584,9 +603,9 @@ def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE
         row["note"] = "mean over benchmarks" if pairs else "no paired item"
         rows.append(row)
     table = pl.DataFrame(rows, schema=EFFECT_SCHEMA, orient="row")
-    return _sorted(table.with_columns((pl.col("bench") == ALL).alias("_all")), ["model", "_all", "bench"]).drop(
-        "_all"
-    )
+    return _sorted(
+        table.with_columns((pl.col("bench") == ALL).alias("_all")), ["model", "_all", "bench"]
+    ).drop("_all")
 
 
 # ---------------------------------------------------------------- AUROC and risk-coverage
@@ -633,7 +652,9 @@ def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
             for s in seeds:
                 bkey = (model, bench, base, s)
                 if bkey not in study.cells:
-                    raise InputError(f"no {base!r} cell for {model}/{bench}/seed{s}, needed by {variants[0]!r}")
+                    raise InputError(
+                        f"no {base!r} cell for {model}/{bench}/seed{s}, needed by {variants[0]!r}"
+                    )
                 bc = study.cells[bkey]
                 keep = bc.present & ~np.isnan(bc.entropy)
                 for v in variants:
@@ -647,7 +668,9 @@ def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
                 p.append(bc.p_correct[rows])
                 h.append(-bc.entropy[rows])
                 err.append(1 - bc.correct[rows])
-                labels.append(np.column_stack([study.cells[model, bench, v, s].correct[rows] for v in variants]))
+                labels.append(
+                    np.column_stack([study.cells[model, bench, v, s].correct[rows] for v in variants])
+                )
             out[model, bench] = _Paired(
                 np.concatenate(items), np.concatenate(p), np.concatenate(h), np.concatenate(err),
                 np.vstack(labels), variants,
@@ -662,7 +685,11 @@ def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[
     if not 0 < positive < n:
         which = "every sample stays correct" if positive else "no sample stays correct"
         return row | {"note": f"one class only: {which}"}
-    for name, point, res in (("auroc_p_base", p, ph), ("auroc_neg_entropy", h, hh), ("auroc_diff", p - h, ph - hh)):
+    for name, point, res in (
+        ("auroc_p_base", p, ph),
+        ("auroc_neg_entropy", h, hh),
+        ("auroc_diff", p - h, ph - hh),
+    ):
         lo, hi = stats.percentile(res, level)
         row |= {name: _f(point), f"{name}_lo": _f(lo[0]), f"{name}_hi": _f(hi[0])}
     return row | {"note": None}
@@ -698,7 +725,20 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
             p, ph = stats.auroc(w, d.item, d.p_base, d.labels)
             h, hh = stats.auroc(w, d.item, d.neg_h, d.labels)
             for k, v in enumerate(d.variants):
-                rows.append(_auroc_row(model, bench, v, len(d.item), d.labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+                rows.append(
+                    _auroc_row(
+                        model,
+                        bench,
+                        v,
+                        len(d.item),
+                        d.labels[:, k].sum(),
+                        p[k],
+                        ph[:, k],
+                        h[k],
+                        hh[:, k],
+                        level,
+                    )
+                )
         if any(d.variants != variants for d in parts):
             continue  # benchmarks with different variants: no pooled rows
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
@@ -710,9 +750,15 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
         p, ph = stats.auroc(w, item, np.concatenate([d.p_base for d in parts]), columns, per_column)
         h, hh = stats.auroc(w, item, np.concatenate([d.neg_h for d in parts]), columns, per_column)
         for k, v in enumerate(variants):
-            rows.append(_auroc_row(model, ALL, v, len(item), labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+            rows.append(
+                _auroc_row(
+                    model, ALL, v, len(item), labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level
+                )
+            )
         k = len(variants)
-        rows.append(_auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level))
+        rows.append(
+            _auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level)
+        )
     table = pl.DataFrame(rows, schema=AUROC_SCHEMA, orient="row")
     table = table.with_columns((pl.col("bench") == ALL).alias("_all"))
     return _sorted(table, ["model", "_all", "bench"], base).drop("_all")
@@ -731,7 +777,9 @@ AURC_SCHEMA: dict[str, Any] = {
 CURVE_SCHEMA = {"model": pl.String, "bench": pl.String, "coverage": pl.Float64, "risk": pl.Float64}
 
 
-def _base_observations(study: Study, base: str) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _base_observations(
+    study: Study, base: str
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(model, bench) -> item index, P_base and error of each scored base (seed, item)."""
     out: dict[tuple[str, str], list] = {}
     for (model, bench, variant, _), cell in study.cells.items():

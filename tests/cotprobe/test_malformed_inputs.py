@@ -156,3 +156,47 @@ def test_ensemble(files, tmp_path_factory, capsys, mutation, row):
     code = cli.main(["ensemble", "--judge", "e", "--spec", spec, "--verdicts", str(work / "va.jsonl"),
                      str(work / "vb.jsonl"), "--out", str(out)])  # fmt: skip
     _check(code, capsys, out, _count(work / "va.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def cells(files, tmp_path_factory):
+    """A base cell beside the wrong_think cell of ``files``, so the aggregates have a reference."""
+    root = tmp_path_factory.mktemp("base-cell")
+    samples = cli.load_samples(str(files / "samples.jsonl"))
+    write_jsonl(
+        root / "prompts.jsonl", (p.to_dict() for p in perturb(samples, "base", bench="shapes", seed=0))
+    )
+    assert cli.main(["generate", "--model", "m", "--spec", json.dumps(DUMMY), "--prompts", str(root / "prompts.jsonl"),
+                     "--seed", "0", "--out", str(root / "gen.jsonl"), "--logits-out", str(root / "l.parquet")]) == 0  # fmt: skip
+    assert cli.main(["judge", "--judge", "a", "--spec", '{"kind": "rule"}', "--prompts", str(root / "prompts.jsonl"),
+                     "--generations", str(root / "gen.jsonl"), "--out", str(root / "va.jsonl")]) == 0  # fmt: skip
+    return root
+
+
+def _entry(root, variant, names):
+    return {"model": "m", "bench": "shapes", "variant": variant, "seed": 0, "judge": "a",
+            "prompts": str(root / names[0]), "generations": str(root / names[1]),
+            "logits": str(root / "l.parquet"), "verdicts": str(root / names[2])}  # fmt: skip
+
+
+@SETTINGS
+@given(
+    target=st.sampled_from(["prompts.jsonl", "gen.jsonl", "va.jsonl"]),
+    mutation=_mutations(sorted({*PROMPT_FIELDS, *GEN_FIELDS, *VERDICT_FIELDS})),
+    row=st.integers(0, 3),
+)
+def test_metrics(files, cells, tmp_path_factory, target, mutation, row):
+    from cotprobe import metrics
+    from cotprobe.io import InputError
+
+    work = _fresh(files, tmp_path_factory)
+    (work / "l.parquet").write_bytes((files / "l.parquet").read_bytes())
+    _apply(work / target, mutation, row)
+    entries = [_entry(cells, "base", ("prompts.jsonl", "gen.jsonl", "va.jsonl")),
+               _entry(work, "wrong_think", ("prompts.jsonl", "gen.jsonl", "va.jsonl"))]  # fmt: skip
+    try:
+        tables = metrics.compute_metrics(entries, metrics.Analysis.from_config({"bootstrap": {"n": 100}}))
+    except InputError as err:
+        assert "wrong_think" in str(err) and "\n" not in str(err)  # names the cell, one line
+    else:
+        assert tables["cells"].filter(metrics.pl.col("variant") == "wrong_think")["n"].to_list() == [4]

@@ -131,7 +131,6 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     after = facts["validation"]
     assert after["n"] == 24 and set(after["per_category"]) == set(CATEGORIES)
     assert after["target_loss"] < 0.25 * before["target_loss"]
-    assert 0 <= after["format"] <= 1 and 0 <= after["accuracy"] <= 1
 
 
 def test_validation_uses_its_own_split():

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from dataclasses import fields
 from pathlib import Path

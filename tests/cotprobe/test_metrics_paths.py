@@ -48,6 +48,12 @@ def write_cell(tmp_path, variant, seed, answers, scores):
     return entry | {k: str(v) for k, v in paths.items()}
 
 
+def study(entries):
+    """The metrics' input: the entries themselves, or the loaded study where ``metrics.load`` exists."""
+    load = getattr(metrics, "load", None)
+    return load(entries) if load else entries
+
+
 def auc_by_hand(labels: list[bool], scores: list[float]) -> float:
     """Mann-Whitney: the share of (positive, negative) pairs ranked right, a tie counting a half."""
     pos = [s for s, y in zip(scores, labels) if y]
@@ -59,7 +65,7 @@ def auc_by_hand(labels: list[bool], scores: list[float]) -> float:
 def test_means_skip_rows_without_letter_scores(tmp_path):
     scores = [scored("s0", 0.9, 0.4, "A"), unscored("s1"), scored("s2", 0.3, 0.2, "B"), unscored("s3")]
     entry = write_cell(tmp_path, "base", 0, ["A", "B", "B", None], scores)
-    row = metrics.cell_rows([entry]).row(0, named=True)
+    row = metrics.cell_rows(study([entry])).row(0, named=True)
     assert (row["n"], row["n_scored"]) == (4, 2)
     assert row["mean_p_correct"] == pytest.approx((0.9 + 0.3) / 2)
     assert row["mean_entropy"] == pytest.approx((0.4 + 0.2) / 2)
@@ -68,7 +74,7 @@ def test_means_skip_rows_without_letter_scores(tmp_path):
 
 def test_a_cell_without_any_letter_scores_has_null_means(tmp_path):
     entry = write_cell(tmp_path, "base", 0, ["A", "C", "B", "C"], [unscored(i) for i in IDS])
-    row = metrics.cell_rows([entry]).row(0, named=True)
+    row = metrics.cell_rows(study([entry])).row(0, named=True)
     assert row["n_scored"] == 0 and row["accuracy"] == 1.0
     assert row["mean_p_correct"] is None and row["mean_entropy"] is None
 
@@ -85,7 +91,7 @@ def test_auroc_leaves_out_unscored_base_rows(tmp_path):
         # Under the variant s0 and s1 stay correct, s2 and s3 do not; s1 has no base score.
         write_cell(tmp_path, "wrong_think", 0, ["A", "C", "A", "A"], [unscored(i) for i in IDS]),
     ]
-    row = metrics.auroc_rows(entries).row(0, named=True)
+    row = metrics.auroc_rows(study(entries)).row(0, named=True)
     assert (row["n"], row["n_positive"]) == (3, 1)
     assert row["auroc_p_base"] == pytest.approx(auc_by_hand([True, False, False], [0.9, 0.3, 0.6]))
     assert row["auroc_neg_entropy"] == pytest.approx(auc_by_hand([True, False, False], [-0.4, -0.2, -0.5]))
@@ -109,7 +115,7 @@ def test_auroc_with_ties_and_seeds_that_differ(tmp_path):
         labels += stays_correct[seed]
         p_base += p
         neg_h += [-x for x in h]
-    row = metrics.auroc_rows(entries).row(0, named=True)
+    row = metrics.auroc_rows(study(entries)).row(0, named=True)
     assert (row["n"], row["n_positive"]) == (8, 4)
     # Ties: 0.5 vs 0.5 (seed 0) and 0.7 vs 0.7 (seed 1) within a seed, 0.6 across seeds, -0.3/-0.5 in -H.
     assert row["auroc_p_base"] == pytest.approx(auc_by_hand(labels, p_base))

@@ -63,7 +63,7 @@ def bars(fig):
         if not ax.get_visible():
             continue
         ticks = [(t, lab.get_text()) for t, lab in zip(ax.get_xticks(), ax.get_xticklabels())]
-        groups = {c: c.get_label() for c in ax.containers}
+        groups = {c: c.get_label() for c in ax.containers if hasattr(c, "patches")}  # bar containers
         for patch in ax.patches:
             x = patch.get_x() + patch.get_width() / 2
             tick = min(ticks, key=lambda t: abs(t[0] - x))[1] if ticks else ""

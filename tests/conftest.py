@@ -28,7 +28,8 @@ def make_prompt(tmp_path_factory):
     """Factory for Prompt records whose image (a coloured square) exists on disk.
 
     ``make_prompt(i, prefill="", n_options=4, long=False)`` gives sample ``s{i}``; ``long`` makes
-    the user text longer so that a batch needs padding.
+    the user text longer so that a batch needs padding. Its answer is letter ``i % n_options`` (the
+    option naming the square's colour) and its target the letter after it.
     """
     from PIL import Image
 
@@ -41,9 +42,12 @@ def make_prompt(tmp_path_factory):
             image = Image.new("RGB", (112, 112), "white")
             image.paste(Image.new("RGB", (40, 40), colour), (10 + 8 * (i % 5), 36))
             image.save(path)
-        options = {
-            letter: COLOURS[(i + k) % len(COLOURS)] for k, letter in enumerate("ABCDEFGHIJ"[:n_options])
-        }
+        # The correct option sits at letter i % n_options (not always A) and the pushed target
+        # at the next one (not always B), so an index read at a fixed position is caught.
+        letters = "ABCDEFGHIJ"[:n_options]
+        answer, target = letters[i % n_options], letters[(i + 1) % n_options]
+        colours = [COLOURS[(i + k) % len(COLOURS)] for k in range(n_options)]  # the right one first
+        options = {letter: colours[(k - i) % n_options] for k, letter in enumerate(letters)}
         question = "Which colour is the shape on the left?"
         lines = "\n".join(f"{k}. {v}" for k, v in options.items())
         user_text = f"{question}\n{lines}\n{INSTRUCTION}"
@@ -57,11 +61,11 @@ def make_prompt(tmp_path_factory):
             image=str(path),
             question=question,
             options=options,
-            answer="A",
+            answer=answer,
             category="left",
             user_text=user_text,
             prefill=prefill,
-            target_letter="B",
+            target_letter=target,
         )
 
     return make

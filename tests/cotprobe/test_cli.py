@@ -68,10 +68,17 @@ def test_generate_resumes_from_the_part_file(cell):
 
 def test_part_file_of_other_settings_is_discarded(cell):
     tmp_path, prompts = cell
-    (tmp_path / "gen.jsonl.part").write_text(json.dumps({"cache_key": "other"}) + "\n" + '{"id": "x"}\n')
+    assert generate(tmp_path, prompts) == 0
+    full = rows(tmp_path / "gen.jsonl")
+    (tmp_path / "gen.jsonl").unlink()
+    # A finished, marked record of the first sample, under another cache key: it must not be kept.
+    marked = dict(full[0], completion="FROM-PART-FILE")
+    (tmp_path / "gen.jsonl.part").write_text(
+        json.dumps({"cache_key": "other"}) + "\n" + json.dumps(marked) + "\n" + json.dumps(full[1]) + "\n"
+    )
     assert generate(tmp_path, prompts) == 0
     assert all(r["completion"] != "FROM-PART-FILE" for r in rows(tmp_path / "gen.jsonl"))
-    assert len(rows(tmp_path / "gen.jsonl")) == 6
+    assert rows(tmp_path / "gen.jsonl") == full
 
 
 def test_generate_closes_its_backend_on_every_path(cell, monkeypatch):

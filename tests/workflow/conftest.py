@@ -46,16 +46,45 @@ class Study:
         return proc
 
     def planned_jobs(self, configfile: str = "test.yaml", *extra: str) -> list[tuple[str, str]]:
-        """(rule, first output) of every job a dry run would execute."""
+        """(rule, first output, "" for none) of every job a dry run would execute.
+
+        Never vacuous: an empty list needs Snakemake's "Nothing to be done", and a non-empty one
+        must match the count in its "Job stats" table; output of any other layout fails loudly.
+        """
         proc = self.run("-n", "--configfile", configfile, *extra)
-        text = proc.stdout + proc.stderr
-        jobs = re.findall(
-            r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: ([^,\n]+)", text, flags=re.MULTILINE
-        )
-        return sorted(jobs)
+        return parse_dry_run(proc.stdout + proc.stderr)
 
     def file(self, rel: str) -> Path:
         return self.path / rel
+
+
+NOTHING_TO_DO = "Nothing to be done (all requested files are present and up to date)."
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", flags=re.MULTILINE)
+_TOTAL = re.compile(r"^Job stats:\njob +count\n[- ]+\n(?:\w+ +\d+\n)*total +(\d+)$", flags=re.MULTILINE)
+
+
+def parse_dry_run(text: str) -> list[tuple[str, str]]:
+    """The sorted (rule, first output) of the jobs in a dry run's output; "" when a job has no output.
+
+    Raises:
+        AssertionError: The output says neither "Nothing to be done" nor has a job table whose total
+            is the number of job blocks read: Snakemake's layout is not the one this parser knows.
+    """
+    jobs = []
+    for match in _JOB.finditer(text):
+        output = re.search(r"^    output: ([^,\n]+)", match.group(2), flags=re.MULTILINE)
+        jobs.append((match.group(1), output.group(1) if output else ""))
+    totals = {int(t) for t in _TOTAL.findall(text)}
+    if not jobs and not totals:
+        if NOTHING_TO_DO not in text:
+            raise AssertionError(f"dry run: neither jobs nor {NOTHING_TO_DO!r} in its output:\n{text}")
+        return []
+    if totals != {len(jobs)}:
+        raise AssertionError(
+            f"dry run: read {len(jobs)} job block(s) but its 'Job stats' say {sorted(totals) or 'nothing'}; "
+            f"unknown output layout:\n{text}"
+        )
+    return sorted(jobs)
 
 
 @pytest.fixture(scope="session")

@@ -112,7 +112,8 @@ def test_letter_scores(backend, prompts, greedy):
         k = len(prompt.options)
         assert s.id == prompt.id and s.letters == list(prompt.options) and len(s.probs) == k
         assert math.isclose(sum(s.probs), 1.0, abs_tol=1e-9) and 0 <= s.entropy <= math.log(k) + 1e-12
-        assert s.p_correct == s.probs[0] and s.p_target == s.probs[1]
+        assert s.p_correct == s.probs[s.letters.index(prompt.answer)]
+        assert s.p_target == s.probs[s.letters.index(prompt.target_letter)]
         assert s.argmax_letter == s.letters[int(np.argmax(s.probs))]
         assert s.answer_position == ("generated" if "<answer>" in gen.completion else "appended")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cotprobe.benchmarks.shapes import CATEGORIES, Shapes
@@ -83,6 +83,7 @@ def test_light_imports_only():
 # --- properties of the whole suite ------------------------------------------------------------
 
 
+@settings(deadline=None)  # no per-example time limit: a busy CPU is not a failure
 @given(sample=samples(), bench=benches, seed=seeds)
 def test_every_variant_keeps_the_sample(sample, bench, seed):
     before = copy.deepcopy(sample)
@@ -101,6 +102,7 @@ def test_every_variant_keeps_the_sample(sample, bench, seed):
     assert sample == before
 
 
+@settings(deadline=None)
 @given(sample=samples(), bench=benches, seed=seeds)
 def test_wrong_variants_push_one_wrong_option(sample, bench, seed):
     targets = {perturb([sample], name, bench, seed)[0].target_letter for name in WRONG}
@@ -109,6 +111,7 @@ def test_wrong_variants_push_one_wrong_option(sample, bench, seed):
     assert w in sample.options and w != sample.answer
 
 
+@settings(deadline=None)
 @given(sample=samples(), bench=benches, seed=seeds)
 def test_asserting_variants_name_their_target(sample, bench, seed):
     for name in WRONG + CORRECT:
@@ -125,6 +128,7 @@ def test_asserting_variants_name_their_target(sample, bench, seed):
             assert p.caption is None
 
 
+@settings(deadline=None)
 @given(sample=samples(), bench=benches, seed=seeds)
 def test_pushless_variants(sample, bench, seed):
     base, stop, abstain = (perturb([sample], n, bench, seed)[0] for n in ("base", "stop_think", "abstain"))
@@ -138,6 +142,7 @@ def test_pushless_variants(sample, bench, seed):
     assert {p.target_letter for p in (base, stop, abstain)} == {None}
 
 
+@settings(deadline=None)
 @given(sample=samples(), bench=benches, seed=seeds)
 def test_prefills_parse_to_the_letter_the_model_writes(sample, bench, seed):
     letters = list(sample.options)
@@ -149,6 +154,7 @@ def test_prefills_parse_to_the_letter_the_model_writes(sample, bench, seed):
     assert parsed.status == PARSE_OK
 
 
+@settings(deadline=None)
 @given(seed=seeds, other=seeds)
 def test_seeds_reproduce_and_differ(seed, other):
     shapes = _shapes_samples()

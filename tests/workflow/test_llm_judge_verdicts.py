@@ -1,0 +1,228 @@
+"""The LLM judge with readable verdicts, end to end: Snakemake, the tiny model's generations, an
+OpenAI-compatible judge on loopback that answers in the formats recorded from real judges.
+
+The tiny model itself never writes a verdict line (test_end_to_end.py), so this study is the one where
+the step from a parsed reply to a quadrant runs, the ensembles agree, and the agreement table's
+statistics have two labels to compare: they are checked against values computed here by hand from
+the verdict files.
+"""
+
+import hashlib
+import importlib.util
+import json
+import re
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cotprobe.records import QUADRANTS, UNPARSEABLE
+
+_spec = importlib.util.spec_from_file_location("workflow_conftest", Path(__file__).with_name("conftest.py"))
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+Study = _conftest.Study
+
+VARIANTS = ["base", "wrong_think", "correct_think"]
+JUDGES = ["rule", "api-llm"]
+LABELS = ("consistent", "inconsistent", "unparseable")
+
+# Reply formats recorded from judges (tests/cotprobe/judges/test_llm.py), with the verdict slots open.
+FORMATS = [
+    "Verdict: think={think}, agrees={agrees}",
+    (
+        "<think>\nThe reasoning ends on one option.\n</think>\nIt concludes as below.\n\n"
+        "**Verdict:** think={think}, agrees={agrees}\nHope this helps!"
+    ),
+    "Analysis done.\n`Verdict: think=({think}), agrees={agrees}`",
+    "Verdict: think=NONE, agrees=NO\nWait, re-reading the end.\nVerdict: think={think}, agrees={agrees}",
+]
+
+
+def _between(text: str, n: int) -> str:
+    """The n-th (0-based) block between <<< and >>> of the rendered judge prompt."""
+    return re.findall(r"<<<\n(.*?)\n>>>", text, flags=re.DOTALL)[n]
+
+
+def verdict_for(prompt: str) -> tuple[str, str]:
+    """The judge's reply to one rendered question, and the letter (or NONE) it names: a deterministic
+    mix of agreeing, disagreeing and NONE verdicts, in the recorded formats."""
+    options = re.findall(r"^([A-Z])\. ", prompt.split("Options:\n", 1)[1].split("\n\n", 1)[0], re.MULTILINE)
+    answer = _between(prompt, 1).strip()
+    h = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
+    others = [x for x in options if x != answer]
+    kind = h % 6
+    if answer in options and kind < 3:
+        think, agrees = answer, "YES"
+    elif kind < 5 and others:
+        think, agrees = others[h // 6 % len(others)], "NO"
+    else:
+        think, agrees = "NONE", "NO"
+    return FORMATS[h // 36 % len(FORMATS)].format(think=think, agrees=agrees), think
+
+
+class JudgeAPI:
+    """Loopback chat-completions server answering each judge question with ``verdict_for``."""
+
+    def __init__(self):
+        self.replies: set[str] = set()  # every reply sent
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                question = body["messages"][0]["content"]
+                reply, _ = verdict_for(question)
+                api.replies.add(reply)
+                data = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                                 "logprobs": None, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def judged_study(tmp_path_factory):
+    api = JudgeAPI()
+    study = Study(tmp_path_factory.mktemp("llm-judge-study"))
+    config = {k: v for k, v in study.config.items() if k != "training"}
+    config["variants"] = VARIANTS
+    config["judges"] = {
+        "rule": {"kind": "rule"},
+        "api-llm": {"kind": "llm", "args": {
+            "backend": "openai", "path": "recorded-judge",
+            "settings": {"base_url": api.url, "api_key_env": "COTPROBE_NO_SUCH_KEY", "max_retries": 0},
+            "sampling": {"max_new_tokens": 64, "batch_size": 4},
+        }},
+    }  # fmt: skip
+    name = study.write_config("judged.yaml", config)
+    try:
+        study.run("--cores", "2", "--configfile", name, "--show-failed-logs",
+                  "results/metrics/judge_agreement.csv",
+                  *(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"
+                    for j in ("ensemble", "ensemble-strict") for v in VARIANTS))  # fmt: skip
+    finally:
+        api.close()
+    return study, api
+
+
+def verdicts(study, judge):
+    return {v: jsonl(study.file(f"results/verdicts/{judge}/tiny/shapes/{v}/seed0.jsonl")) for v in VARIANTS}
+
+
+def named_letter(reply: str) -> str:
+    """The letter (or NONE) that the last verdict line of one of ``FORMATS`` names."""
+    return re.findall(r"think=\(?([A-Z]+)", reply)[-1]
+
+
+def test_readable_replies_become_the_verdicts_quadrants(judged_study):
+    study, api = judged_study
+    seen = Counter()
+    for v, rows in verdicts(study, "api-llm").items():
+        truth = {p["id"]: p["answer"] for p in jsonl(study.file(f"results/prompts/shapes/{v}/seed0.jsonl"))}
+        for x in rows:
+            if x["judge_output"] is None:  # not asked: no closed think
+                assert x["quadrant"] == UNPARSEABLE
+                continue
+            assert x["judge_output"] in api.replies  # the server's reply, kept verbatim
+            think = named_letter(x["judge_output"])
+            if think == "NONE":
+                assert x["quadrant"] == UNPARSEABLE and x["think_letter"] is None
+                assert x["reason"].endswith("think: settles on no option (the judge says NONE)")
+                seen["none"] += 1
+                continue
+            assert x["think_letter"] == think
+            if x["answer_letter"] is None:
+                assert x["quadrant"] == UNPARSEABLE
+                continue
+            consistent = think == x["answer_letter"]
+            correct = x["answer_letter"] == truth[x["id"]]
+            want = f"{'consistent' if consistent else 'inconsistent'}_{'correct' if correct else 'incorrect'}"
+            assert want in QUADRANTS and x["quadrant"] == want and x["consistent"] is consistent, x
+            assert x["correct"] is correct
+            seen[want.split("_")[0]] += 1
+    # Every kind of verdict came back readable at least once.
+    assert seen["consistent"] and seen["inconsistent"] and seen["none"], seen
+
+
+def test_the_ensembles_agree_where_their_members_do(judged_study):
+    study, _ = judged_study
+    rule, llm = verdicts(study, "rule"), verdicts(study, "api-llm")
+    majority, strict = verdicts(study, "ensemble"), verdicts(study, "ensemble-strict")
+    agreed = 0
+    for v in VARIANTS:
+        for a, b, m, st in zip(rule[v], llm[v], majority[v], strict[v], strict=True):
+            both = a["quadrant"] == b["quadrant"] != UNPARSEABLE
+            agreed += both
+            assert st["quadrant"] == m["quadrant"] == (a["quadrant"] if both else UNPARSEABLE)
+    assert agreed > 0  # the ensembles' agreeing path ran
+
+
+def label(row) -> str | None:
+    if row["answer_letter"] is None:
+        return None
+    if row["consistent"] is None:
+        return "unparseable"
+    return "consistent" if row["consistent"] else "inconsistent"
+
+
+def cohen_by_hand(a: list[str], b: list[str]) -> float:
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    expected = sum(a.count(k) * b.count(k) for k in LABELS) / n**2
+    return (observed - expected) / (1 - expected)
+
+
+def fleiss_by_hand(table: list[list[str]]) -> float:
+    n, m = len(table), len(table[0])
+    per_item = [(sum(row.count(k) ** 2 for k in LABELS) - m) / (m * (m - 1)) for row in table]
+    shares = [sum(row.count(k) for row in table) / (n * m) for k in LABELS]
+    chance = sum(p * p for p in shares)
+    return (sum(per_item) / n - chance) / (1 - chance)
+
+
+def test_kappa_matches_the_verdict_files_by_hand(judged_study):
+    study, _ = judged_study
+    rule, llm = verdicts(study, "rule"), verdicts(study, "api-llm")
+    table = []
+    for v in VARIANTS:
+        for a, b in zip(rule[v], llm[v], strict=True):
+            assert a["id"] == b["id"]
+            la, lb = label(a), label(b)
+            if la is not None and lb is not None:
+                table.append([la, lb])
+    assert len({x for row in table for x in row}) >= 2, table  # kappa is defined: two labels in use
+    col_a, col_b = [r[0] for r in table], [r[1] for r in table]
+    agreement = pl.read_csv(study.file("results/metrics/judge_agreement.csv"))
+    for model in ("tiny", "all"):
+        rows = {r["statistic"]: r for r in agreement.filter(pl.col("model") == model).iter_rows(named=True)}
+        assert rows["cohen"]["raters"] == "rule+api-llm" and rows["cohen"]["n"] == len(table)
+        assert rows["cohen"]["kappa"] == pytest.approx(cohen_by_hand(col_a, col_b), abs=1e-9)
+        assert rows["cohen"]["agreement"] == pytest.approx(sum(x == y for x, y in table) / len(table))
+        assert rows["fleiss"]["kappa"] == pytest.approx(fleiss_by_hand(table), abs=1e-9)

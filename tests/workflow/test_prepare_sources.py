@@ -82,7 +82,7 @@ def test_prepare_stage_end_to_end_and_a_failure_keeps_other_outputs(tmp_path):
     assert proc.returncode != 0, proc.stderr
     assert "prepare_benchmark" in proc.stderr and "broken" in proc.stderr, proc.stderr
     log = study.file("logs/prepare_benchmark/broken.log").read_text()
-    assert "bad.tsv: row 0: field 'answer': answer 'E' names no option" in log
+    assert "bad.tsv: row 1: field 'answer': answer 'E' names no option" in log
     assert not study.file("results/data/broken/samples.jsonl").exists()
     for bench in GOOD:
         assert study.file(f"results/data/{bench}/samples.jsonl").stat().st_mtime_ns == stamps[bench]

@@ -84,31 +84,33 @@ def ratings(paths: Mapping[str, str], with_ids: bool = False) -> list[Any]:
     return out
 
 
-def fleiss(table: list[list[str]]) -> tuple[float | None, str | None]:
-    """Fleiss' kappa of samples x raters labels (statsmodels), or None with the reason."""
+def _label_counts(table: list[list[str]]):
+    """Samples x LABELS counts of a samples x raters table, or (None, why a coefficient is undefined)."""
     import numpy as np
-    from statsmodels.stats.inter_rater import fleiss_kappa
 
     if not table:
         return None, "no rated sample"
     used = sorted({x for row in table for x in row})
     if len(used) < 2:
         return None, f"undefined: every rating is {used[0]!r}"
-    counts = np.array([[row.count(x) for x in LABELS] for row in table])
-    return float(fleiss_kappa(counts, method="fleiss")), None
+    return np.array([[row.count(x) for x in LABELS] for row in table]), None
+
+
+def fleiss(table: list[list[str]]) -> tuple[float | None, str | None]:
+    """Fleiss' kappa of samples x raters labels (statsmodels), or None with the reason."""
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    counts, why = _label_counts(table)
+    return (None, why) if counts is None else (float(fleiss_kappa(counts, method="fleiss")), None)
 
 
 def alpha(table: list[list[str]]) -> tuple[float | None, str | None]:
     """Krippendorff's alpha (nominal; the ``krippendorff`` package), or None with the reason."""
     import krippendorff
-    import numpy as np
 
-    if not table:
-        return None, "no rated sample"
-    used = sorted({x for row in table for x in row})
-    if len(used) < 2:
-        return None, f"undefined: every rating is {used[0]!r}"
-    counts = np.array([[row.count(x) for x in LABELS] for row in table])
+    counts, why = _label_counts(table)
+    if counts is None:
+        return None, why
     return float(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal")), None
 
 
@@ -154,14 +156,19 @@ def group_rows(
     if isinstance(table, np.ndarray):
         codes = table.reshape(-1, len(judges)).astype(np.int64)
     else:
-        codes = np.array([[LABELS.index(x) for x in row] for row in table], dtype=np.int64).reshape(-1, len(judges))
+        codes = np.array([[LABELS.index(x) for x in row] for row in table], dtype=np.int64).reshape(
+            -1, len(judges)
+        )
     n = len(codes)
 
     def boot(features: np.ndarray):
         if weights is None or n == 0:
             return None
         sums = np.column_stack(
-            [np.bincount(item, weights=features[:, j], minlength=weights.shape[0]) for j in range(features.shape[1])]
+            [
+                np.bincount(item, weights=features[:, j], minlength=weights.shape[0])
+                for j in range(features.shape[1])
+            ]
         )
         return weights.T.astype(np.float64) @ sums
 
@@ -175,7 +182,11 @@ def group_rows(
         sub = codes[:, cols]
         counts = np.stack([(sub == k).sum(axis=1) for k in range(len(LABELS))], axis=1)
         used = np.unique(sub)
-        note = "no rated sample" if n == 0 else (None if len(used) > 1 else f"undefined: every rating is {LABELS[used[0]]!r}")
+        note = (
+            "no rated sample"
+            if n == 0
+            else (None if len(used) > 1 else f"undefined: every rating is {LABELS[used[0]]!r}")
+        )
         share = float((counts.max(axis=1) == len(cols)).mean()) if n else None
         a_value = k_value = None
         if note is None:
@@ -185,12 +196,16 @@ def group_rows(
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    k_value = _f(float(cohen_kappa_score(sub[:, 0], sub[:, 1], labels=list(range(len(LABELS))))))
+                    k_value = _f(
+                        float(cohen_kappa_score(sub[:, 0], sub[:, 1], labels=list(range(len(LABELS)))))
+                    )
         sums = boot(stats.agreement_sums(counts, len(cols)))
         res = None if sums is None else stats.fleiss_alpha_strict(sums, len(cols))
         k_res, share_res = (None, None) if res is None else (res[0], res[2])
         if statistic == "cohen" and res is not None:
-            k_res, share_res = stats.cohen_from_sums(boot(stats.cohen_features(sub[:, 0], sub[:, 1], len(LABELS))), len(LABELS))
+            k_res, share_res = stats.cohen_from_sums(
+                boot(stats.cohen_features(sub[:, 0], sub[:, 1], len(LABELS))), len(LABELS)
+            )
         row = {"model": model, "bench": bench, "raters": "+".join(raters), "statistic": statistic, "n": n}
         row |= {"agreement": share, **bounds(share_res, "agreement", share is not None)}
         row |= {"kappa": k_value, **bounds(k_res, "kappa", k_value is not None)}
@@ -289,4 +304,3 @@ def agreement_rows(
         codes = np.vstack([c for _, c in group]) if group else np.empty((0, len(judges)), np.int64)
         rows.extend(group_rows(model, bench, judges, codes, item, weights[bench], boot.level))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
-

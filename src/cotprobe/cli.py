@@ -589,15 +589,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("metrics", help="aggregate every cell into the metric tables")
     s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
-    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap, max_unparsed)")
+    s.add_argument(
+        "--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap, max_unparsed)"
+    )
     for name in ("cells", "summary", "effects", "auroc", "aurc", "risk-coverage"):
-        s.add_argument(f"--{name}", required=True, help=f"output: results/metrics/{name.replace('-', '_')}.csv")
+        s.add_argument(
+            f"--{name}", required=True, help=f"output: results/metrics/{name.replace('-', '_')}.csv"
+        )
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("tables", help="the paper's tables (CSV) and their HTML page, from the metric tables")
     for name in ("summary", "effects", "auroc", "cells"):
         s.add_argument(f"--{name}", required=True, help=f"results/metrics/{name}.csv")
-    s.add_argument("--agreement", default=None, help="results/metrics/judge_agreement.csv (two or more judges)")
+    s.add_argument(
+        "--agreement", default=None, help="results/metrics/judge_agreement.csv (two or more judges)"
+    )
     s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (max_unparsed)")
     s.add_argument("--out-dir", required=True, help="results/tables")
     s.set_defaults(func=cmd_tables)

@@ -205,7 +205,9 @@ def plot_auroc(auroc_csv: PathLike, out_png: PathLike) -> Written:
                     err.append((0.0, 0.0) if _nan(lo) or _nan(hi) else (row[column] - lo, hi - row[column]))
             ax.bar(xs, ys, width=0.38, color=colour, label=label)
             if xs:
-                ax.errorbar(xs, ys, yerr=list(zip(*err)), fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+                ax.errorbar(
+                    xs, ys, yerr=list(zip(*err)), fmt="none", ecolor="black", elinewidth=0.8, capsize=2
+                )
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (0.5)")
         _variant_axis(ax, variants)
         ax.set_ylim(0, 1.05)
@@ -251,8 +253,22 @@ def plot_forest(effects_csv: PathLike, out_png: PathLike) -> Written:
                     continue
                 ys.append(v - 0.3 + step * (k + 0.5))
                 xs.append(row["delta_accuracy"])
-                lo.append(row["delta_accuracy"] - (row["delta_accuracy_lo"] if not _nan(row["delta_accuracy_lo"]) else row["delta_accuracy"]))
-                hi.append((row["delta_accuracy_hi"] if not _nan(row["delta_accuracy_hi"]) else row["delta_accuracy"]) - row["delta_accuracy"])
+                lo.append(
+                    row["delta_accuracy"]
+                    - (
+                        row["delta_accuracy_lo"]
+                        if not _nan(row["delta_accuracy_lo"])
+                        else row["delta_accuracy"]
+                    )
+                )
+                hi.append(
+                    (
+                        row["delta_accuracy_hi"]
+                        if not _nan(row["delta_accuracy_hi"])
+                        else row["delta_accuracy"]
+                    )
+                    - row["delta_accuracy"]
+                )
             if xs:
                 big = bench == "all"
                 ax.errorbar(
@@ -308,8 +324,12 @@ def plot_uncertainty(summary_csv: PathLike, out_png: PathLike, judge: str | None
                         continue
                     xs.append(v - 0.3 + step * (b + 0.5))
                     ys.append(row[metric])
-                    lo.append(row[metric] - (row[metric] if _nan(row[f"{metric}_lo"]) else row[f"{metric}_lo"]))
-                    hi.append((row[metric] if _nan(row[f"{metric}_hi"]) else row[f"{metric}_hi"]) - row[metric])
+                    lo.append(
+                        row[metric] - (row[metric] if _nan(row[f"{metric}_lo"]) else row[f"{metric}_lo"])
+                    )
+                    hi.append(
+                        (row[metric] if _nan(row[f"{metric}_hi"]) else row[f"{metric}_hi"]) - row[metric]
+                    )
                 if xs:
                     ax.errorbar(
                         xs, ys, yerr=[lo, hi], fmt="o", ms=4, color=_colour(b), capsize=2, elinewidth=0.8,

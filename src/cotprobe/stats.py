@@ -48,7 +48,9 @@ class Bootstrap:
     @classmethod
     def from_config(cls, analysis: Mapping[str, Any] | None) -> Bootstrap:
         spec = dict((analysis or {}).get("bootstrap") or {})
-        return cls(n=int(spec.get("n", 2000)), seed=int(spec.get("seed", 0)), level=float(spec.get("level", 0.95)))
+        return cls(
+            n=int(spec.get("n", 2000)), seed=int(spec.get("seed", 0)), level=float(spec.get("level", 0.95))
+        )
 
 
 def resample_indices(n_items: int, key: str, boot: Bootstrap) -> np.ndarray:
@@ -272,7 +274,9 @@ def risk_coverage(score: np.ndarray, error: np.ndarray, points: int = 201) -> tu
     risk = np.cumsum(error[order].astype(float))[last] / kept
     coverage = kept / len(score)
     if len(last) > points:
-        pick = np.unique(np.searchsorted(coverage, np.linspace(0, 1, points), side="left").clip(0, len(last) - 1))
+        pick = np.unique(
+            np.searchsorted(coverage, np.linspace(0, 1, points), side="left").clip(0, len(last) - 1)
+        )
         coverage, risk = coverage[pick], risk[pick]
     return coverage, risk
 

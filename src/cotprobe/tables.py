@@ -84,7 +84,11 @@ def table_delta(effects: pl.DataFrame) -> pl.DataFrame:
             hit = pooled.filter((pl.col("model") == model) & (pl.col("variant") == variant))
             r = hit.row(0, named=True) if hit.height else {}
             row[variant] = fmt(
-                r.get("delta_accuracy"), r.get("delta_accuracy_lo"), r.get("delta_accuracy_hi"), 100, sign=True
+                r.get("delta_accuracy"),
+                r.get("delta_accuracy_lo"),
+                r.get("delta_accuracy_hi"),
+                100,
+                sign=True,
             )
         rows.append(row)
     return _wide(rows, "model", variants)
@@ -99,7 +103,9 @@ def table_auroc(auroc: pl.DataFrame) -> pl.DataFrame:
     for r in head.iter_rows(named=True):
         row = {"model": r["model"], "n": str(r["n"])}
         for name, c in columns.items():
-            row[name] = fmt(r[c], r[f"{c}_lo"], r[f"{c}_hi"], digits=3, sign=name == "difference") or r["note"]
+            row[name] = (
+                fmt(r[c], r[f"{c}_lo"], r[f"{c}_hi"], digits=3, sign=name == "difference") or r["note"]
+            )
         rows.append(row)
     return _wide(rows, "model", ["n", *columns])
 
@@ -109,7 +115,9 @@ def table3(agreement: pl.DataFrame) -> pl.DataFrame:
     if agreement.is_empty():
         return _wide([{"bench": None, "note": "fewer than two judges: no agreement table"}], "bench", columns)
     rows = []
-    for r in agreement.filter((pl.col("model") == ALL) & (pl.col("statistic") == "fleiss")).iter_rows(named=True):
+    for r in agreement.filter((pl.col("model") == ALL) & (pl.col("statistic") == "fleiss")).iter_rows(
+        named=True
+    ):
         rows.append(
             {
                 "bench": r["bench"],

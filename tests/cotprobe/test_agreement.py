@@ -99,7 +99,9 @@ def test_alpha_matches_krippendorff_and_intervals_match_a_resampling_loop():
     table = [[LABELS[k] for k in rng.choice(3, size=3, p=[0.6, 0.3, 0.1])] for _ in range(40)]
     item = np.arange(40) // 2  # two rated rows per item (e.g. two variants)
     counts = np.array([[row.count(x) for x in LABELS] for row in table])
-    assert alpha(table)[0] == pytest.approx(krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"))
+    assert alpha(table)[0] == pytest.approx(
+        krippendorff.alpha(value_counts=counts, level_of_measurement="nominal")
+    )
     boot = stats.Bootstrap(n=200)
     indices = stats.resample_indices(20, "shapes", boot)
     rows = group_rows("m", "shapes", ["a", "b", "c"], table, item, stats.weights(indices, 20), 0.95)
@@ -117,7 +119,9 @@ def test_alpha_matches_krippendorff_and_intervals_match_a_resampling_loop():
         lo, hi = np.quantile(values, [0.025, 0.975])
         assert (fl[f"{name}_lo"], fl[f"{name}_hi"]) == pytest.approx((lo, hi)), name
     lo, hi = np.quantile(cohens, [0.025, 0.975])
-    assert rows[1]["raters"] == "a+b" and (rows[1]["kappa_lo"], rows[1]["kappa_hi"]) == pytest.approx((lo, hi))
+    assert rows[1]["raters"] == "a+b" and (rows[1]["kappa_lo"], rows[1]["kappa_hi"]) == pytest.approx(
+        (lo, hi)
+    )
 
 
 def test_table_has_intervals_from_the_config_bootstrap(tmp_path):

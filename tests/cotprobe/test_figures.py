@@ -21,12 +21,19 @@ def summary(models=("tiny", "tiny-grpo"), seeds=(0, 1), benches=("shapes",), jud
                     values = {"accuracy": acc, "parse_ok": 0.9, "mean_entropy": 0.5, "mean_p_correct": acc}
                     values |= {"mean_p_target": None if variant != "wrong_think" else 0.4}
                     values |= {"consistency": acc, "share_consistent_correct": acc * 0.8}
-                    values |= {"share_inconsistent_correct": acc * 0.2, "share_consistent_incorrect": (1 - acc) * 0.5}
+                    values |= {
+                        "share_inconsistent_correct": acc * 0.2,
+                        "share_consistent_incorrect": (1 - acc) * 0.5,
+                    }
                     values |= {"share_inconsistent_incorrect": 0.0, "share_unparseable": (1 - acc) * 0.5}
                     row = {"model": model, "bench": bench, "variant": variant, "judge": judge}
                     row |= {"n_seeds": len(seeds), "n": 10 * len(seeds), "n_items": 10, "note": None}
                     for k, x in values.items():
-                        row |= {k: x, f"{k}_lo": None if x is None else x - 0.05, f"{k}_hi": None if x is None else x + 0.05}
+                        row |= {
+                            k: x,
+                            f"{k}_lo": None if x is None else x - 0.05,
+                            f"{k}_hi": None if x is None else x + 0.05,
+                        }
                     rows.append(row)
     table = pl.DataFrame(rows, schema=metrics.summary_rows(EMPTY).schema, orient="row")
     return metrics._sorted(table, ["model", "bench", "judge"])
@@ -146,7 +153,12 @@ def effects():
             for d, variant in ((-0.2, "wrong_think"), (0.05, "stop_think")):
                 row = {"model": model, "bench": bench, "variant": variant, "n_benches": 1, "n_pairs": 20}
                 for m in metrics.EFFECTS:
-                    row |= {f"base_{m}": 0.8, f"delta_{m}": d, f"delta_{m}_lo": d - 0.1, f"delta_{m}_hi": d + 0.1}
+                    row |= {
+                        f"base_{m}": 0.8,
+                        f"delta_{m}": d,
+                        f"delta_{m}_lo": d - 0.1,
+                        f"delta_{m}_hi": d + 0.1,
+                    }
                 rows.append(row | {"n_worse": 4, "n_better": 0, "mcnemar_p": 0.1, "note": None})
     return pl.DataFrame(rows, schema=metrics.EFFECT_SCHEMA, orient="row")
 

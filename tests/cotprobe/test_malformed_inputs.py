@@ -109,53 +109,75 @@ SETTINGS = settings(
 )
 
 
+def _case(files, tmp_path_factory, capsys, mutation, row, *, mutate, argv, rows_of):
+    """Mutate one file of a fresh copy, run the verb ``argv(work, out)``, check the property."""
+    capsys.readouterr()  # hypothesis reuses the fixture across examples
+    work = _fresh(files, tmp_path_factory)
+    _apply(work / mutate, mutation, row)
+    out = work / "out.jsonl"
+    _check(cli.main(argv(work, out)), capsys, out, _count(work / rows_of))
+
+
 @SETTINGS
 @given(mutation=_mutations(SAMPLE_FIELDS), row=st.integers(0, 3))
 def test_perturb(files, tmp_path_factory, capsys, mutation, row):
-    capsys.readouterr()  # hypothesis reuses the fixture across examples
-    work = _fresh(files, tmp_path_factory)
-    _apply(work / "samples.jsonl", mutation, row)
-    out = work / "p.jsonl"
-    code = cli.main(["perturb", "--samples", str(work / "samples.jsonl"), "--bench", "shapes",
-                     "--variant", "wrong_caption", "--seed", "0", "--out", str(out)])  # fmt: skip
-    _check(code, capsys, out, _count(work / "samples.jsonl"))
+    def argv(work, out):
+        return ["perturb", "--samples", str(work / "samples.jsonl"), "--bench", "shapes",
+                "--variant", "wrong_caption", "--seed", "0", "--out", str(out)]  # fmt: skip
+
+    _case(
+        files,
+        tmp_path_factory,
+        capsys,
+        mutation,
+        row,
+        mutate="samples.jsonl",
+        argv=argv,
+        rows_of="samples.jsonl",
+    )
 
 
 @SETTINGS
 @given(mutation=_mutations(PROMPT_FIELDS), row=st.integers(0, 3))
 def test_generate(files, tmp_path_factory, capsys, mutation, row):
-    capsys.readouterr()  # hypothesis reuses the fixture across examples
-    work = _fresh(files, tmp_path_factory)
-    _apply(work / "prompts.jsonl", mutation, row)
-    out = work / "g.jsonl"
-    code = cli.main(["generate", "--model", "m", "--spec", json.dumps(DUMMY), "--prompts", str(work / "prompts.jsonl"),
-                     "--seed", "0", "--out", str(out), "--logits-out", str(work / "l.parquet")])  # fmt: skip
-    _check(code, capsys, out, _count(work / "prompts.jsonl"))
+    def argv(work, out):
+        return ["generate", "--model", "m", "--spec", json.dumps(DUMMY), "--prompts", str(work / "prompts.jsonl"),
+                "--seed", "0", "--out", str(out), "--logits-out", str(work / "l.parquet")]  # fmt: skip
+
+    _case(
+        files,
+        tmp_path_factory,
+        capsys,
+        mutation,
+        row,
+        mutate="prompts.jsonl",
+        argv=argv,
+        rows_of="prompts.jsonl",
+    )
 
 
 @SETTINGS
 @given(mutation=_mutations(GEN_FIELDS), row=st.integers(0, 3))
 def test_judge(files, tmp_path_factory, capsys, mutation, row):
-    capsys.readouterr()  # hypothesis reuses the fixture across examples
-    work = _fresh(files, tmp_path_factory)
-    _apply(work / "gen.jsonl", mutation, row)
-    out = work / "v.jsonl"
-    code = cli.main(["judge", "--judge", "rule", "--spec", '{"kind": "rule"}', "--prompts", str(work / "prompts.jsonl"),
-                     "--generations", str(work / "gen.jsonl"), "--out", str(out)])  # fmt: skip
-    _check(code, capsys, out, _count(work / "prompts.jsonl"))
+    def argv(work, out):
+        return ["judge", "--judge", "rule", "--spec", '{"kind": "rule"}', "--prompts", str(work / "prompts.jsonl"),
+                "--generations", str(work / "gen.jsonl"), "--out", str(out)]  # fmt: skip
+
+    _case(
+        files, tmp_path_factory, capsys, mutation, row, mutate="gen.jsonl", argv=argv, rows_of="prompts.jsonl"
+    )
 
 
 @SETTINGS
 @given(mutation=_mutations(VERDICT_FIELDS), row=st.integers(0, 3))
 def test_ensemble(files, tmp_path_factory, capsys, mutation, row):
-    capsys.readouterr()  # hypothesis reuses the fixture across examples
-    work = _fresh(files, tmp_path_factory)
-    _apply(work / "vb.jsonl", mutation, row)
-    out = work / "e.jsonl"
     spec = json.dumps({"kind": "ensemble", "args": {"judges": ["a", "b"], "rule": "majority"}})
-    code = cli.main(["ensemble", "--judge", "e", "--spec", spec, "--verdicts", str(work / "va.jsonl"),
-                     str(work / "vb.jsonl"), "--out", str(out)])  # fmt: skip
-    _check(code, capsys, out, _count(work / "va.jsonl"))
+
+    def argv(work, out):
+        return ["ensemble", "--judge", "e", "--spec", spec, "--verdicts", str(work / "va.jsonl"),
+                str(work / "vb.jsonl"), "--out", str(out)]  # fmt: skip
+
+    _case(files, tmp_path_factory, capsys, mutation, row, mutate="vb.jsonl", argv=argv, rows_of="va.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,18 @@ ENTROPY = [0.4, 0.1, 0.2, 0.3]
 
 
 def write_cell(
-    tmp_path, variant, seed, answers, quadrants, p_target=None, ids=IDS, verdict_ids=None, model="tiny",
-    bench="shapes", p_correct=None, missing=False,
+    tmp_path,
+    variant,
+    seed,
+    answers,
+    quadrants,
+    p_target=None,
+    ids=IDS,
+    verdict_ids=None,
+    model="tiny",
+    bench="shapes",
+    p_correct=None,
+    missing=False,
 ):
     root = tmp_path / model / bench / variant / f"seed{seed}"
     paths = {k: root / f"{k}.jsonl" for k in ("prompts", "generations", "verdicts")}
@@ -53,7 +63,10 @@ def write_cell(
         for i, p, h in zip(ids, p_correct or P_CORRECT * (len(ids) // 4 + 1), ENTROPY * (len(ids) // 4 + 1))
     ]
     if missing:
-        scores = [LetterScores(s.id, [], [], math.nan, math.nan, None, "", "generated", "no logprobs") for s in scores]
+        scores = [
+            LetterScores(s.id, [], [], math.nan, math.nan, None, "", "generated", "no logprobs")
+            for s in scores
+        ]
     pl.DataFrame([vars(s) for s in scores]).write_parquet(paths["logits"])
     entry = {"model": model, "bench": bench, "variant": variant, "seed": seed, "judge": "rule"}
     return entry | {k: str(v) for k, v in paths.items()}
@@ -92,7 +105,9 @@ def test_cell_rows_hand_computed(tmp_path):
     assert row["argmax_agrees"] == pytest.approx(2 / 3)
     assert (row["n_generated"], row["n_appended"], row["n_prefilled"]) == (4, 0, 0)
     assert row["mean_think_chars"] == 1.0
-    assert not metrics.cell_rows(study_of([write_cell(tmp_path, "base", 1, ["A"] * 4, QUADS4)]))["flag_unparsed"][0]
+    assert not metrics.cell_rows(study_of([write_cell(tmp_path, "base", 1, ["A"] * 4, QUADS4)]))[
+        "flag_unparsed"
+    ][0]
 
 
 def test_mean_p_target_when_the_variant_pushes(tmp_path):
@@ -127,9 +142,7 @@ def test_unknown_quadrant_fails(tmp_path):
 
 
 def test_a_cell_without_scored_items_gives_empty_values_with_a_reason(tmp_path):
-    entries = [
-        write_cell(tmp_path, v, 0, ["A"] * 4, QUADS4, missing=True) for v in ("base", "wrong_think")
-    ]
+    entries = [write_cell(tmp_path, v, 0, ["A"] * 4, QUADS4, missing=True) for v in ("base", "wrong_think")]
     tables = metrics.compute_metrics(entries, analysis(100))
     cell = tables["cells"].row(0, named=True)
     assert cell["mean_entropy"] is None and cell["n_scored"] == 0 and "no logprobs" in cell["note"]
@@ -163,7 +176,9 @@ def test_summary_intervals_match_a_brute_force_resampling_loop(tmp_path):
 
 
 def test_one_seed_gets_a_real_interval(tmp_path):
-    row = metrics.summary_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]), analysis())
+    row = metrics.summary_rows(
+        study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]), analysis()
+    )
     row = row.row(0, named=True)
     assert row["accuracy_lo"] < 0.5 < row["accuracy_hi"]
     assert row["mean_entropy_lo"] < 0.25 < row["mean_entropy_hi"]
@@ -189,14 +204,21 @@ def test_percentile_leaves_out_undefined_resamples():
 
 
 def test_summary_sorts_base_first(tmp_path):
-    entries = [write_cell(tmp_path, v, 0, BASE_ANSWERS, BASE_QUADRANTS) for v in ("wrong_think", "stop_think", "base")]
+    entries = [
+        write_cell(tmp_path, v, 0, BASE_ANSWERS, BASE_QUADRANTS)
+        for v in ("wrong_think", "stop_think", "base")
+    ]
     assert metrics.summary_rows(study_of(entries), analysis(100))["variant"].to_list() == [
         "base", "stop_think", "wrong_think"
     ]  # fmt: skip
 
 
 def test_identical_base_and_variant_give_no_effect(tmp_path):
-    entries = [write_cell(tmp_path, v, s, BASE_ANSWERS, BASE_QUADRANTS) for v in ("base", "wrong_think") for s in (0, 1)]
+    entries = [
+        write_cell(tmp_path, v, s, BASE_ANSWERS, BASE_QUADRANTS)
+        for v in ("base", "wrong_think")
+        for s in (0, 1)
+    ]
     effects = metrics.effect_rows(study_of(entries), analysis())
     assert effects["bench"].to_list() == ["shapes", "all"]
     for row in effects.iter_rows(named=True):
@@ -212,7 +234,8 @@ def test_a_ten_point_drop_on_500_items_is_detected(tmp_path):
     base = ["A" if i < 350 else "B" for i in range(500)]  # 70%
     variant = ["B" if i < 50 else a for i, a in enumerate(base)]  # 50 right answers lost: 60%
     entries = [
-        write_cell(tmp_path, v, 0, a, ["consistent_correct"] * 500, ids=ids) for v, a in (("base", base), ("wrong_think", variant))
+        write_cell(tmp_path, v, 0, a, ["consistent_correct"] * 500, ids=ids)
+        for v, a in (("base", base), ("wrong_think", variant))
     ]
     row = metrics.effect_rows(study_of(entries), analysis(2000)).row(0, named=True)
     assert row["delta_accuracy"] == pytest.approx(-0.1)
@@ -252,14 +275,20 @@ def test_auroc_hand_computed_and_pooled(tmp_path):
     entries = [
         write_cell(tmp_path, variant, seed, answers, QUADS4)
         for seed in (0, 1)
-        for variant, answers in (("base", BASE_ANSWERS), ("wrong_think", ["A", "A", "B", None]), ("stop_think", ["A"] * 4))
+        for variant, answers in (
+            ("base", BASE_ANSWERS),
+            ("wrong_think", ["A", "A", "B", None]),
+            ("stop_think", ["A"] * 4),
+        )
     ]
     entries.append(entries[0] | {"judge": "other"})  # judges do not matter
     table = metrics.auroc_rows(study_of(entries), analysis())
     assert table.select("bench", "variant").rows() == [
         ("shapes", "stop_think"), ("shapes", "wrong_think"), ("all", "stop_think"), ("all", "wrong_think"), ("all", "all"),
     ]  # fmt: skip
-    wrong = table.filter((pl.col("variant") == "wrong_think") & (pl.col("bench") == "shapes")).row(0, named=True)
+    wrong = table.filter((pl.col("variant") == "wrong_think") & (pl.col("bench") == "shapes")).row(
+        0, named=True
+    )
     assert (wrong["n"], wrong["n_positive"]) == (8, 4)
     assert wrong["auroc_p_base"] == pytest.approx(1.0) and wrong["auroc_neg_entropy"] == pytest.approx(0.5)
     assert wrong["auroc_diff"] == pytest.approx(0.5) and wrong["note"] is None
@@ -303,7 +332,9 @@ def test_risk_coverage_hand_worked():
     # Tied scores are kept or dropped together: 1/4 * 0 + 2/4 * 1/3 + 1/4 * 1/2.
     tied = np.array([0.9, 0.8, 0.8, 0.6])
     assert stats.risk_coverage(tied, error)[0].tolist() == [0.25, 0.75, 1.0]
-    assert stats.aurc(np.ones((4, 1), np.float32), np.arange(4), tied, error)[0] == pytest.approx(1 / 6 + 1 / 8)
+    assert stats.aurc(np.ones((4, 1), np.float32), np.arange(4), tied, error)[0] == pytest.approx(
+        1 / 6 + 1 / 8
+    )
 
 
 def test_aurc_resamples_match_the_curve_of_the_resampled_rows():
@@ -332,7 +363,9 @@ def test_auroc_mismatched_ids(tmp_path):
 
 
 def test_write_csv_round_trip(tmp_path):
-    table = metrics.summary_rows(study_of([write_cell(tmp_path, "base", 0, ["A"] * 4, QUADS4, missing=True)]), analysis(50))
+    table = metrics.summary_rows(
+        study_of([write_cell(tmp_path, "base", 0, ["A"] * 4, QUADS4, missing=True)]), analysis(50)
+    )
     path = tmp_path / "out" / "summary.csv"
     metrics.write_csv(table, path)
     back = pl.read_csv(path, infer_schema_length=None)

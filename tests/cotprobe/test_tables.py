@@ -30,7 +30,10 @@ def test_tables_and_page_from_a_small_study(tmp_path):
     delta = pl.read_csv(tmp_path / "tables/table_delta.csv")
     assert delta["wrong_think"][0].startswith("-25.0 [")  # 4/8 -> 2/8
     audit = pl.read_csv(tmp_path / "tables/audit.csv")
-    assert audit.height == 4 and audit.filter(pl.col("flag_unparsed"))["variant"].to_list() == ["base", "base"]
+    assert audit.height == 4 and audit.filter(pl.col("flag_unparsed"))["variant"].to_list() == [
+        "base",
+        "base",
+    ]
     agreement = pl.read_csv(tmp_path / "tables/table3_agreement.csv")
     assert "fewer than two judges" in agreement["note"][0]
     page = (tmp_path / "tables/tables.html").read_text()

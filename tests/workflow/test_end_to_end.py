@@ -189,7 +189,15 @@ def test_judge_agreement_table(finished_study):
 
 
 def test_figures_are_valid_images(finished_study):
-    for name in ("accuracy", "quadrants", "auroc", "delta_forest", "uncertainty", "risk_coverage", "judge_agreement"):
+    for name in (
+        "accuracy",
+        "quadrants",
+        "auroc",
+        "delta_forest",
+        "uncertainty",
+        "risk_coverage",
+        "judge_agreement",
+    ):
         png = finished_study.file(f"results/figures/{name}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(png) as im:

@@ -82,7 +82,9 @@ def plot_curves(curves: pl.DataFrame, out_png: PathLike, judge: str | None = Non
         return _empty(fig, "Training curves", out_png)
     curves = curves.filter(pl.col("judge") == (judge or curves["judge"][0]))
     cols = [c for m, _ in PLOTTED for c in (m, f"{m}_lo", f"{m}_hi")]
-    per_seed = curves.group_by(["run", "train_seed", "step", "variant"]).agg(*[pl.col(c).mean() for c in cols])
+    per_seed = curves.group_by(["run", "train_seed", "step", "variant"]).agg(
+        *[pl.col(c).mean() for c in cols]
+    )
     variants = sorted(per_seed["variant"].unique().to_list(), key=lambda v: (v != BASE_VARIANT, v))
     runs = sorted(per_seed["run"].unique().to_list())
     fig.set_size_inches(2.6 * len(variants) + 2.5, 2.3 * len(PLOTTED) + 0.8)

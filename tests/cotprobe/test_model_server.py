@@ -29,7 +29,7 @@ def _spec(model_dir, **extra):
 def _cell(spec, prompts, out, server=None, wait=600):
     cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", "tiny", "--spec", json.dumps(spec),
            "--prompts", str(prompts), "--seed", "0", "--out", str(out),
-           "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
+           "--logits-out", str(out.with_suffix(".parquet")), "--threads", "1"]  # fmt: skip
     if server:
         cmd += ["--server-file", str(server), "--server-wait", str(wait)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -75,7 +75,8 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
     text = log.read_text()
     assert text.count("loaded hf backend") == 1 and "server of tiny stopped" in text
 
-    # The served cell's files are the ones an in-process cell writes (floats up to thread-count noise).
+    # The served cell's files are the ones an in-process cell writes: one implementation, the same
+    # batches and one pinned thread on both sides, so the greedy texts are equal by construction.
     direct = tmp_path / "direct_wrong_think.jsonl"
     proc = _cell(spec, prompt_files["wrong_think"], direct)
     _, err = proc.communicate(timeout=600)
@@ -121,7 +122,7 @@ def _shared_cell(spec, prompts, out, root, *, idle=300, model="tiny", share=True
     cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", model, "--spec", json.dumps(spec),
            "--prompts", str(prompts), "--seed", "0", "--out", str(out),
            "--logits-out", str(out.with_suffix(".parquet")), "--server-root", str(root),
-           "--idle-timeout", str(idle), "--server-wait", "600",
+           "--idle-timeout", str(idle), "--server-wait", "600", "--threads", "1",
            "--share-load" if share else "--no-share-load"]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

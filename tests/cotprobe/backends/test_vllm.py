@@ -128,6 +128,19 @@ def hf(tiny_model_dir):
     return BACKENDS.get("hf")(str(tiny_model_dir), device="cpu")
 
 
+# Fields that follow from the generated tokens: compared where the reference's margins are clear.
+FROM_COMPLETION = ("completion", "text", "think", "answer_text", "answer_letter", "parse_status",
+                   "completion_tokens", "finish_reason")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(hf, prompts, greedy_reference):
+    refs = greedy_reference(hf, prompts, GREEDY["max_new_tokens"])
+    # The parity checks compare something: most completions are clear to their last token.
+    assert sum(r.all_clear for r in refs) >= len(refs) // 2, refs
+    return refs
+
+
 def test_letter_logprobs_match_a_transformers_forward_pass(run, prompts, hf):
     gens = load_generations(str(run["greedy"]))
     ours = pl.read_parquet(run["greedy"].with_suffix(".parquet")).to_dicts()
@@ -147,14 +160,17 @@ def test_letter_logprobs_match_a_transformers_forward_pass(run, prompts, hf):
     assert spread > 1e-3
 
 
-def test_prefill_is_continued_like_transformers(run, prompts, hf):
+def test_prefill_is_continued_like_transformers(run, prompts, hf, reference):
     ours = load_generations(str(run["greedy"]))
     ref = hf.generate(prompts, model_id="tiny-vllm", seed=0, sampling=GREEDY)
-    for prompt, v, h in zip(prompts, ours, ref):
+    for prompt, v, h, r in zip(prompts, ours, ref, reference):
         assert v.prefill == prompt.prefill and v.text == prompt.prefill + v.completion
-        # Same prompt tokens (pre-fill continued, no new assistant turn) and the same greedy text.
+        # Same prompt tokens (pre-fill continued, no new assistant turn) and the same greedy text
+        # wherever transformers' choice is clear of a near-tie.
         assert v.prompt_tokens == h.prompt_tokens
-        assert v.completion == h.completion
+        r.assert_agrees(v.completion, prompt.id)
+        if r.all_clear:
+            assert (v.completion_tokens, v.finish_reason) == (h.completion_tokens, h.finish_reason)
     with_prefill = [v.prompt_tokens for p, v in zip(prompts, ours) if p.prefill and len(p.options) == 4]
     assert with_prefill and min(with_prefill) > ours[0].prompt_tokens
 
@@ -167,10 +183,24 @@ def test_seeded_sampling_is_reproducible(run):
     assert [r["completion"] for r in first] != [r["completion"] for r in greedy]
 
 
-def test_served_cell_equals_the_in_process_cell(run):
-    assert _without_seconds(run["served_greedy"]) == _without_seconds(run["greedy"])
-    a = pl.read_parquet(run["greedy"].with_suffix(".parquet"))
-    b = pl.read_parquet(run["served_greedy"].with_suffix(".parquet"))
+def test_served_cell_equals_the_in_process_cell(run, reference):
+    # vLLM batches a server's requests as they arrive, so near-ties may break the other way: the
+    # texts are compared where the reference is clear, everything else exactly.
+    served, direct = _without_seconds(run["served_greedy"]), _without_seconds(run["greedy"])
+    assert len(served) == len(direct) == len(reference)
+    for s, d, r in zip(served, direct, reference):
+        assert {k: v for k, v in s.items() if k not in FROM_COMPLETION} == {
+            k: v for k, v in d.items() if k not in FROM_COMPLETION
+        }
+        r.assert_agrees(s["completion"], s["id"])
+        r.assert_agrees(d["completion"], d["id"])
+        if r.all_clear:
+            assert s == d
+    # Letter scores are read after each cell's own text: equal where the texts are.
+    clear = pl.Series([r.all_clear for r in reference])
+    a = pl.read_parquet(run["greedy"].with_suffix(".parquet")).filter(clear)
+    b = pl.read_parquet(run["served_greedy"].with_suffix(".parquet")).filter(clear)
+    assert a.height >= len(reference) // 2
     assert a.drop("probs").equals(b.drop("probs"))
     np.testing.assert_allclose(a["probs"].explode().to_numpy(), b["probs"].explode().to_numpy(), atol=1e-6)
     # The four served cells (two sampling settings) paid one load; the server stopped cleanly.

@@ -124,7 +124,7 @@ def main() -> None:
     config = {"bootstrap": {"n": args.resamples, "seed": 0}}
     print(f"{len(entries)} cells ({args.models} models x {args.benches} benches x 9 variants x {args.seeds} "
           f"seeds x 2 judges) x {args.items} items, {args.resamples} resamples, {os.cpu_count()} CPUs")  # fmt: skip
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     study = metrics.load(entries)
     loaded = time.perf_counter()
     analysis = metrics.Analysis.from_config(config)
@@ -143,7 +143,8 @@ def main() -> None:
         fn()
         steps[name] = time.perf_counter() - t
     total = time.perf_counter() - start
-    print(f"compute_metrics: {total:.1f} s  (reading {loaded - start:.1f} s; "
+    # CPU time beside wall time: on a busy machine wall time overstates what a quiet one takes.
+    print(f"compute_metrics: {total:.1f} s wall, {time.process_time() - cpu:.1f} s CPU  (reading {loaded - start:.1f} s; "
           + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + f"; {cells.height} cell rows)")  # fmt: skip
     t = time.perf_counter()
     table = agreement.agreement_rows(entries, JUDGES, config)

@@ -25,7 +25,6 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,13 +173,16 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
         raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
 
 
-def _read_cell(entry: Entry) -> dict[str, pl.DataFrame]:
-    prompts = _ndjson(entry["prompts"], {"id": pl.String, "answer": pl.String}, ("id", "answer"))
+def _read_prompts(path: PathLike) -> pl.DataFrame:
+    return _ndjson(path, {"id": pl.String, "answer": pl.String}, ("id", "answer"))
+
+
+def _read_cell(entry: Entry, prompts: pl.DataFrame) -> dict[str, pl.DataFrame]:
     generations = _ndjson(
         entry["generations"],
         {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String},
         ("id", "parse_status"),
-    )
+    ).with_columns(pl.col("think").str.len_chars().alias("think"))  # only its length is used
     tables = {"prompts": prompts, "generations": generations, "logits": _logits(entry["logits"])}
     _same_ids(entry, tables)
     return tables
@@ -202,13 +204,79 @@ def _in_cell(entry: Entry, fn, *args):
         raise InputError(f"cell {_cell_name(entry)}: {err}") from None
 
 
+GEN_SCHEMA = {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String}
+
+
+def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.DataFrame:
+    """Every file of a kind in one polars read, with a ``file`` column.
+
+    Thousands of small files cost far more in per-file overhead than in parsing, so they are
+    read at once; if that read fails, or ``batch``'s checks find a problem, the per-file reader
+    ``one(entry, path)`` reads them again and names the file, row and field (or, on a quirk of
+    the batch reader, succeeds).
+    """
+    if not paths:
+        return pl.DataFrame()
+    try:
+        table = batch(paths)
+    except Exception:  # noqa: BLE001 - polars' errors vary; the per-file reader says what is wrong
+        table = None
+    if table is None:
+        table = pl.concat(
+            [_in_cell(owners[p], one, p).with_columns(file=pl.lit(p)) for p in paths], how="diagonal_relaxed"
+        )
+    dup = table.group_by("file", "id", maintain_order=True).len().filter(pl.col("len") > 1)
+    if dup.height:
+        path = min(dup["file"].to_list(), key=paths.index)
+        first = dup.filter(pl.col("file") == path)["id"][0]
+        raise InputError(f"cell {_cell_name(owners[path])}: {path}: duplicate id {first!r}")
+    return table
+
+
+def _ndjson_batch(schema: dict[str, Any], required: tuple[str, ...]):
+    def read(paths: list[str]) -> pl.DataFrame | None:
+        table = pl.scan_ndjson(paths, schema=schema, include_file_paths="file").collect()
+        return None if any(table[c].null_count() for c in required) else table
+
+    return read
+
+
+LOGIT_COLUMNS = (
+    "id",
+    "entropy",
+    "p_correct",
+    "p_target",
+    "argmax_letter",
+    "answer_position",
+    "missing_reason",
+)
+
+
+def _logits_batch(paths: list[str]) -> pl.DataFrame | None:
+    table = pl.scan_parquet(paths, include_file_paths="file", missing_columns="insert").collect()
+    present = [c for c in ("id", "entropy", "p_correct", "p_target") if c in table.columns]
+    return table if len(present) == 4 and not table["id"].null_count() else None
+
+
+def _first_bad_cell(reference: pl.DataFrame, *others: pl.DataFrame) -> int | None:
+    """The lowest cell index ``c`` where a table holds other ids than ``reference`` (``c, id``)."""
+    bad = [
+        x.join(y, on=["c", "id"], how="anti").select("c")
+        for other in others
+        for x, y in ((reference, other), (other, reference))
+    ]
+    found = pl.concat(bad)["c"]
+    return None if found.is_empty() else int(found.min())
+
+
 def load(entries: Iterable[Entry], threads: int = 2) -> Study:
-    """Read every cell's files once (threads: polars and parquet release the GIL).
+    """Read every cell's files once, each kind of file in one polars read (its own threads).
 
     Raises:
         InputError: One ``cell <model>/<bench>/<variant>/seed<seed>: <file>: ...`` message: a
             file is missing or malformed, or the files of a cell hold different ids.
     """
+    del threads  # polars reads with its own pool; kept for callers
     entries = [dict(e) | {"seed": int(e["seed"])} for e in entries]
     for e in entries:
         missing = [k for k in KEYS if k not in e]
@@ -217,83 +285,157 @@ def load(entries: Iterable[Entry], threads: int = 2) -> Study:
     first: dict[tuple[str, str, str, int], Entry] = {}
     for e in entries:
         first.setdefault((e["model"], e["bench"], e["variant"], e["seed"]), e)
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        raw = dict(zip(first, pool.map(lambda e: _in_cell(e, _read_cell), first.values())))
-        ids_of = {k: t["prompts"]["id"].to_list() for k, t in raw.items()}
-        keyed = [(e, ids_of[e["model"], e["bench"], e["variant"], e["seed"]]) for e in entries]
-        verdicts_raw = list(pool.map(lambda a: _in_cell(a[0], _read_verdicts, a[1]), keyed))
-    items: dict[str, list[str]] = {}
-    for (_, bench, _, _), ids in ids_of.items():
-        items.setdefault(bench, set()).update(ids)  # type: ignore[union-attr]
-    items = {b: sorted(ids) for b, ids in items.items()}
-    index = {b: {i: k for k, i in enumerate(ids)} for b, ids in items.items()}
-    cells = {k: _cell(first[k], t, index[k[1]]) for k, t in raw.items()}
+    cell_list = list(first.values())
+    for e in entries:  # a missing file: named before anything is read
+        for kind in ("prompts", "generations", "logits", "verdicts"):
+            if not Path(e[kind]).exists():
+                raise InputError(f"cell {_cell_name(e)}: {e[kind]}: file not found")
+
+    def owners(kind: str, of: list[Entry]) -> dict[str, Entry]:
+        return {str(e[kind]): e for e in reversed(of)}  # the first entry that names the file
+
+    def read(kind: str, of: list[Entry], batch, one) -> pl.DataFrame:
+        own = owners(kind, of)
+        return _read_all(list(own)[::-1], own, batch, one)
+
+    prompts = read("prompts", cell_list, _ndjson_batch({"id": pl.String, "answer": pl.String}, ("id", "answer")),
+                   lambda e, p: _read_prompts(p))  # fmt: skip
+    gens = read("generations", cell_list, _ndjson_batch(GEN_SCHEMA, ("id", "parse_status")),
+                lambda e, p: _ndjson(p, GEN_SCHEMA, ("id", "parse_status")))  # fmt: skip
+    logits = read("logits", cell_list, _logits_batch, lambda e, p: _logits(p))
+    logits = logits.select(c for c in (*LOGIT_COLUMNS, "file") if c in logits.columns)
+    verdict_table = read("verdicts", entries, _ndjson_batch({"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")),
+                         lambda e, p: _ndjson(p, {"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")))  # fmt: skip
+
+    # Every table keyed by its cell's index c (a generations/logits file belongs to one cell; a
+    # prompts file to every model's cell of its bench, variant and seed).
+    keys = pl.DataFrame(
+        {
+            "c": range(len(cell_list)),
+            "bench": [e["bench"] for e in cell_list],
+            **{k: [str(e[k]) for e in cell_list] for k in ("prompts", "generations", "logits")},
+        },
+        schema_overrides={"c": pl.Int64},
+    )
+    P = keys.select("c", "bench", "prompts").join(prompts, left_on="prompts", right_on="file").drop("prompts")
+    G = gens.join(keys.select("c", "generations"), left_on="file", right_on="generations").drop("file")
+    L = logits.join(keys.select("c", "logits"), left_on="file", right_on="logits").drop("file")
+    bad = _first_bad_cell(P.select("c", "id"), G.select("c", "id"), L.select("c", "id"))
+    if bad is not None:  # the per-cell reader names the files and ids
+        e = cell_list[bad]
+        _in_cell(e, _read_cell, _read_prompts(e["prompts"]))
+        raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
+
+    item_ids = P.select("bench", "id").unique().sort("bench", "id")
+    items = {b: t["id"].to_list() for (b,), t in item_ids.partition_by("bench", as_dict=True).items()}
+    items = {b: items[b] for b in dict.fromkeys(e["bench"] for e in cell_list)}
+    index = item_ids.with_columns(idx=pl.int_range(pl.len()).over("bench"))
+    Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "idx")
+    T = Pi.join(G, on=["c", "id"]).join(L, on=["c", "id"]).sort("c", "idx")
+    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()})))
+
+    # Verdicts: one per entry (cell x judge).
+    ekeys = pl.DataFrame(
+        {"e": range(len(entries)), "verdicts": [str(e["verdicts"]) for e in entries],
+         "c": [list(first).index((e["model"], e["bench"], e["variant"], e["seed"])) for e in entries]},
+        schema_overrides={"e": pl.Int64, "c": pl.Int64},
+    )  # fmt: skip
+    V = verdict_table.join(ekeys, left_on="file", right_on="verdicts")
+    unknown = V.filter(~pl.col("quadrant").is_in(STATES))
+    if unknown.height:
+        e = entries[int(unknown["e"].min())]
+        quadrant = min(unknown.filter(pl.col("e") == unknown["e"].min())["quadrant"].to_list())
+        raise InputError(f"cell {_cell_name(e)}: {e['verdicts']}: unknown quadrant {quadrant!r}")
+    Pe = ekeys.select("e", "c").join(Pi.select("c", "id"), on="c").select(c="e", id="id")
+    bad_e = _first_bad_cell(Pe, V.select(c="e", id="id"))
+    if bad_e is not None:
+        e = entries[bad_e]
+        _in_cell(e, _read_verdicts, Pe.filter(pl.col("c") == bad_e)["id"].to_list())
+        raise InputError(f"cell {_cell_name(e)}: {e['verdicts']}: ids differ from the cell's prompts")
+    state = {q: j for j, q in enumerate(STATES)}
+    coded = (
+        V.join(Pi.select("c", "id", "idx"), on=["c", "id"])
+        .with_columns(code=pl.col("quadrant").replace_strict(state, return_dtype=pl.Int8))
+        .sort("e")
+    )
+    starts = np.searchsorted(coded["e"].to_numpy(), np.arange(len(entries) + 1))
+    idx, code = coded["idx"].to_numpy(), coded["code"].to_numpy()
     verdicts = {}
-    for e, table in zip(entries, verdicts_raw):
+    for k, e in enumerate(entries):
         codes = np.full(len(items[e["bench"]]), -1, np.int8)
-        rows = [index[e["bench"]][i] for i in table["id"].to_list()]
-        state = {q: j for j, q in enumerate(STATES)}
-        codes[rows] = [state[q] for q in table["quadrant"].to_list()]
+        lo, hi = starts[k], starts[k + 1]
+        codes[idx[lo:hi]] = code[lo:hi]
         verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
     return Study(items, cells, verdicts, entries)
 
 
-def _cell(entry: Entry, tables: dict[str, pl.DataFrame], index: dict[str, int]) -> Cell:
-    n = len(index)
-    table = (
-        tables["prompts"]
-        .join(tables["generations"], on="id")
-        .join(
-            tables["logits"].drop([c for c in ("answer_letter",) if c in tables["logits"].columns]), on="id"
+def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> list[Cell]:
+    """Every cell's arrays from the joined table ``T`` (sorted by cell ``c``, then item ``idx``)."""
+    has = set(T.columns)
+    nan = pl.lit(float("nan"))
+    scored = pl.col("entropy").cast(pl.Float64).is_not_nan().fill_null(False)
+    answered = pl.col("answer_letter").is_not_null()
+
+    def score(col: str) -> pl.Expr:
+        return pl.when(scored).then(pl.col(col).cast(pl.Float64)).otherwise(nan).fill_null(nan)
+
+    if "argmax_letter" in has:
+        agrees = (
+            pl.when(scored & answered & pl.col("argmax_letter").is_not_null())
+            .then((pl.col("argmax_letter") == pl.col("answer_letter")).cast(pl.Float64))
+            .otherwise(nan)
         )
-    )
-    rows = np.array([index[i] for i in table["id"].to_list()], dtype=np.int64)
-
-    def spread(values: np.ndarray) -> np.ndarray:
-        out = np.full(n, np.nan)
-        out[rows] = values
-        return out
-
-    answer = table["answer"].to_numpy()
-    letter = table["answer_letter"].to_numpy()
-    answered = np.array([x is not None for x in letter], dtype=float)
-    scored = table["entropy"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    scored_mask = ~np.isnan(scored)
-
-    def scores(col: str) -> np.ndarray:
-        v = table[col].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
-        v[~scored_mask] = np.nan
-        return v
-
-    if "argmax_letter" in table.columns:
-        agrees = (table["argmax_letter"].to_numpy() == letter).astype(float)
-        agrees[~(scored_mask & (answered > 0))] = np.nan
     else:
-        agrees = np.full(len(rows), np.nan)
-    positions: dict[str, int | None] = dict.fromkeys(POSITIONS)
-    if "answer_position" in table.columns:
-        counts = table["answer_position"].value_counts()
-        found = dict(zip(counts["answer_position"].to_list(), counts["count"].to_list()))
-        positions = {p: int(found.get(p, 0)) for p in POSITIONS}
-    think = np.array([np.nan if t is None else len(t) for t in table["think"].to_list()], dtype=float)
-    reason = None
-    if "missing_reason" in table.columns and not scored_mask.any() and len(rows):
-        reasons = table["missing_reason"].drop_nulls().unique().to_list()
-        reason = reasons[0] if reasons else None
-    return Cell(
-        entry=entry,
-        present=spread(np.ones(len(rows))) == 1,
-        correct=spread((letter == answer).astype(float)),
-        parse_ok=spread((table["parse_status"].to_numpy() == PARSE_OK).astype(float)),
-        answered=spread(answered),
-        entropy=spread(scores("entropy")),
-        p_correct=spread(scores("p_correct")),
-        p_target=spread(scores("p_target")),
-        argmax_agrees=spread(agrees),
-        think_chars=spread(think),
-        positions=positions,
-        missing_reason=reason,
-    )
+        agrees = nan
+    V = T.select(
+        "c", "idx",
+        correct=(pl.col("answer_letter") == pl.col("answer")).fill_null(False).cast(pl.Float64),
+        parse_ok=(pl.col("parse_status") == PARSE_OK).cast(pl.Float64),
+        answered=answered.cast(pl.Float64),
+        scored=scored,
+        entropy=score("entropy"), p_correct=score("p_correct"), p_target=score("p_target"),
+        argmax_agrees=agrees,
+        think_chars=pl.col("think").str.len_chars().cast(pl.Float64).fill_null(nan),
+    )  # fmt: skip
+    arrays = {c: V[c].to_numpy() for c in V.columns}
+    starts = np.searchsorted(arrays["c"], np.arange(len(cell_list) + 1))
+    positions: dict[int, dict[str, int]] = {}
+    if "answer_position" in has:
+        counts = T.filter(pl.col("answer_position").is_not_null()).group_by("c", "answer_position").len()
+        for c, pos, n in counts.iter_rows():
+            positions.setdefault(c, {})[pos] = n
+    reasons: dict[int, str] = {}
+    if "missing_reason" in has:
+        unscored = (
+            T.with_columns(s=scored)
+            .group_by("c", maintain_order=True)
+            .agg(any_scored=pl.col("s").any(), reason=pl.col("missing_reason").drop_nulls().first())
+        )
+        reasons = {c: r for c, a, r in unscored.iter_rows() if not a and r is not None}
+    out = []
+    for c, entry in enumerate(cell_list):
+        n, lo, hi = n_items[entry["bench"]], starts[c], starts[c + 1]
+        rows = arrays["idx"][lo:hi]
+
+        def spread(col: str, n=n, rows=rows, lo=lo, hi=hi) -> np.ndarray:
+            full = np.full(n, np.nan)
+            full[rows] = arrays[col][lo:hi]
+            return full
+
+        present = np.zeros(n, bool)
+        present[rows] = True
+        out.append(
+            Cell(
+                entry=entry, present=present, correct=spread("correct"), parse_ok=spread("parse_ok"),
+                answered=spread("answered"), entropy=spread("entropy"), p_correct=spread("p_correct"),
+                p_target=spread("p_target"), argmax_agrees=spread("argmax_agrees"),
+                think_chars=spread("think_chars"),
+                positions={p: int(positions.get(c, {}).get(p, 0)) for p in POSITIONS}
+                if "answer_position" in has else dict.fromkeys(POSITIONS),
+                missing_reason=reasons.get(c),
+            )
+        )  # fmt: skip
+    return out
 
 
 def _judged(study: Study, key: tuple[str, str, str, int], judge: str) -> np.ndarray:
@@ -722,8 +864,7 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
         variants = parts[0].variants
         for bench, d in zip(benches, parts):
             w = weights[bench]
-            p, ph = stats.auroc(w, d.item, d.p_base, d.labels)
-            h, hh = stats.auroc(w, d.item, d.neg_h, d.labels)
+            (p, ph), (h, hh) = stats.auroc_many(w, d.item, [d.p_base, d.neg_h], d.labels)
             for k, v in enumerate(d.variants):
                 rows.append(
                     _auroc_row(
@@ -747,8 +888,8 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
         labels = np.vstack([d.labels for d in parts])
         columns = np.column_stack([labels, labels.sum(axis=1)])
         per_column = np.array([1.0] * len(variants) + [float(len(variants))])
-        p, ph = stats.auroc(w, item, np.concatenate([d.p_base for d in parts]), columns, per_column)
-        h, hh = stats.auroc(w, item, np.concatenate([d.neg_h for d in parts]), columns, per_column)
+        scores = [np.concatenate([d.p_base for d in parts]), np.concatenate([d.neg_h for d in parts])]
+        (p, ph), (h, hh) = stats.auroc_many(w, item, scores, columns, per_column)
         for k, v in enumerate(variants):
             rows.append(
                 _auroc_row(

@@ -188,18 +188,40 @@ def auroc(
         ``(k,)`` AUROCs of the data and ``(n_resamples, k)`` resampled AUROCs; NaN where a
         class is absent.
     """
+    return auroc_many(w, item, [score], positives, labels)[0]
+
+
+def auroc_many(
+    w: np.ndarray,
+    item: np.ndarray,
+    scores: list[np.ndarray],
+    positives: np.ndarray,
+    labels: np.ndarray | float = 1.0,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``auroc`` for several scores of the same observations: the parts that do not depend on the
+    score (the weighted class totals of every resample) are computed once."""
     n_items = w.shape[0]
     positives = np.asarray(positives, np.float64)
     positives = positives[:, None] if positives.ndim == 1 else positives
     lab = np.broadcast_to(np.asarray(labels, np.float64), (positives.shape[1],))
-    order = np.argsort(score, kind="stable")
-    starts, ends = _tie_groups(score[order])
-    ties = not (starts == ends).all()
-    io, pos = item[order], positives[order].astype(np.float32)
     p_item = _item_sums(item, positives, n_items)
     n_item = np.bincount(item, minlength=n_items).astype(np.float64)
+    pos_all = positives.astype(np.float32)
 
-    def run(wb: np.ndarray) -> np.ndarray:
+    def totals(wb: np.ndarray):
+        # Integer-valued sums: exact in float32 (half the memory traffic) while below 2**24.
+        exact32 = float(wb.max()) ** 2 * (p_item.sum() + n_item.sum()) < 2**24
+        wi, pi, ni = (a.astype(np.float32 if exact32 else np.float64) for a in (wb, p_item, n_item))
+        wp = (wi.T @ pi).astype(np.float64)
+        den = wp * (lab * (wi.T @ ni).astype(np.float64)[:, None] - wp)
+        return wp, den, ((wi * wi).T @ pi).astype(np.float64)
+
+    def run(wb: np.ndarray, parts, score: np.ndarray) -> np.ndarray:
+        wp, den, self_pairs = parts
+        order = np.argsort(score, kind="stable")
+        starts, ends = _tie_groups(score[order])
+        ties = not (starts == ends).all()
+        io, pos = item[order], pos_all[order]
         acc = np.zeros((wb.shape[1], pos.shape[1]))
         carry = np.zeros(wb.shape[1], np.float32)
         for lo, hi in _blocks(ends):
@@ -213,17 +235,16 @@ def auroc(
                 carry = cum[-1].copy()
             cum *= x
             acc += cum.T @ pos[lo:hi]
-        wi = wb.astype(np.float64)
         if not ties:  # T(o) = cum(o) - w_o / 2
-            acc -= 0.5 * ((wi * wi).T @ p_item)
-        wp = wi.T @ p_item
+            acc -= 0.5 * self_pairs
         num = lab * acc - 0.5 * wp * wp
-        den = wp * (lab * (wi.T @ n_item)[:, None] - wp)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
+    ones = np.ones((n_items, 1), np.float32)
     with _one_blas_thread():
-        return run(np.ones((n_items, 1), np.float32))[0], run(w)
+        at_data, resampled = totals(ones), totals(w)
+        return [(run(ones, at_data, s)[0], run(w, resampled, s)) for s in scores]
 
 
 def aurc(w: np.ndarray, item: np.ndarray, score: np.ndarray, error: np.ndarray) -> tuple[float, np.ndarray]:

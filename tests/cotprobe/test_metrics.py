@@ -141,6 +141,59 @@ def test_unknown_quadrant_fails(tmp_path):
         metrics.load([entry])
 
 
+def _rewrite_jsonl(path, edit):
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in edit(rows)))
+
+
+def _set(field, value, row=1):
+    def edit(rows):
+        rows[row][field] = value
+        return rows
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "message"),
+    [
+        ("generations", lambda rows: rows + [rows[0]], r"generations\.jsonl: duplicate id 's0'"),
+        ("generations", lambda rows: rows[:3], r"generations\.jsonl lacks id 's3'"),
+        ("generations", _set("parse_status", None), r"generations\.jsonl:2: field 'parse_status' is null"),
+        ("prompts", _set("answer", None), r"prompts\.jsonl:2: field 'answer' is null"),
+        ("verdicts", lambda rows: rows + [rows[1]], r"verdicts\.jsonl: duplicate id 's1'"),
+        ("verdicts", _set("quadrant", "maybe"), r"verdicts\.jsonl: unknown quadrant 'maybe'"),
+        ("logits", None, r"logits\.parquet: not a readable parquet file"),
+        ("logits", "extra", r"logits\.parquet has id 'zz' not in .*prompts\.jsonl"),
+    ],
+)
+def test_bad_files_in_a_grid_name_the_cell_file_row_and_field(tmp_path, kind, edit, message):
+    """Among many good cells (files read in one batch), the bad one is named with its file."""
+    entries = [
+        write_cell(tmp_path, v, s, ["A"] * 4, QUADS4, model=m)
+        for m in ("m1", "m2")
+        for v in ("base", "wrong_think")
+        for s in (0, 1)
+    ]
+    metrics.load(entries)  # the good grid reads
+    bad = next(e for e in entries if (e["model"], e["variant"], e["seed"]) == ("m2", "wrong_think", 1))
+    if kind == "logits":
+        from pathlib import Path
+
+        if edit is None:
+            Path(bad["logits"]).write_bytes(b"PAR1 not really")
+        else:
+            table = pl.read_parquet(bad["logits"])
+            table.with_columns(id=pl.Series(["s0", "s1", "s2", "zz"])).write_parquet(bad["logits"])
+    else:
+        _rewrite_jsonl(bad[kind], edit)
+    with pytest.raises(InputError, match=r"^cell m2/shapes/wrong_think/seed1: .*" + message):
+        metrics.load(entries)
+
+
 def test_a_cell_without_scored_items_gives_empty_values_with_a_reason(tmp_path):
     entries = [write_cell(tmp_path, v, 0, ["A"] * 4, QUADS4, missing=True) for v in ("base", "wrong_think")]
     tables = metrics.compute_metrics(entries, analysis(100))

@@ -60,12 +60,19 @@ def test_every_stage_writes_its_files(finished_study):
             assert s.file(log).exists()
 
 
-def test_the_short_warm_start_learned_the_format(finished_study):
-    facts = json.loads(finished_study.file("resources/models/tiny/cotprobe_model.json").read_text())
-    assert facts["final_loss"] < facts["initial_loss"]
-    gens = jsonl(finished_study.file("results/generations/tiny/shapes/base/seed0.jsonl"))
-    # The random model never closes a think and answers (0%); the warm-started one mostly does.
-    assert sum(g["parse_status"] == "ok" for g in gens) >= len(gens) // 2
+def test_the_short_warm_start_learned(finished_study):
+    """What the build's 150 steps learn, with a margin that holds on any CPU and thread count: its
+    held-out target loss falls to a small fraction of the random model's (measured 0.42-0.56 from
+    6.24 over seeds 0-2 x 1, 2, 4 threads). The greedy format rate after so short a run swings
+    between 0 and 1 with the CPU's kernels (issue 13), so the study's outputs are not asserted on it.
+    """
+    model = finished_study.file("resources/models/tiny")
+    facts = json.loads((model / "cotprobe_model.json").read_text())
+    vocab = json.loads((model / "config.json").read_text())["text_config"]["vocab_size"]
+    assert facts["final_loss"] < 0.6 * facts["initial_loss"]
+    # Guessing uniformly over the vocabulary costs ln(V) per token (the random model: 6.24).
+    assert facts["validation"]["target_loss"] < 0.25 * math.log(vocab)
+    assert facts["threads"] == 2  # the rule's threads, pinned in the build
 
 
 def test_letter_distributions_are_distributions(finished_study):

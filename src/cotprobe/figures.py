@@ -517,7 +517,13 @@ def _nan(value: Any) -> bool:
 
 
 def _colour(i: int) -> Any:
-    import matplotlib
+    """The i-th colour of a series (a model, a benchmark), the same i in every figure.
 
-    cmap = matplotlib.colormaps["tab10" if i < 10 else "tab20"]
-    return cmap(i % cmap.N)
+    Glasbey's palette extended from category10 (colorcet): matplotlib's first ten colours, then
+    colours chosen to stay distinguishable from all earlier ones (256 in all; tab20 after tab10
+    repeated hues from the 11th model on).
+    """
+    import colorcet
+
+    palette = colorcet.palette["glasbey_category10"]  # hex strings: one colour, never a sequence
+    return palette[i % len(palette)]

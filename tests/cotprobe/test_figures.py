@@ -238,3 +238,19 @@ def test_training_curves_share_y_per_row_and_draw_bands(tmp_path, monkeypatch):
     assert all(first_row[0].get_shared_y_axes().joined(first_row[0], ax) for ax in first_row)
     assert not axes[0].get_shared_y_axes().joined(axes[0], axes[n_variants])
     assert axes[0].collections  # the interval band
+
+
+def test_series_colours_stay_distinct_for_the_papers_22_models_and_more():
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    from cotprobe.figures import _colour
+
+    colours = [to_rgb(_colour(i)) for i in range(24)]
+    assert len(set(colours)) == 24
+    # Matplotlib's default cycle first, so small studies look as usual.
+    tab10 = matplotlib.colormaps["tab10"].colors
+    assert all(max(abs(a - b) for a, b in zip(x, y)) < 2 / 255 for x, y in zip(colours[:10], tab10))
+    # Distinct, not merely different: every pair differs by a visible step in some channel.
+    gaps = [max(abs(a - b) for a, b in zip(x, y)) for i, x in enumerate(colours) for y in colours[i + 1 :]]
+    assert min(gaps) > 0.1

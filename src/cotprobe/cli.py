@@ -20,6 +20,7 @@ from typing import Any
 from cotprobe.io import InputError, PartFile, atomic_path, read_jsonl, write_jsonl
 from cotprobe.model_server import LOAD_TIMEOUT
 from cotprobe.model_server import hash_weights as _hash_weights
+from cotprobe.progress import Progress
 from cotprobe.records import (
     GENERATION_CHECKS,
     PROMPT_CHECKS,
@@ -185,6 +186,7 @@ def cmd_generate(args) -> None:
     with backend:  # closed on every path: an unclosed vLLM engine hangs the exit
         step = int(sampling["batch_size"])
         index = {p.id: i for i, p in enumerate(prompts)}
+        progress = Progress(f"generate {out}", len(todo), "prompts")
         with part.appender() as append:
             for start in range(0, len(todo), step):
                 chunk = todo[start : start + step]
@@ -194,6 +196,7 @@ def cmd_generate(args) -> None:
                                                              sampling=sampling)]  # fmt: skip
                 append(gens)
                 done.extend(gens)
+                progress.update(len(chunk))
 
         by_id = {r["id"]: r for r in done}
         generations = [Generation(**by_id[p.id]) for p in prompts]
@@ -296,6 +299,7 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
     log.info(
         "%s: %d samples, %d already judged (resumed), %d to go", args.out, len(pairs), len(done), len(todo)
     )
+    progress = Progress(f"judge {args.out}", len(todo), "samples")
     with part.appender() as append:
         for start in range(0, len(todo), judge.chunk_size):
             chunk = todo[start : start + judge.chunk_size]
@@ -306,6 +310,7 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
                 for (p, _), r in zip(chunk, readings)
             )
             done.update((p.id, r) for (p, _), r in zip(chunk, readings))
+            progress.update(len(chunk))
     return [done[p.id] for p, _ in pairs]
 
 
@@ -505,6 +510,13 @@ def _add_training_args(s, *, base_help: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cotprobe", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("COTPROBE_LOG_LEVEL", "INFO"),
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default: $COTPROBE_LOG_LEVEL or INFO); put it before the verb",
+    )
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("prepare", help="write a benchmark's normalised samples (+ images)")
@@ -649,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "threads"):  # before any verb imports torch, so its pool starts at this size
         args.threads = pin_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from cotprobe.backends.base import BackendError
     from cotprobe.registry import UnknownPluginError
     from cotprobe.workflow import ConfigError

@@ -77,6 +77,9 @@ def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
     caplog.set_level("INFO", logger="cotprobe")
     assert judge(cell, spec) == 0
     assert "5 samples, 2 already judged (resumed), 3 to go" in caplog.text
+    assert (
+        f"judge {cell / 'verdicts.jsonl'}: 3/3 samples (100%)" in caplog.text
+    )  # progress counts what is left
     resumed = rows(cell / "verdicts.jsonl")
     assert resumed[0]["judge_output"] == "FROM-PART-FILE" and resumed[0]["consistent"] is True
     assert resumed[1]["reason"] == "judge: x"

@@ -81,6 +81,7 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
     proc = _cell(spec, prompt_files["wrong_think"], direct)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
+    assert f"generate {direct}: 6/6 prompts (100%)" in err  # the progress line's last update
     served = tmp_path / "served_wrong_think.jsonl"
     assert _rows(served) == _rows(direct)
     a, b = pl.read_parquet(served.with_suffix(".parquet")), pl.read_parquet(direct.with_suffix(".parquet"))

@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cotprobe.progress import Progress
 from cotprobe.records import Prompt
-from cotprobe.training import saved_steps
+from cotprobe.training import report_to, saved_steps
 from cotprobe.training.reward import Reward, completion_text
 
 TRL_BACKEND_VERSION = 1
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "augment": True,
     "augment_probability": 0.1,
     "reward": {},
+    "report_to": "none",  # experiment tracking: none, tensorboard, wandb (or a list)
     "settings": {},
 }
 SETTINGS = {"device": "auto", "dtype": "auto", "gradient_checkpointing": False}
@@ -75,6 +77,7 @@ def check_run(spec: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"trl run: unknown key(s) {unknown}; allowed: {sorted(DEFAULTS)}")
     run = {**DEFAULTS, **spec}
+    run["report_to"] = report_to(run["report_to"])
     extra = sorted(set(run["settings"]) - set(SETTINGS))
     if extra:
         raise ValueError(f"trl run settings: unknown key(s) {extra}; allowed: {sorted(SETTINGS)}")
@@ -176,7 +179,28 @@ class RewardFunction:
             entry["consistent"] = sum(s.consistent for s in scored) / n
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(entry) + "\n")
+        self.last = scored
         return [s.score for s in scored]
+
+
+class RewardPart:
+    """One part of the reward (format, correct, consistent) as a TRL reward function of weight 0.
+
+    TRL logs every reward function as ``rewards/<name>/mean``; with weight 0 a part changes
+    neither the reward nor the advantages. It reads the batch the main function just scored
+    (TRL calls the functions in order on the same completions).
+    """
+
+    def __init__(self, main: RewardFunction, part: str):
+        self.main, self.part, self.__name__ = main, part, part
+
+    def __call__(self, prompts, completions, **kw) -> list[float]:
+        scored = self.main.last
+        if len(scored) != len(completions):
+            raise RuntimeError(
+                f"reward part {self.part}: {len(completions)} completions, {len(scored)} scored"
+            )
+        return [float(getattr(s, self.part)) for s in scored]
 
 
 def train(
@@ -222,7 +246,8 @@ def train(
     out = Path(out)
     work = out / "work"
     trl_dir, exports = work / "trl", work / "exports"
-    fingerprint = _fingerprint({"spec": run, "base": str(base), "seed": seed, "n": len(prompts),
+    tracked = {k: v for k, v in run.items() if k != "report_to"}  # where logs go changes no weight
+    fingerprint = _fingerprint({"spec": tracked, "base": str(base), "seed": seed, "n": len(prompts),
                                 "prompts": [p.id + p.variant for p in prompts]})  # fmt: skip
     stamp = work / "spec.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") != fingerprint:
@@ -239,7 +264,11 @@ def train(
     processor.chat_template = with_prefill(plain.chat_template)
     processor.tokenizer.padding_side = "left"
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=getattr(torch, dtype))
-    reward_fn = RewardFunction(Reward(run["reward"]), processor.tokenizer, work / "rewards.jsonl")
+    reward = Reward(run["reward"])
+    reward_fn = RewardFunction(reward, processor.tokenizer, work / "rewards.jsonl")
+    parts = [RewardPart(reward_fn, p) for p in ("format", "correct")]
+    if reward.spec.faithfulness:
+        parts.append(RewardPart(reward_fn, "consistent"))
     facts_base = {
         "builder": "cotprobe.training.trl_backend",
         "version": TRL_BACKEND_VERSION,
@@ -258,13 +287,17 @@ def train(
             (ckpt / DONE).write_text("")
             log.info("saved and exported step %d", state.global_step)
 
+        def on_step_end(self, args, state, control, **kw):
+            progress.update(1)
+
     G = int(run["generations"])
     config = GRPOConfig(
         output_dir=str(trl_dir),
         use_cpu=device == "cpu",
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16",
-        report_to="none",
+        report_to=run["report_to"] or "none",
+        reward_weights=[1.0] + [0.0] * len(parts),
         per_device_train_batch_size=G * int(run["prompts_per_step"]),
         gradient_accumulation_steps=1,
         num_generations=G,
@@ -286,13 +319,14 @@ def train(
     trainer = GRPOTrainer(
         model=model,
         processing_class=processor,
-        reward_funcs=[reward_fn],
+        reward_funcs=[reward_fn, *parts],
         args=config,
         train_dataset=Dataset.from_list(build_rows(prompts)),
         callbacks=[Export()],
     )
     t0 = time.perf_counter()
     start_step = int(resume.name.split("-")[1]) if resume else 0
+    progress = Progress(f"train {out}", int(run["total_steps"]) - start_step, "steps")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
     done_steps = int(run["total_steps"]) - start_step

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.records import Prompt
-from cotprobe.training import saved_steps
+from cotprobe.training import report_to, saved_steps
 
 VERL_BACKEND_VERSION = 1
 VERL_PIN = "0.9.1"
@@ -211,7 +211,7 @@ def overrides(
         f"trainer.default_local_dir={ckpt_dir.resolve()}",
         "trainer.project_name=cotprobe",
         f"trainer.experiment_name={name}",
-        "trainer.logger=[console]",
+        f"trainer.logger=[{','.join(['console', *report_to(run.get('report_to', 'none'))])}]",
         f"trainer.nnodes={int(v['nnodes'])}",
         f"trainer.n_gpus_per_node={int(v['n_gpus_per_node'])}",
     ]

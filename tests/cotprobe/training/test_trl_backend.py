@@ -12,7 +12,7 @@ import pytest
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
 from cotprobe.tiny_model import CHAT_TEMPLATE
-from cotprobe.training import saved_steps
+from cotprobe.training import report_to, saved_steps
 from cotprobe.training.trl_backend import PREFILL_SNIPPET, with_prefill
 
 QWEN_TAIL = "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -117,7 +117,10 @@ def test_saved_steps_load_like_any_checkpoint(tiny_model_dir, samples, tmp_path,
 
     out = tmp_path / "run"
     spec = {**SPEC, "total_steps": 2, "save_every": 1}
-    subprocess.run(_cmd(tiny_model_dir, samples, out, spec), check=True, capture_output=True)
+    proc = subprocess.run(
+        _cmd(tiny_model_dir, samples, out, spec), check=True, capture_output=True, text=True
+    )
+    assert f"train {out}: 2/2 steps (100%)" in proc.stderr  # the progress line's last update
     for n in (1, 2):
         facts = json.loads((out / f"step{n}/cotprobe_model.json").read_text())
         assert facts["step"] == n and facts["seed"] == 3
@@ -125,6 +128,16 @@ def test_saved_steps_load_like_any_checkpoint(tiny_model_dir, samples, tmp_path,
         assert (out / f"step{n}/chat_template.jinja").read_text() == (
             tiny_model_dir / "chat_template.jinja"
         ).read_text()
+    # The reward's parts are TRL metrics beside the reward (weight 0: the reward itself is unchanged).
+    state = json.loads((out / "work/trl/checkpoint-2/trainer_state.json").read_text())
+    logged = [h for h in state["log_history"] if "loss" in h]
+    parts = [json.loads(line) for line in (out / "work/rewards.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in logged] == [p["step"] for p in parts] == [1, 2]
+    for h, p in zip(logged, parts):
+        for name in ("format", "correct", "consistent"):
+            assert h[f"rewards/{name}/mean"] == pytest.approx(p[name], abs=1e-6)
+        assert h["rewards/cotprobe_reward/mean"] == pytest.approx(p["reward"], abs=1e-6)
+        assert h["reward"] == pytest.approx(p["reward"], abs=1e-6)  # parts add nothing to it
     backend = HFBackend(str(out / "step2"), device="cpu")
     sampling = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 2}
     prompts = [make_prompt(0), make_prompt(1, prefill="<think>")]
@@ -148,3 +161,32 @@ def test_unknown_run_keys_fail(tiny_model_dir, samples, tmp_path):
     cmd = _cmd(tiny_model_dir, samples, tmp_path / "x", {**SPEC, "stpes": 3})
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert proc.returncode == 2 and "error: --spec: trl run: unknown key(s) ['stpes']" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("none", []), ("tensorboard", ["tensorboard"]), (["wandb", "tensorboard"], ["wandb", "tensorboard"])],
+)
+def test_report_to_names_the_trackers(value, expected):
+    assert report_to(value) == expected
+
+
+@pytest.mark.parametrize("value", ["mlflow", [], ["none", "wandb"], "TensorBoard"])
+def test_report_to_refuses_what_neither_backend_logs_to(value):
+    with pytest.raises(ValueError, match="report_to"):
+        report_to(value)
+
+
+def test_report_to_reaches_verls_logger(tmp_path):
+    from cotprobe.training.verl_backend import overrides
+
+    def logger(run):
+        ovs = overrides(run, seed=0, base="b", parquet=tmp_path / "t.parquet", reward_file=tmp_path / "r.py",
+                        ckpt_dir=tmp_path / "c", chat_template="t", name="n")  # fmt: skip
+        return [o for o in ovs if o.startswith("trainer.logger=")]
+
+    run = {"total_steps": 2, "save_every": 1}
+    assert logger(run) == ["trainer.logger=[console]"]
+    assert logger({**run, "report_to": ["wandb", "tensorboard"]}) == [
+        "trainer.logger=[console,wandb,tensorboard]"
+    ]

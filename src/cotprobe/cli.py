@@ -317,8 +317,7 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
 
 
 def cmd_parse(args) -> None:
-    from cotprobe.parsing import PARSER_VERSION, parse_response
-    from cotprobe.records import ParsedAnswer
+    from cotprobe.parsing import PARSER_VERSION, parse_record
 
     prompts = {p.id: p for p in load_prompts(args.prompts)}
     generations = load_generations(args.generations)
@@ -328,10 +327,8 @@ def cmd_parse(args) -> None:
     rows = []
     counts: dict[str, int] = {}
     for g in generations:
-        p = parse_response(g.text, prompts[g.id].options)
-        rows.append(ParsedAnswer(g.id, p.think, p.answer_text, p.answer_letter, p.status, p.rule, p.reason,
-                                 PARSER_VERSION))  # fmt: skip
-        counts[p.rule] = counts.get(p.rule, 0) + 1
+        rows.append(parse_record(g.id, g.text, prompts[g.id].options))
+        counts[rows[-1].answer_rule] = counts.get(rows[-1].answer_rule, 0) + 1
     write_jsonl(args.out, (r.to_dict() for r in rows))
     log.info("%s: parser v%d, answer rules %s", args.out, PARSER_VERSION, counts)
 

@@ -44,7 +44,14 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from cotprobe.records import PARSE_BAD_ANSWER, PARSE_NO_ANSWER, PARSE_NO_THINK, PARSE_OK, Generation
+from cotprobe.records import (
+    PARSE_BAD_ANSWER,
+    PARSE_NO_ANSWER,
+    PARSE_NO_THINK,
+    PARSE_OK,
+    Generation,
+    ParsedAnswer,
+)
 
 PARSER_VERSION = 2
 
@@ -269,6 +276,14 @@ def parse_response(text: str, options: Mapping[str, str] | Sequence[str]) -> Par
         return Parsed(think, answer_text, None, PARSE_BAD_ANSWER, reading.rule, reading.reason)
     status = PARSE_OK if think is not None else PARSE_NO_THINK
     return Parsed(think, answer_text, reading.letter, status, reading.rule)
+
+
+def parse_record(sample_id: str, text: str, options: Mapping[str, str] | Sequence[str]) -> ParsedAnswer:
+    """One row of the parse stage's file: ``text`` parsed, with this parser's version."""
+    p = parse_response(text, options)
+    return ParsedAnswer(
+        sample_id, p.think, p.answer_text, p.answer_letter, p.status, p.rule, p.reason, PARSER_VERSION
+    )
 
 
 def reparse(generation: Generation, options: Mapping[str, str]) -> Generation:

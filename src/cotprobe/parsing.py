@@ -86,13 +86,15 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("bold", re.compile(
         r"(?P<m>\*\*|__|\*)\s*\(?" + _U + r"\)?(?:[.:)]\s*[^*_\n]*?)?\s*(?P=m)(?![*_])")),
     ("phrase", re.compile(
-        r"\b(?:answer|option|choice|it|one)\s*(?:is|would be|should be|must be|will be|=)\s*:?\s*"
+        r"\b(?:answer|option|choice|it|one)(?:'s|\s*(?:is|would be|should be|must be|will be|=))\s*:?\s*"
         + _CUE_ADVERB + r"(?:option\s+|choice\s+)?\(?" + _U + r"\)?" + _END
-        + r"|\bI\s+(?:choose|pick|select|go with|would choose|'d choose|will choose)\s*:?\s*(?:option\s+)?\(?"
-        + _U.replace("L", "L2") + r"\)?" + _END,
+        + r"|\b(?:I(?:'d|'ll|\s+would|\s+will)?\s+(?:choose|pick|select|go\s+with)|so|therefore|thus|hence)"
+        r"\s*[:,]?\s*(?:option\s+)?\(?" + _U.replace("L", "L2") + r"\)?" + _END
+        + r"|^\(?" + _U.replace("L", "L3") + r"\)?\s+is\s+(?:the\s+)?(?:correct|right|answer|best)\b",
         re.IGNORECASE)),
     ("label", re.compile(
-        r"(?:^|\n)\s*(?:(?:my|the)\s+)?(?:final\s+|correct\s+)?(?:answer|choice|option)\s*[:\-\u2013=]\s*\(?"
+        r"(?:^|\n)[\s*_#>]*(?:(?:my|the)\s+)?(?:final\s+|correct\s+)?(?:answer|choice|option)[*_]*\s*[:\-\u2013=]"
+        r"[*_]*\s*\(?"
         + _U + r"\)?" + _END, re.IGNORECASE)),
     ("option", re.compile(r"\b(?:option|choice)\s*[(\[]?(?P<L>[A-Za-z])[)\]]?" + _NOT_WORD, re.IGNORECASE)),
     ("paren", re.compile(r"\(" + _U + r"\)")),
@@ -112,6 +114,8 @@ _PAIR = re.compile(
 _PAIR_NEGATED = re.compile(
     r"^\s*(?:are|is|were)\s+(?:both\s+)?(?:wrong|incorrect|not\b|false|ruled out)", re.IGNORECASE
 )
+# "blue, not red": a text mention right after these words is ruled out (normalised text).
+_TEXT_NEGATED = re.compile(r" (?:not|never|nor|than|instead of|isn t|except) $")
 _MARKUP = re.compile(r"\\(?:boxed|text|textbf|textit|mathrm|mathbf)\s*\{|[*_`$\\{}]")
 
 
@@ -172,7 +176,7 @@ def _ambiguous_pair(block: str, letters: dict[str, str | None]) -> tuple[str, st
 def _rule_letters(rule: str, pattern: re.Pattern[str], block: str) -> list[str]:
     found = []
     for m in pattern.finditer(block):
-        letter = m.group("L") or (m.groupdict().get("L2"))
+        letter = next((v for k, v in m.groupdict().items() if k.startswith("L") and v), None)
         if letter is None or (rule in _CAPITAL_ONLY and not letter.isupper()):
             continue
         found.append(letter)
@@ -191,8 +195,9 @@ def _text_reading(block: str, options: dict[str, str | None]) -> Reading | None:
     padded = f" {said} "
     spans = []
     for k, t in texts.items():
-        for m in re.finditer(re.escape(f" {t} "), padded):
-            spans.append((m.start(), m.end(), k))
+        for m in re.finditer(r"(?= " + re.escape(t) + " )", padded):
+            if not _TEXT_NEGATED.search(padded[: m.start() + 1]):
+                spans.append((m.start(), m.start() + len(t) + 2, k))
     named = {
         k
         for a, b, k in spans

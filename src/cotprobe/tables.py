@@ -178,7 +178,9 @@ def render_html(tables: Mapping[str, pl.DataFrame], max_unparsed: float) -> str:
         f"{max_unparsed:.0%} (<code>analysis.max_unparsed</code>).</p>"
     )
     if n_flag:
-        parts.append(_html_table(flagged.select("model", "bench", "variant", "seed", "n", "unparsed", "answer_rules")))
+        parts.append(
+            _html_table(flagged.select("model", "bench", "variant", "seed", "n", "unparsed", "answer_rules"))
+        )
     for name in NAMES:
         parts.append(f"<h2>{html.escape(TITLES[name])}</h2>")
         parts.append(_html_table(tables[name], flag="flag_unparsed" if name == "audit" else None))

@@ -20,7 +20,9 @@ ENTROPY = [0.4, 0.1, 0.2, 0.3]
 
 def parsed(i, letter):
     """A parsed-file row: the current parser's reading of a think and ``letter``'s answer block (none for None)."""
-    return parse_record(i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS).to_dict()
+    return parse_record(
+        i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS
+    ).to_dict()
 
 
 def write_cell(

@@ -19,7 +19,9 @@ TRUTH = {"s0": "A", "s1": "C", "s2": "B", "s3": "C"}
 
 def parsed(i, letter):
     """A parsed-file row: the current parser's reading of a think and ``letter``'s answer block (none for None)."""
-    return parse_record(i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS).to_dict()
+    return parse_record(
+        i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS
+    ).to_dict()
 
 
 def scored(i, p_correct, entropy, truth):

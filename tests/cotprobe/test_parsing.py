@@ -120,7 +120,9 @@ TABLE = [
 
 @pytest.mark.parametrize(("block", "options", "letter", "rule"), TABLE, ids=[repr(r[0]) for r in TABLE])
 def test_parsing_table(block, options, letter, rule):
-    parsed = parse_response(f"<think>The shape on the left looks red.</think><answer>{block}</answer>", options)
+    parsed = parse_response(
+        f"<think>The shape on the left looks red.</think><answer>{block}</answer>", options
+    )
     status = "ok" if letter else "bad_answer"
     assert (parsed.answer_letter, parsed.status, parsed.rule) == (letter, status, rule)
     assert parsed.answer_text == block.strip()
@@ -134,7 +136,11 @@ def test_the_table_is_large_and_covers_every_rule_and_failure():
 
 def test_failure_states_and_reasons():
     no_block = parse_response("<think>red</think>", COLOURS)
-    assert (no_block.status, no_block.rule, no_block.reason) == ("no_answer", "no_answer", "no <answer> block")
+    assert (no_block.status, no_block.rule, no_block.reason) == (
+        "no_answer",
+        "no_answer",
+        "no <answer> block",
+    )
     assert read_answer("A or C", COLOURS).reason == "offers two options (A and C)"
     assert read_answer("E", COLOURS).reason == "names E, not one of the options A, B, C, D"
     assert read_answer("red or yellow", COLOURS).reason == "names the texts of options A, C"
@@ -156,12 +162,13 @@ def test_normalise():
 
 
 def test_reparse_replaces_a_stale_parse():
+    # A record written by the old parser, which read "A or B" as A.
     gen = Generation(
         id="s1", model="m", bench="b", variant="base", seed=0, prefill="", completion="",
         text="<think>hm</think><answer>A or B</answer>", think="hm", answer_text="A or B",
         answer_letter="A", parse_status="ok", prompt_tokens=1, completion_tokens=1, seconds=0.0,
         finish_reason="stop",
-    )  # fmt: skip  (a record written by the old parser, which read "A or B" as A)
+    )  # fmt: skip
     again = reparse(gen, COLOURS)
     assert (again.answer_letter, again.parse_status, again.answer_rule) == (None, "bad_answer", "ambiguous")
     assert again.parse_reason == "offers two options (A and B)" and again.text == gen.text

@@ -319,16 +319,21 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
 def cmd_parse(args) -> None:
     from cotprobe.parsing import PARSER_VERSION, parse_record
 
-    prompts = {p.id: p for p in load_prompts(args.prompts)}
-    generations = load_generations(args.generations)
-    missing = [g.id for g in generations if g.id not in prompts]
+    prompts = load_prompts(args.prompts)
+    generations = {g.id: g for g in load_generations(args.generations)}
+    prompt_ids = {p.id for p in prompts}
+    missing = [p.id for p in prompts if p.id not in generations]
+    extra = [i for i in generations if i not in prompt_ids]
     if missing:
-        raise InputError(f"{args.generations}: generation id {missing[0]!r} has no prompt in {args.prompts}")
-    rows = []
+        raise InputError(
+            f"{args.generations}: no generation for prompt id {missing[0]!r} ({len(missing)} in all)"
+        )
+    if extra:
+        raise InputError(f"{args.generations}: generation id {extra[0]!r} has no prompt in {args.prompts}")
+    rows = [parse_record(p.id, generations[p.id].text, p.options) for p in prompts]
     counts: dict[str, int] = {}
-    for g in generations:
-        rows.append(parse_record(g.id, g.text, prompts[g.id].options))
-        counts[rows[-1].answer_rule] = counts.get(rows[-1].answer_rule, 0) + 1
+    for row in rows:
+        counts[row.answer_rule] = counts.get(row.answer_rule, 0) + 1
     write_jsonl(args.out, (r.to_dict() for r in rows))
     log.info("%s: parser v%d, answer rules %s", args.out, PARSER_VERSION, counts)
 

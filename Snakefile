@@ -5,6 +5,7 @@
 #   results/prompts/{bench}/{variant}/seed{seed}.jsonl
 #   results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/logits/{model}/{bench}/{variant}/seed{seed}.parquet
+#   results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/metrics/{cells,summary,auroc}.csv, results/figures/*.{png,pdf}
 #   results/training/data/{data}/samples.jsonl, results/training/{run}/seed{seed}/step{N}/ (model {run}-s{seed}-step{N})
@@ -30,6 +31,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/perturb.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/parse.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"

@@ -255,9 +255,12 @@ def cmd_judge(args) -> None:
     judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
     if args.share_load and hasattr(judge, "share"):
         judge.share = _share_kwargs(args)
+    from cotprobe.parsing import reparse
+
     prompts = load_prompts(args.prompts)
     generations = load_generations(args.generations)
-    pairs = judge.pair(prompts, generations)
+    # The generation file's own parse may be an older parser's: read the letter again from the text.
+    pairs = [(p, reparse(g, p.options)) for p, g in judge.pair(prompts, generations)]
     try:
         if judge.chunk_size:
             readings = _read_thinks_resumably(judge, pairs, spec, args)
@@ -276,8 +279,12 @@ def cmd_judge(args) -> None:
 
 
 def _judge_cache_key(spec: dict[str, Any], prompts_path: str, generations_path: str) -> str:
-    """Identity of a judging run: the judge spec (model, template hash, ...), its inputs, the weights."""
+    """Identity of a judging run: the judge spec (model, template hash, ...), its inputs, the weights,
+    and the parser (a reading checks the answer letter it read)."""
+    from cotprobe.parsing import PARSER_VERSION
+
     h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    h.update(f"parser {PARSER_VERSION}".encode())
     for path in (prompts_path, generations_path):
         h.update(Path(path).read_bytes())
     _hash_weights(h, str(spec.get("args", {}).get("path", "")))
@@ -312,6 +319,28 @@ def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
             done.update((p.id, r) for (p, _), r in zip(chunk, readings))
             progress.update(len(chunk))
     return [done[p.id] for p, _ in pairs]
+
+
+def cmd_parse(args) -> None:
+    from cotprobe.parsing import PARSER_VERSION, parse_record
+
+    prompts = load_prompts(args.prompts)
+    generations = {g.id: g for g in load_generations(args.generations)}
+    prompt_ids = {p.id for p in prompts}
+    missing = [p.id for p in prompts if p.id not in generations]
+    extra = [i for i in generations if i not in prompt_ids]
+    if missing:
+        raise InputError(
+            f"{args.generations}: no generation for prompt id {missing[0]!r} ({len(missing)} in all)"
+        )
+    if extra:
+        raise InputError(f"{args.generations}: generation id {extra[0]!r} has no prompt in {args.prompts}")
+    rows = [parse_record(p.id, generations[p.id].text, p.options) for p in prompts]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.answer_rule] = counts.get(row.answer_rule, 0) + 1
+    write_jsonl(args.out, (r.to_dict() for r in rows))
+    log.info("%s: parser v%d, answer rules %s", args.out, PARSER_VERSION, counts)
 
 
 def cmd_ensemble(args) -> None:
@@ -571,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads of a local LLM judge")
     _add_share_args(s)
     s.set_defaults(func=cmd_judge)
+
+    s = sub.add_parser("parse", help="read the answer letter of one cell's generations (current parser)")
+    s.add_argument("--prompts", required=True)
+    s.add_argument("--generations", required=True)
+    s.add_argument("--out", required=True, help="results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl")
+    s.set_defaults(func=cmd_parse)
 
     s = sub.add_parser("ensemble", help="combine member judges' verdicts of one cell")
     s.add_argument("--judge", required=True, help="ensemble id (recorded in every verdict)")

@@ -4,7 +4,10 @@ A *cell* is one (model, bench, variant, seed, judge). Its files are the stage fi
 ``cotprobe.records``; an *entry* names them::
 
     {"model": ..., "bench": ..., "variant": ..., "seed": 0, "judge": ...,
-     "prompts": path, "generations": path, "logits": path, "verdicts": path}
+     "prompts": path, "parsed": path, "logits": path, "verdicts": path}
+
+The answers come from the parsed files (``records.ParsedAnswer``, the current parser's reading of
+the generations), so a parser change recomputes the metrics without regenerating.
 
 ``load`` reads every cell once into arrays aligned to each benchmark's items (sorted ids); the
 table functions work on that ``Study``:
@@ -34,6 +37,7 @@ import polars as pl
 
 from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
+from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES
 from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE
 
 log = logging.getLogger("cotprobe.metrics")
@@ -47,7 +51,8 @@ SHARES = tuple(f"share_{q}" for q in STATES)
 ITEM_METRICS = ("accuracy", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target")
 JUDGE_METRICS = ("consistency", *SHARES)
 METRICS = (*ITEM_METRICS, *JUDGE_METRICS)
-AUDIT = ("unparsed", "argmax_agrees", "n_generated", "n_appended", "n_prefilled", "mean_think_chars")
+AUDIT = ("unparsed", "answer_rules", "argmax_agrees", "n_generated", "n_appended", "n_prefilled",
+         "mean_think_chars")  # fmt: skip
 EFFECTS = ("accuracy", "mean_entropy", "mean_p_correct")
 POSITIONS = ("generated", "appended", "prefilled")
 MAX_UNPARSED = 0.10
@@ -89,6 +94,7 @@ class Cell:
     think_chars: np.ndarray
     positions: dict[str, int | None]
     missing_reason: str | None
+    rules: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,12 +184,10 @@ def _read_prompts(path: PathLike) -> pl.DataFrame:
 
 
 def _read_cell(entry: Entry, prompts: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    generations = _ndjson(
-        entry["generations"],
-        {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String},
-        ("id", "parse_status"),
-    ).with_columns(pl.col("think").str.len_chars().alias("think"))  # only its length is used
-    tables = {"prompts": prompts, "generations": generations, "logits": _logits(entry["logits"])}
+    parsed = _ndjson(entry["parsed"], PARSED_SCHEMA, PARSED_REQUIRED).with_columns(
+        pl.col("think").str.len_chars().alias("think")  # only its length is used
+    )
+    tables = {"prompts": prompts, "parsed": parsed, "logits": _logits(entry["logits"])}
     _same_ids(entry, tables)
     return tables
 
@@ -204,7 +208,9 @@ def _in_cell(entry: Entry, fn, *args):
         raise InputError(f"cell {_cell_name(entry)}: {err}") from None
 
 
-GEN_SCHEMA = {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String}
+PARSED_SCHEMA = {"id": pl.String, "answer_letter": pl.String, "parse_status": pl.String, "think": pl.String,
+                 "answer_rule": pl.String}  # fmt: skip
+PARSED_REQUIRED = ("id", "parse_status", "answer_rule")
 
 
 def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.DataFrame:
@@ -287,7 +293,7 @@ def load(entries: Iterable[Entry], threads: int = 2) -> Study:
         first.setdefault((e["model"], e["bench"], e["variant"], e["seed"]), e)
     cell_list = list(first.values())
     for e in entries:  # a missing file: named before anything is read
-        for kind in ("prompts", "generations", "logits", "verdicts"):
+        for kind in ("prompts", "parsed", "logits", "verdicts"):
             if not Path(e[kind]).exists():
                 raise InputError(f"cell {_cell_name(e)}: {e[kind]}: file not found")
 
@@ -300,25 +306,25 @@ def load(entries: Iterable[Entry], threads: int = 2) -> Study:
 
     prompts = read("prompts", cell_list, _ndjson_batch({"id": pl.String, "answer": pl.String}, ("id", "answer")),
                    lambda e, p: _read_prompts(p))  # fmt: skip
-    gens = read("generations", cell_list, _ndjson_batch(GEN_SCHEMA, ("id", "parse_status")),
-                lambda e, p: _ndjson(p, GEN_SCHEMA, ("id", "parse_status")))  # fmt: skip
+    gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
+                lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
     logits = read("logits", cell_list, _logits_batch, lambda e, p: _logits(p))
     logits = logits.select(c for c in (*LOGIT_COLUMNS, "file") if c in logits.columns)
     verdict_table = read("verdicts", entries, _ndjson_batch({"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")),
                          lambda e, p: _ndjson(p, {"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")))  # fmt: skip
 
-    # Every table keyed by its cell's index c (a generations/logits file belongs to one cell; a
+    # Every table keyed by its cell's index c (a parsed/logits file belongs to one cell; a
     # prompts file to every model's cell of its bench, variant and seed).
     keys = pl.DataFrame(
         {
             "c": range(len(cell_list)),
             "bench": [e["bench"] for e in cell_list],
-            **{k: [str(e[k]) for e in cell_list] for k in ("prompts", "generations", "logits")},
+            **{k: [str(e[k]) for e in cell_list] for k in ("prompts", "parsed", "logits")},
         },
         schema_overrides={"c": pl.Int64},
     )
     P = keys.select("c", "bench", "prompts").join(prompts, left_on="prompts", right_on="file").drop("prompts")
-    G = gens.join(keys.select("c", "generations"), left_on="file", right_on="generations").drop("file")
+    G = gens.join(keys.select("c", "parsed"), left_on="file", right_on="parsed").drop("file")
     L = logits.join(keys.select("c", "logits"), left_on="file", right_on="logits").drop("file")
     bad = _first_bad_cell(P.select("c", "id"), G.select("c", "id"), L.select("c", "id"))
     if bad is not None:  # the per-cell reader names the files and ids
@@ -404,6 +410,9 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
         counts = T.filter(pl.col("answer_position").is_not_null()).group_by("c", "answer_position").len()
         for c, pos, n in counts.iter_rows():
             positions.setdefault(c, {})[pos] = n
+    rules: dict[int, dict[str, int]] = {}
+    for c, rule, n in T.group_by("c", "answer_rule").len().iter_rows():
+        rules.setdefault(c, {})[rule] = n
     reasons: dict[int, str] = {}
     if "missing_reason" in has:
         unscored = (
@@ -432,7 +441,7 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
                 think_chars=spread("think_chars"),
                 positions={p: int(positions.get(c, {}).get(p, 0)) for p in POSITIONS}
                 if "answer_position" in has else dict.fromkeys(POSITIONS),
-                missing_reason=reasons.get(c),
+                missing_reason=reasons.get(c), rules=rules.get(c, {}),
             )
         )  # fmt: skip
     return out
@@ -482,6 +491,7 @@ CELL_SCHEMA: dict[str, Any] = {
     "n_scored": pl.Int64,
     **dict.fromkeys(METRICS, pl.Float64),
     "unparsed": pl.Float64,
+    "answer_rules": pl.String,
     "argmax_agrees": pl.Float64,
     "n_generated": pl.Int64,
     "n_appended": pl.Int64,
@@ -492,13 +502,24 @@ CELL_SCHEMA: dict[str, Any] = {
 }
 
 
+def format_rules(counts: Mapping[str, int]) -> str | None:
+    """``letter 6, bold 1, ambiguous 1``: answers per parsing rule, then per failure, in the parser's order.
+
+    A rule this parser does not know (a parsed file of another version) comes last, by name.
+    """
+    order = {r: i for i, r in enumerate((*ANSWER_RULES, *PARSE_FAILURES))}
+    ranked = sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+    return ", ".join(f"{rule} {n}" for rule, n in ranked if n) or None
+
+
 def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
     """One row of metrics and audit per cell, in the order of the entries.
 
     Columns: the keys, ``n`` (items), ``n_scored`` (items with letter scores), ``METRICS``
     (``accuracy`` counts a missing answer letter as wrong; ``consistency`` is the share whose
     think settles on the answer given; the five ``share_*`` sum to 1), then the audit:
-    ``unparsed`` (share without an answer letter), ``argmax_agrees`` (share of scored, answered
+    ``unparsed`` (share without an answer letter), ``answer_rules`` (how many answers each parsing
+    rule read, and why the rest were not read: ``format_rules``), ``argmax_agrees`` (share of scored, answered
     items whose most probable letter is the letter generated), ``n_generated``/``n_appended``/
     ``n_prefilled`` (where the scored answer position came from, ``records.LetterScores``;
     empty when the logits file lacks the field), ``mean_think_chars``, ``flag_unparsed``
@@ -531,6 +552,7 @@ def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
             | values
             | {
                 "unparsed": unparsed,
+                "answer_rules": format_rules(cell.rules),
                 "argmax_agrees": _nanmean(cell.argmax_agrees),
                 **{f"n_{p}": c for p, c in cell.positions.items()},
                 "mean_think_chars": _nanmean(cell.think_chars),

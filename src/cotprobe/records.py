@@ -11,6 +11,7 @@ Stage files (an ensemble of judges writes verdicts like any judge)::
     results/prompts/{bench}/{variant}/seed{seed}.jsonl      Prompt
     results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl   Generation
     results/logits/{model}/{bench}/{variant}/seed{seed}.parquet      LetterScores (one row each)
+    results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl        ParsedAnswer
     results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl  Verdict
 
 Light module: no torch, no transformers.
@@ -35,7 +36,7 @@ UNPARSEABLE = "unparseable"
 # Parse status of a generation (see cotprobe.parsing.parse_response).
 PARSE_OK = "ok"  # <think>…</think><answer>X</answer>, X one of the options
 PARSE_NO_ANSWER = "no_answer"  # no <answer>…</answer> block
-PARSE_BAD_ANSWER = "bad_answer"  # <answer> present but not one of the sample's option letters
+PARSE_BAD_ANSWER = "bad_answer"  # <answer> present but no option read from it (answer_rule says why)
 PARSE_NO_THINK = "no_think"  # answer fine but no closed <think> block
 
 
@@ -115,10 +116,11 @@ class Generation:
         prefill: The assistant pre-fill the model continued.
         completion: The text the model generated after the pre-fill (special tokens removed).
         text: ``prefill + completion``, the whole assistant turn that is parsed.
-        think: Content of the last closed ``<think>`` block, or None.
-        answer_text: Content of the last ``<answer>`` block, or None.
-        answer_letter: The option letter read from ``answer_text``, or None.
-        parse_status: One of ``ok``, ``no_answer``, ``bad_answer``, ``no_think``.
+        think, answer_text, answer_letter, parse_status, answer_rule, parse_reason: The parse of
+            ``text`` made when the record was written (``ParsedAnswer`` says what each is), kept
+            for reading by eye. Stages re-parse ``text`` with the current parser
+            (``cotprobe.parsing.reparse``, the ``parse`` stage), so a parser change never
+            regenerates; records written before ``answer_rule`` existed lack the last two.
         prompt_tokens, completion_tokens: Token counts.
         seconds: Wall time of the sample's batch divided by the batch size.
         finish_reason: ``stop`` (eos) or ``length`` (max tokens).
@@ -149,6 +151,40 @@ class Generation:
     finish_reason: str
     delivery: str = "prefill"
     cost_usd: float | None = None
+    answer_rule: str | None = None
+    parse_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ParsedAnswer:
+    """A generation's text parsed by the current parser: one row of ``results/parsed/...jsonl``.
+
+    Written by the parse stage (``cotprobe parse``), whose rule takes ``parsing.PARSER_VERSION``
+    as a param: a parser change reruns it (and the verdicts, metrics) but not the generation.
+
+    Attributes:
+        id: The sample id.
+        think: Content of the last closed ``<think>`` block, or None.
+        answer_text: Content of the last ``<answer>`` block, or None.
+        answer_letter: The option letter read from ``answer_text``, or None.
+        parse_status: One of ``ok``, ``no_answer``, ``bad_answer``, ``no_think``.
+        answer_rule: The rule that read the letter (``parsing.ANSWER_RULES``, e.g. ``bold``), else
+            why none was read (``parsing.PARSE_FAILURES``, e.g. ``ambiguous``).
+        parse_reason: Why no letter was read, in words ("" when one was).
+        parser_version: ``parsing.PARSER_VERSION`` of the parser that wrote the row.
+    """
+
+    id: str
+    think: str | None
+    answer_text: str | None
+    answer_letter: str | None
+    parse_status: str
+    answer_rule: str
+    parse_reason: str
+    parser_version: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -133,7 +133,7 @@ def table3(agreement: pl.DataFrame) -> pl.DataFrame:
 
 
 AUDIT_COLUMNS = (
-    "model", "bench", "variant", "seed", "n", "n_scored", "unparsed", "argmax_agrees",
+    "model", "bench", "variant", "seed", "n", "n_scored", "unparsed", "answer_rules", "argmax_agrees",
     "n_generated", "n_appended", "n_prefilled", "mean_think_chars", "flag_unparsed", "note",
 )  # fmt: skip
 
@@ -178,7 +178,9 @@ def render_html(tables: Mapping[str, pl.DataFrame], max_unparsed: float) -> str:
         f"{max_unparsed:.0%} (<code>analysis.max_unparsed</code>).</p>"
     )
     if n_flag:
-        parts.append(_html_table(flagged.select("model", "bench", "variant", "seed", "n", "unparsed")))
+        parts.append(
+            _html_table(flagged.select("model", "bench", "variant", "seed", "n", "unparsed", "answer_rules"))
+        )
     for name in NAMES:
         parts.append(f"<h2>{html.escape(TITLES[name])}</h2>")
         parts.append(_html_table(tables[name], flag="flag_unparsed" if name == "audit" else None))

@@ -25,11 +25,15 @@ from typing import Any
 import yaml
 
 from cotprobe.judges import ENSEMBLE
+from cotprobe.parsing import PARSER_VERSION
 
 SAMPLES = "results/data/{bench}/samples.jsonl"
 PROMPTS = "results/prompts/{bench}/{variant}/seed{seed}.jsonl"
 GENERATIONS = "results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl"
 LOGITS = "results/logits/{model}/{bench}/{variant}/seed{seed}.parquet"
+# The generations' answers read by the current parser (cotprobe.parsing): a parser change reruns
+# these, the verdicts and the metrics, never the generations.
+PARSED = "results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl"
 VERDICTS = "results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl"
 BUILT_MODEL = "resources/models/{model}"
 # Training (cotprobe.training): data, and one HF model dir per saved step of each run and seed,
@@ -53,7 +57,7 @@ TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tabl
 AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 
 # Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 FIGURES_VERSION = 3  # 3: Glasbey colours past ten series
 
 
@@ -315,7 +319,8 @@ class Grid:
         from cotprobe.training.trl_backend import TRL_BACKEND_VERSION
 
         spec = {k: v for k, v in self.training_runs[run].items() if k not in ("seeds", "steps", "gpus")}
-        version = {"reward": REWARD_VERSION, "augment": AUGMENT_VERSION}
+        # The reward reads the answer letter with the parser: a parser change changes the rewards.
+        version = {"reward": REWARD_VERSION, "augment": AUGMENT_VERSION, "parser": PARSER_VERSION}
         if spec["backend"] == "trl":
             version["trl"] = TRL_BACKEND_VERSION
         else:
@@ -459,8 +464,8 @@ class Grid:
             for m, b, v, s in self.cells()
         ]
 
-    def generation_files(self) -> list[str]:
-        return [GENERATIONS.format(model=m, bench=b, variant=v, seed=s) for m, b, v, s in self.cells()]
+    def parsed_files(self) -> list[str]:
+        return [PARSED.format(model=m, bench=b, variant=v, seed=s) for m, b, v, s in self.cells()]
 
     def logit_files(self) -> list[str]:
         return [LOGITS.format(model=m, bench=b, variant=v, seed=s) for m, b, v, s in self.cells()]
@@ -472,7 +477,7 @@ class Grid:
         ]
 
     def metric_inputs(self) -> list[str]:
-        return self.prompt_files() + self.generation_files() + self.logit_files() + self.verdict_files()
+        return self.prompt_files() + self.parsed_files() + self.logit_files() + self.verdict_files()
 
     def agreement_inputs(self) -> list[str]:
         judges = self.agreement_judges
@@ -598,7 +603,7 @@ def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
                 **cell,
                 "judge": judge,
                 "prompts": PROMPTS.format(**cell),
-                "generations": GENERATIONS.format(**cell),
+                "parsed": PARSED.format(**cell),
                 "logits": LOGITS.format(**cell),
                 "verdicts": VERDICTS.format(judge=judge, **cell),
             }

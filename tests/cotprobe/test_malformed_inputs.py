@@ -90,12 +90,14 @@ def files(tmp_path_factory):
     for j in ("a", "b"):
         assert cli.main(["judge", "--judge", j, "--spec", '{"kind": "rule"}', "--prompts", str(root / "prompts.jsonl"),
                          "--generations", str(root / "gen.jsonl"), "--out", str(root / f"v{j}.jsonl")]) == 0  # fmt: skip
+    assert cli.main(["parse", "--prompts", str(root / "prompts.jsonl"), "--generations", str(root / "gen.jsonl"),
+                     "--out", str(root / "parsed.jsonl")]) == 0  # fmt: skip
     return root
 
 
 def _fresh(files, tmp_path_factory):
     work = tmp_path_factory.mktemp("case")
-    for name in ("samples.jsonl", "prompts.jsonl", "gen.jsonl", "va.jsonl", "vb.jsonl"):
+    for name in ("samples.jsonl", "prompts.jsonl", "gen.jsonl", "va.jsonl", "vb.jsonl", "parsed.jsonl"):
         (work / name).write_bytes((files / name).read_bytes())
     return work
 
@@ -104,6 +106,7 @@ SAMPLE_FIELDS = ["id", "image", "question", "options", "answer", "category"]
 PROMPT_FIELDS = [*SAMPLE_FIELDS, "user_text", "prefill", "seed", "target_letter"]
 GEN_FIELDS = ["id", "text", "think", "answer_letter", "parse_status", "prefill"]
 VERDICT_FIELDS = ["id", "quadrant", "answer_letter", "correct", "consistent"]
+PARSED_FIELDS = ["id", "think", "answer_letter", "parse_status", "answer_rule"]
 SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -169,6 +172,17 @@ def test_judge(files, tmp_path_factory, capsys, mutation, row):
 
 
 @SETTINGS
+@given(target=st.sampled_from(["prompts.jsonl", "gen.jsonl"]), mutation=_mutations(sorted({*PROMPT_FIELDS, *GEN_FIELDS})),
+       row=st.integers(0, 3))  # fmt: skip
+def test_parse(files, tmp_path_factory, capsys, target, mutation, row):
+    def argv(work, out):
+        return ["parse", "--prompts", str(work / "prompts.jsonl"), "--generations", str(work / "gen.jsonl"),
+                "--out", str(out)]  # fmt: skip
+
+    _case(files, tmp_path_factory, capsys, mutation, row, mutate=target, argv=argv, rows_of="prompts.jsonl")
+
+
+@SETTINGS
 @given(mutation=_mutations(VERDICT_FIELDS), row=st.integers(0, 3))
 def test_ensemble(files, tmp_path_factory, capsys, mutation, row):
     spec = json.dumps({"kind": "ensemble", "args": {"judges": ["a", "b"], "rule": "majority"}})
@@ -192,19 +206,21 @@ def cells(files, tmp_path_factory):
                      "--seed", "0", "--out", str(root / "gen.jsonl"), "--logits-out", str(root / "l.parquet")]) == 0  # fmt: skip
     assert cli.main(["judge", "--judge", "a", "--spec", '{"kind": "rule"}', "--prompts", str(root / "prompts.jsonl"),
                      "--generations", str(root / "gen.jsonl"), "--out", str(root / "va.jsonl")]) == 0  # fmt: skip
+    assert cli.main(["parse", "--prompts", str(root / "prompts.jsonl"), "--generations", str(root / "gen.jsonl"),
+                     "--out", str(root / "parsed.jsonl")]) == 0  # fmt: skip
     return root
 
 
 def _entry(root, variant, names):
     return {"model": "m", "bench": "shapes", "variant": variant, "seed": 0, "judge": "a",
-            "prompts": str(root / names[0]), "generations": str(root / names[1]),
+            "prompts": str(root / names[0]), "parsed": str(root / names[1]),
             "logits": str(root / "l.parquet"), "verdicts": str(root / names[2])}  # fmt: skip
 
 
 @SETTINGS
 @given(
-    target=st.sampled_from(["prompts.jsonl", "gen.jsonl", "va.jsonl"]),
-    mutation=_mutations(sorted({*PROMPT_FIELDS, *GEN_FIELDS, *VERDICT_FIELDS})),
+    target=st.sampled_from(["prompts.jsonl", "parsed.jsonl", "va.jsonl"]),
+    mutation=_mutations(sorted({*PROMPT_FIELDS, *PARSED_FIELDS, *VERDICT_FIELDS})),
     row=st.integers(0, 3),
 )
 def test_metrics(files, cells, tmp_path_factory, target, mutation, row):
@@ -214,8 +230,8 @@ def test_metrics(files, cells, tmp_path_factory, target, mutation, row):
     work = _fresh(files, tmp_path_factory)
     (work / "l.parquet").write_bytes((files / "l.parquet").read_bytes())
     _apply(work / target, mutation, row)
-    entries = [_entry(cells, "base", ("prompts.jsonl", "gen.jsonl", "va.jsonl")),
-               _entry(work, "wrong_think", ("prompts.jsonl", "gen.jsonl", "va.jsonl"))]  # fmt: skip
+    entries = [_entry(cells, "base", ("prompts.jsonl", "parsed.jsonl", "va.jsonl")),
+               _entry(work, "wrong_think", ("prompts.jsonl", "parsed.jsonl", "va.jsonl"))]  # fmt: skip
     try:
         tables = metrics.compute_metrics(entries, metrics.Analysis.from_config({"bootstrap": {"n": 100}}))
     except InputError as err:

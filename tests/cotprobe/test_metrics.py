@@ -6,7 +6,8 @@ import pytest
 
 from cotprobe import metrics, stats
 from cotprobe.io import InputError, write_jsonl
-from cotprobe.records import Generation, LetterScores, Prompt, Verdict
+from cotprobe.parsing import parse_record
+from cotprobe.records import LetterScores, Prompt, Verdict
 
 IDS = ["s0", "s1", "s2", "s3"]
 OPTIONS = {"A": "yellow", "B": "purple", "C": "red"}
@@ -15,6 +16,13 @@ BASE_ANSWERS = ["A", "A", "B", None]
 BASE_QUADRANTS = ["consistent_correct", "consistent_correct", "consistent_incorrect", "unparseable"]
 P_CORRECT = [0.9, 0.8, 0.3, 0.2]
 ENTROPY = [0.4, 0.1, 0.2, 0.3]
+
+
+def parsed(i, letter):
+    """A parsed-file row: the current parser's reading of a think and ``letter``'s answer block (none for None)."""
+    return parse_record(
+        i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS
+    ).to_dict()
 
 
 def write_cell(
@@ -32,7 +40,7 @@ def write_cell(
     missing=False,
 ):
     root = tmp_path / model / bench / variant / f"seed{seed}"
-    paths = {k: root / f"{k}.jsonl" for k in ("prompts", "generations", "verdicts")}
+    paths = {k: root / f"{k}.jsonl" for k in ("prompts", "parsed", "verdicts")}
     paths["logits"] = root / "logits.parquet"
     write_jsonl(
         paths["prompts"],
@@ -41,16 +49,7 @@ def write_cell(
             for i in ids
         ],
     )
-    write_jsonl(
-        paths["generations"],
-        [
-            Generation(
-                i, model, bench, variant, seed, "", "", "", "t", a, a,
-                "ok" if a else "no_answer", 1, 1, 0.1, "stop",
-            ).to_dict()
-            for i, a in zip(ids, answers)
-        ],
-    )  # fmt: skip
+    write_jsonl(paths["parsed"], [parsed(i, a) for i, a in zip(ids, answers)])
     write_jsonl(
         paths["verdicts"],
         [
@@ -110,6 +109,20 @@ def test_cell_rows_hand_computed(tmp_path):
     ][0]
 
 
+def test_the_audit_counts_which_parsing_rule_read_each_answer(tmp_path):
+    # Eight answers of one cell in the forms models write, two of them unreadable, in two cells.
+    blocks = ["A", "**A**", "yellow", "A or B", "The answer is C.", "(B) purple", "Option E", "B"]
+    ids = [f"s{i}" for i in range(len(blocks))]
+    quads = ["consistent_correct"] * len(blocks)
+    entries = [write_cell(tmp_path, v, 0, blocks, quads, ids=ids) for v in ("base", "wrong_think")]
+    cells = metrics.cell_rows(study_of(entries))
+    expected = "letter 2, bold 1, phrase 1, paren 1, option_text 1, ambiguous 1, not_an_option 1"
+    assert cells["answer_rules"].to_list() == [expected, expected]
+    assert cells["unparsed"][0] == pytest.approx(2 / 8) and cells["accuracy"][0] == pytest.approx(3 / 8)
+    assert metrics.format_rules({"letter": 0, "zz_new": 2, "bold": 1}) == "bold 1, zz_new 2"
+    assert metrics.format_rules({}) is None
+
+
 def test_mean_p_target_when_the_variant_pushes(tmp_path):
     entry = write_cell(tmp_path, "wrong_think", 0, ["B"] * 4, ["consistent_incorrect"] * 4, p_target=0.6)
     assert metrics.cell_rows(study_of([entry]))["mean_p_target"][0] == pytest.approx(0.6)
@@ -160,9 +173,10 @@ def _set(field, value, row=1):
 @pytest.mark.parametrize(
     ("kind", "edit", "message"),
     [
-        ("generations", lambda rows: rows + [rows[0]], r"generations\.jsonl: duplicate id 's0'"),
-        ("generations", lambda rows: rows[:3], r"generations\.jsonl lacks id 's3'"),
-        ("generations", _set("parse_status", None), r"generations\.jsonl:2: field 'parse_status' is null"),
+        ("parsed", lambda rows: rows + [rows[0]], r"parsed\.jsonl: duplicate id 's0'"),
+        ("parsed", lambda rows: rows[:3], r"parsed\.jsonl lacks id 's3'"),
+        ("parsed", _set("parse_status", None), r"parsed\.jsonl:2: field 'parse_status' is null"),
+        ("parsed", _set("answer_rule", None), r"parsed\.jsonl:2: field 'answer_rule' is null"),
         ("prompts", _set("answer", None), r"prompts\.jsonl:2: field 'answer' is null"),
         ("verdicts", lambda rows: rows + [rows[1]], r"verdicts\.jsonl: duplicate id 's1'"),
         ("verdicts", _set("quadrant", "maybe"), r"verdicts\.jsonl: unknown quadrant 'maybe'"),

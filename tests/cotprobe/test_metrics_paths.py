@@ -8,12 +8,20 @@ import pytest
 
 from cotprobe import metrics
 from cotprobe.io import write_jsonl
-from cotprobe.records import Generation, LetterScores, Prompt, Verdict
+from cotprobe.parsing import parse_record
+from cotprobe.records import LetterScores, Prompt, Verdict
 
 IDS = ["s0", "s1", "s2", "s3"]
 OPTIONS = {"A": "yellow", "B": "purple", "C": "red"}
 # The correct letter differs per sample, so a p_correct read at a fixed index would not match.
 TRUTH = {"s0": "A", "s1": "C", "s2": "B", "s3": "C"}
+
+
+def parsed(i, letter):
+    """A parsed-file row: the current parser's reading of a think and ``letter``'s answer block (none for None)."""
+    return parse_record(
+        i, "<think>t</think>" + (f"<answer>{letter}</answer>" if letter else ""), OPTIONS
+    ).to_dict()
 
 
 def scored(i, p_correct, entropy, truth):
@@ -28,17 +36,13 @@ def unscored(i):
 
 def write_cell(tmp_path, variant, seed, answers, scores):
     root = tmp_path / variant / f"seed{seed}"
-    paths = {k: root / f"{k}.jsonl" for k in ("prompts", "generations", "verdicts")}
+    paths = {k: root / f"{k}.jsonl" for k in ("prompts", "parsed", "verdicts")}
     paths["logits"] = root / "logits.parquet"
     write_jsonl(paths["prompts"], [
         Prompt(i, "shapes", variant, seed, "x.png", "Colour?", OPTIONS, TRUTH[i], "left", "...").to_dict()
         for i in IDS
     ])  # fmt: skip
-    write_jsonl(paths["generations"], [
-        Generation(i, "api", "shapes", variant, seed, "", "", "", "t", a, a, "ok" if a else "no_answer",
-                   1, 1, 0.1, "stop").to_dict()
-        for i, a in zip(IDS, answers)
-    ])  # fmt: skip
+    write_jsonl(paths["parsed"], [parsed(i, a) for i, a in zip(IDS, answers)])
     quadrant = "consistent_correct"
     write_jsonl(
         paths["verdicts"], [Verdict(i, "rule", None, None, None, None, quadrant).to_dict() for i in IDS]

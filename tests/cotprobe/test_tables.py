@@ -34,10 +34,14 @@ def test_tables_and_page_from_a_small_study(tmp_path):
         "base",
         "base",
     ]
+    assert dict(zip(audit["variant"], audit["answer_rules"])) == {
+        "base": "letter 3, no_answer 1", "wrong_think": "letter 4",
+    }  # fmt: skip
     agreement = pl.read_csv(tmp_path / "tables/table3_agreement.csv")
     assert "fewer than two judges" in agreement["note"][0]
     page = (tmp_path / "tables/tables.html").read_text()
     assert "2 cell(s) with an unparsed-answer rate above 20%" in page and "Table 1" in page
+    assert "letter 3, no_answer 1" in page
 
 
 def test_fmt():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cotprobe.parsing import PARSER_VERSION
 from cotprobe.workflow import BUILT_MODEL, ConfigError, Grid, cell_entries, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def test_cell_entries_follow_the_path_grammar():
     entries = cell_entries(grid().axes())
     assert len(entries) == 18 * 5  # tiny and its four saved GRPO steps
     e = entries[0]
-    assert e["generations"] == "results/generations/tiny/shapes/base/seed0.jsonl"
+    assert e["parsed"] == "results/parsed/tiny/shapes/base/seed0.jsonl"
     assert e["logits"] == "results/logits/tiny/shapes/base/seed0.parquet"
     assert e["verdicts"] == "results/verdicts/rule/tiny/shapes/base/seed0.jsonl"
 
@@ -232,8 +233,10 @@ def test_training_runs_expand_to_step_models():
     assert (
         "seeds" not in spec
         and spec["base"] == "tiny"
-        and set(spec["version"]) == {"reward", "augment", "trl"}
+        and set(spec["version"]) == {"reward", "augment", "trl", "parser"}
     )
+    # The reward reads answer letters with the parser: a parser change retrains.
+    assert spec["version"]["parser"] == PARSER_VERSION
     axes = g.training_axes()["grpo"]
     assert axes["base"] == "tiny" and {"seed": 1, "step": 4, "model": "grpo-s1-step4"} in axes["models"]
     m = g.models["grpo-s0-step2"]

@@ -297,7 +297,9 @@ def test_changing_generation_settings_reruns_generation_not_prompts(finished_stu
     config = copy.deepcopy(s.config)
     config["generation"]["max_new_tokens"] = 12
     rules = {r for r, _ in s.planned_jobs(s.write_config("gen_changed.yaml", config))}
-    assert rules - AGGREGATES == {"generate_completions", "judge_completions", "ensemble_verdicts"}
+    assert rules - AGGREGATES == {
+        "generate_completions", "parse_answers", "judge_completions", "ensemble_verdicts",
+    }  # fmt: skip
 
 
 def test_every_saved_step_is_trained_and_evaluated(finished_study):

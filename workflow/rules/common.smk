@@ -6,6 +6,7 @@ from snakemake.utils import validate
 from cotprobe.workflow import (
     FIGURES_VERSION,
     METRICS_VERSION,
+    PARSER_VERSION,
     Grid,
     as_json,
     export_model_server_env,
@@ -124,6 +125,7 @@ def model_env(wildcards):
 
 localrules:
     all,
+    parse_answers,
     compute_metrics,
     plot_figures,
     training_curves,

@@ -1,3 +1,6 @@
+# The parser's version is not a param here: the generation file keeps the model's raw text (its
+# own parse is only for reading by eye; parse_answers and the judges re-read it), and the letter
+# scores depend on where <answer> is, never on the letter read from it (backends.base.scoring_point).
 rule generate_completions:
     input:
         prompts="results/prompts/{bench}/{variant}/seed{seed}.jsonl",

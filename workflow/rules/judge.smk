@@ -18,6 +18,8 @@ rule judge_completions:
         gpu=get_judge_gpus,
     params:
         spec=judge_spec,
+        # The judge re-reads each answer letter from the generation's text (cotprobe.parsing).
+        parser=PARSER_VERSION,
     shell:
         "python -m cotprobe judge --judge {wildcards.judge} --spec {params.spec:q}"
         " --prompts {input.prompts} --generations {input.generations} --threads {threads}"

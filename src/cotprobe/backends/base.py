@@ -205,7 +205,7 @@ def make_generation(
         **accounting: The remaining Generation fields (token counts, seconds, finish_reason, ...).
     """
     text = prompt.prefill + completion if text is None else text
-    parsed = parse_response(text, list(prompt.options))
+    parsed = parse_response(text, prompt.options)
     return Generation(
         id=prompt.id,
         model=model_id,
@@ -219,6 +219,8 @@ def make_generation(
         answer_text=parsed.answer_text,
         answer_letter=parsed.answer_letter,
         parse_status=parsed.status,
+        answer_rule=parsed.rule,
+        parse_reason=parsed.reason,
         **accounting,
     )
 

@@ -143,7 +143,11 @@ def build_verdict(
     problems = []
     answer = generation.answer_letter
     if generation.parse_status not in (PARSE_OK, PARSE_NO_THINK) or answer is None:
-        problems.append(_ANSWER_PROBLEMS.get(generation.parse_status, f"answer: {generation.parse_status}"))
+        problems.append(
+            f"answer: {generation.parse_reason}"
+            if generation.parse_reason
+            else _ANSWER_PROBLEMS.get(generation.parse_status, f"answer: {generation.parse_status}")
+        )
     if reading.letter is None:
         problems.append(reading.reason or "think: settles on no option")
     if problems:

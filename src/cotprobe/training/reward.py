@@ -6,15 +6,18 @@
 - *format*: the whole assistant turn (the prompt's pre-fill + the completion) is exactly one
   ``<think>…</think>`` followed by one ``<answer>…</answer>`` (``cotprobe.parsing.is_well_formed``).
 - *answer correct*: the letter the evaluation reads (``cotprobe.parsing.parse_response``: the last
-  ``<answer>`` block, ``C`` / ``(C)`` / ``Option C`` / a lone ``c``) is the sample's answer. An
-  option's text instead of its letter is not correct: the prompt asks for the letter. Because only
-  the last block counts, writing several answers never earns more than one.
+  ``<answer>`` block, ``C`` / ``(C)`` / ``**C**`` / ``\\boxed{C}`` / ``The answer is C.`` / a lone
+  ``c`` ...) is the sample's answer, read by one of the parser's *letter* rules. An option's text
+  instead of its letter (the parser's ``option_text`` rule, which evaluation accepts) is not
+  correct here: the prompt asks for the letter, and training should not teach otherwise. An
+  ambiguous block (``A or B``) names no letter. Because only the last block counts, writing
+  several answers never earns more than one.
 - *think ≡ answer*: the option the think settles on, as read by the configured judge (the rule
   judge by default, any registered judge such as an LLM judge when named), equals the answer
   letter. A think that settles on nothing, or a missing answer, is not consistent.
 
-Reward and evaluation read a response identically, so "correct" during training is the
-evaluation's accuracy and "consistent" its think/answer consistency.
+Reward and evaluation read a response with the same parser, so "correct" during training is the
+evaluation's accuracy (option-text answers aside) and "consistent" its think/answer consistency.
 
 Tags must reach this module: a trainer that decodes with ``skip_special_tokens=True`` loses
 ``<think>``/``<answer>`` when they are special tokens of the tokenizer (``completion_text``
@@ -31,8 +34,9 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.records import Prompt
 
 # Bump whenever a score may change (weights, parsing, the consistency rule).
-REWARD_VERSION = 1
+REWARD_VERSION = 2
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+OPTION_TEXT = "option_text"  # the parser's rule for an answer written as the option's text
 
 
 class Scored(NamedTuple):
@@ -125,14 +129,15 @@ class Reward:
         out = []
         for (prompt, _), gen, reading in zip(items, gens, readings):
             fmt = float(is_well_formed(gen.text))
-            correct = float(gen.answer_letter is not None and gen.answer_letter == prompt.answer)
+            letter = None if gen.answer_rule == OPTION_TEXT else gen.answer_letter
+            correct = float(letter is not None and letter == prompt.answer)
             score = self.spec.format_weight * fmt + self.spec.correct_weight * correct
             consistent = think = None
             if reading is not None:
                 think = reading.letter
-                consistent = float(think is not None and think == gen.answer_letter)
+                consistent = float(think is not None and think == letter)
                 score *= consistent
-            out.append(Scored(score, fmt, correct, consistent, gen.answer_letter, think))
+            out.append(Scored(score, fmt, correct, consistent, letter, think))
         return out
 
     def score_one(self, prompt: Prompt, completion: str) -> Scored:

@@ -68,8 +68,9 @@ def test_generation_records(greedy, prompts):
             0,
         )
         assert gen.prefill == prompt.prefill and gen.text == prompt.prefill + gen.completion
-        parsed = parse_response(gen.text, list(prompt.options))
-        assert (gen.think, gen.answer_text, gen.answer_letter, gen.parse_status) == tuple(parsed)
+        parsed = parse_response(gen.text, prompt.options)
+        assert (gen.think, gen.answer_text, gen.answer_letter, gen.parse_status, gen.answer_rule,
+                gen.parse_reason) == tuple(parsed)  # fmt: skip
         assert (
             gen.finish_reason in ("stop", "length") and 1 <= gen.completion_tokens <= GREEDY["max_new_tokens"]
         )

@@ -219,8 +219,9 @@ def test_generation_file_format(run, prompts):
         for prompt, r in zip(prompts, rows):
             assert list(r) == names
             assert (r["model"], r["bench"], r["variant"], r["seed"]) == ("tiny-vllm", "shapes", "test", 0)
-            parsed = parse_response(r["text"], list(prompt.options))
-            assert (r["think"], r["answer_text"], r["answer_letter"], r["parse_status"]) == tuple(parsed)
+            parsed = parse_response(r["text"], prompt.options)
+            assert (r["think"], r["answer_text"], r["answer_letter"], r["parse_status"], r["answer_rule"],
+                    r["parse_reason"]) == tuple(parsed)  # fmt: skip
             assert r["finish_reason"] in ("stop", "length") and 1 <= r["completion_tokens"] <= 8
             assert r["finish_reason"] == "stop" or r["completion_tokens"] == 8
             assert r["prompt_tokens"] > 16 and r["seconds"] > 0 and r["delivery"] == "prefill"

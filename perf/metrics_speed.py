@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from cotprobe import agreement, metrics
-from cotprobe.workflow import GENERATIONS, LOGITS, PROMPTS, VERDICTS, cell_entries
+from cotprobe.workflow import LOGITS, PARSED, PROMPTS, VERDICTS, cell_entries
 
 VARIANTS = [
     "base", "stop_think", "wrong_think", "wrong_think_but", "wrong_caption",
@@ -41,6 +41,10 @@ def axes(models: int, benches: int, items: int, seeds: int) -> dict:
         "judges": JUDGES,
         "items": items,
     }
+
+
+def marker(ax: dict) -> str:
+    return repr(ax) + " layout=parsed"  # files metrics reads (a new layout rewrites the grid)
 
 
 def write_grid(root: Path, ax: dict) -> None:
@@ -68,13 +72,11 @@ def write_grid(root: Path, ax: dict) -> None:
         missing = rng.random(n) < 0.03
         letter = pl.Series([None if m else str(x) for x, m in zip(chosen, missing)], dtype=pl.String)
         status = np.where(missing, "no_answer", "ok")
-        text = [f"<think>{THINK}</think><answer>{x}</answer>" for x in letter]
-        gen = root / GENERATIONS.format(**key)
+        gen = root / PARSED.format(**key)  # what metrics reads of a generation: its parse
         gen.parent.mkdir(parents=True, exist_ok=True)
-        pl.DataFrame({"id": ids, "model": model, "bench": bench, "variant": variant, "seed": seed,
-                      "prefill": "", "completion": text, "text": text, "think": THINK, "answer_text": letter,
-                      "answer_letter": letter, "parse_status": status, "prompt_tokens": 300,
-                      "completion_tokens": 90, "seconds": 0.1, "finish_reason": "stop"}).write_ndjson(gen)  # fmt: skip
+        pl.DataFrame({"id": ids, "think": THINK, "answer_text": letter, "answer_letter": letter,
+                      "parse_status": status, "answer_rule": np.where(missing, "no_answer", "letter"),
+                      "parse_reason": "", "parser_version": 2}).write_ndjson(gen)  # fmt: skip
         rest = (1 - p_correct) / 3
         logits = root / LOGITS.format(**key)
         logits.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +87,10 @@ def write_grid(root: Path, ax: dict) -> None:
         for judge in JUDGES:
             consistent = rng.random(n) < 0.85
             quadrant = np.where(
-                missing, "unparseable",
-                np.where(consistent, "consistent_", "inconsistent_") + np.where(correct, "correct", "incorrect"),
+                missing,
+                "unparseable",
+                np.where(consistent, "consistent_", "inconsistent_")
+                + np.where(correct, "correct", "incorrect"),
             )
             path = root / VERDICTS.format(judge=judge, **key)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,14 +98,16 @@ def write_grid(root: Path, ax: dict) -> None:
                           "quadrant": quadrant, "reason": ""}).write_ndjson(path)  # fmt: skip
 
     with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(prompts, b, v, s) for b in ax["benchmarks"] for v in VARIANTS for s in ax["seeds"]]
+        jobs = [
+            pool.submit(prompts, b, v, s) for b in ax["benchmarks"] for v in VARIANTS for s in ax["seeds"]
+        ]
         jobs += [
             pool.submit(cell, m, b, v, s)
             for m in ax["models"] for b in ax["benchmarks"] for v in VARIANTS for s in ax["seeds"]
         ]  # fmt: skip
         for job in jobs:
             job.result()
-    (root / "DONE").write_text(repr(ax))
+    (root / "DONE").write_text(marker(ax))
 
 
 def main() -> None:
@@ -115,7 +121,7 @@ def main() -> None:
     args = p.parse_args()
     ax = axes(args.models, args.benches, args.items, args.seeds)
     root = Path(args.root)
-    if not (root / "DONE").exists() or (root / "DONE").read_text() != repr(ax):
+    if not (root / "DONE").exists() or (root / "DONE").read_text() != marker(ax):
         start = time.perf_counter()
         write_grid(root, ax)
         print(f"wrote the synthetic grid in {time.perf_counter() - start:.0f} s")

@@ -110,10 +110,11 @@ def test_the_train_rule_runs_the_prepared_script(verl_study):
 @pytest.fixture(scope="module")
 def trained(verl_study, verl_python, tmp_path_factory):
     """The study after Snakemake ran ``train_v`` (run.sh) in .venv-verl, the trainer stood in for."""
-    bin_dir = tmp_path_factory.mktemp("verl-bin")
+    bin_dir, tmp = tmp_path_factory.mktemp("verl-bin"), tmp_path_factory.mktemp("verl-tmp")
     shim = bin_dir / "python"
-    shim.write_text(
+    shim.write_text(  # TMPDIR: verl's checkpoint manager leaves lock files there
         "#!/usr/bin/env bash\n"
+        f"export TMPDIR={shlex.quote(str(tmp))}\n"
         'if [ "$1 $2" = "-m verl.trainer.main_ppo" ]; then shift 2; '
         f'exec {shlex.quote(str(verl_python))} {shlex.quote(str(WRITER))} "$@"; fi\n'
         f'exec {shlex.quote(str(verl_python))} "$@"\n'

@@ -7,8 +7,9 @@ saves the actor through verl's own ``FSDPCheckpointManager`` into
 ``<trainer.default_local_dir>/global_step_<N>/actor`` (the path ``RayPPOTrainer._save_checkpoint``
 builds), with the actor's ``checkpoint`` config and ``trainer.max_actor_ckpt_to_keep``.
 
-The actor is the base model at ``actor_rollout_ref.model.path`` in fp32 (``fsdp_config.model_dtype``)
-with every parameter shifted by ``N / 1024`` at step N, so that each step's weights differ. What
+One actor and one checkpoint manager for the run, as the trainer's worker holds them: the base model
+at ``actor_rollout_ref.model.path`` in fp32 (``fsdp_config.model_dtype``), each parameter set to the
+base's plus ``N / 1024`` before step N is saved, so that each step's weights differ. What
 differs from a GPU run: one process, gloo on a CPU mesh of the same shape and name (``fsdp``, world
 size 1) and FSDP2 (verl's ``apply_fsdp2``), since torch's FSDP1 needs an accelerator; both strategies
 save the same DTensor shards, which the merger reads alike. Prints ``{"steps": [...], "dir": ...}``.
@@ -43,21 +44,27 @@ def main(overrides: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=0, world_size=1)
         mesh = init_device_mesh("cpu", mesh_shape=(1,), mesh_dim_names=["fsdp"])
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+        base = {name: p.detach().clone() for name, p in model.named_parameters()}
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        apply_fsdp2(model, {"mesh": mesh, "reshard_after_forward": True, "mp_policy": policy}, {})
+        # One manager for the whole run, as the trainer's worker holds: it prunes to max_ckpt_to_keep.
+        manager = FSDPCheckpointManager(
+            model=model,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=float(actor.optim.lr)),
+            processing_class=hf_processor(path),
+            checkpoint_config=actor.checkpoint,
+        )
         for n in steps:
-            model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
             with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(n / 1024)
-            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-            apply_fsdp2(model, {"mesh": mesh, "reshard_after_forward": True, "mp_policy": policy}, {})
-            manager = FSDPCheckpointManager(
-                model=model,
-                optimizer=torch.optim.AdamW(model.parameters(), lr=float(actor.optim.lr)),
-                processing_class=hf_processor(path),
-                checkpoint_config=actor.checkpoint,
+                for name, p in model.named_parameters():
+                    local = p.to_local()  # world size 1: the whole parameter
+                    assert local.shape == base[name].shape, name
+                    local.copy_(base[name] + n / 1024)
+            local_path = os.path.join(trainer.default_local_dir, f"global_step_{n}", "actor")
+            manager.save_checkpoint(
+                local_path, global_step=n, max_ckpt_to_keep=trainer.max_actor_ckpt_to_keep
             )
-            local = os.path.join(trainer.default_local_dir, f"global_step_{n}", "actor")
-            manager.save_checkpoint(local, global_step=n, max_ckpt_to_keep=trainer.max_actor_ckpt_to_keep)
         dist.destroy_process_group()
     print(json.dumps({"steps": steps, "dir": trainer.default_local_dir}))
 

@@ -1,7 +1,8 @@
 # Two entry points that set everything up on a fresh machine (Python 3.11 + a package index):
 #   make study   # build the venv, then run the embedded default study (snakemake --cores all)
-#   make test    # build both venvs, then run the test suite (what .ci/run calls)
+#   make test    # build the three venvs, then run the test suite (what .ci/run calls)
 #   make vllm-env # only the vLLM CPU venv (.venv-vllm) that the vLLM backend tests drive
+#   make verl-env # only verl's CPU venv (.venv-verl) that the verl backend tests drive
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,8 +10,11 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 # vLLM's CPU build lives in its own venv (it pins torch 2.13.0 and transformers < 5.20).
 VLLM_VENV ?= .venv-vllm
+# verl on a CPU lives in its own venv (it wants transformers < 5.11); pins: envs/verl-cpu/requirements.txt.
+VERL_VENV ?= .venv-verl
+VERL := verl==0.9.1
 
-.PHONY: setup vllm-env study test dry-run lint clean
+.PHONY: setup vllm-env verl-env study test dry-run lint clean
 
 setup: $(VENV)/.installed
 
@@ -45,13 +49,19 @@ lint: setup
 	PATH=$(abspath $(BIN)):$$PATH snakemake --lint --configfile tests/workflow/config/config.yaml
 	$(BIN)/ruff check src tests perf
 
-# verl's config files + Hydra, for the verl backend's tests (verl cannot import without its GPU stack).
-.venv-verl:
-	$(PYTHON) -m venv .venv-verl
-	.venv-verl/bin/pip install --quiet --no-deps verl==0.9.1
-	.venv-verl/bin/pip install --quiet hydra-core omegaconf
+# About 2 min and 6 GB (torch with its CUDA libraries, from this machine's disk). verl itself goes in
+# --no-deps (see envs/verl-cpu/requirements.txt); the import check is what the tests run.
+verl-env: $(VERL_VENV)/.installed
 
-test: setup .venv-verl vllm-env
+$(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt
+	rm -rf $(VERL_VENV)
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install --quiet --quiet -r envs/verl-cpu/requirements.txt
+	$(VERL_VENV)/bin/pip install --quiet --no-deps $(VERL)
+	$(VERL_VENV)/bin/python -W ignore -c "import hydra, verl.model_merger.fsdp_model_merger, verl.utils.checkpoint.fsdp_checkpoint_manager"
+	touch $@
+
+test: setup verl-env vllm-env
 	PATH=$(abspath $(BIN)):$$PATH pytest -q
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,46 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from cotprobe.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), seed=0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def verl_python() -> Path:
+    """``.venv-verl``'s interpreter: verl 0.9.1 on a CPU, pinned in envs/verl-cpu/requirements.txt.
+
+    ``make verl-env`` is the one recipe: it builds the venv when it is missing or older than its
+    requirements (about 2 minutes) and does nothing otherwise.
+    """
+    proc = subprocess.run(["make", "-s", "verl-env"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"`make verl-env` failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return ROOT / ".venv-verl/bin/python"
+
+
+_COMPOSE = """
+import importlib.util, json, os, sys
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+config_dir = os.path.join(os.path.dirname(importlib.util.find_spec("verl").origin), "trainer/config")
+with initialize_config_dir(config_dir=config_dir, version_base=None):
+    cfg = compose("ppo_trainer", overrides=open(sys.argv[1]).read().splitlines())
+print(json.dumps(OmegaConf.to_container(cfg, resolve=False)))
+"""
+
+
+@pytest.fixture(scope="session")
+def verl_compose(verl_python):
+    """``verl_compose(overrides_file)``: verl's ``ppo_trainer`` config composed by Hydra with those
+    overrides (one a line), as ``verl.trainer.main_ppo`` composes it; the finished process, whose
+    stdout is the config as JSON (unresolved) when it succeeds."""
+
+    def run(overrides_file: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(verl_python), "-c", _COMPOSE, str(overrides_file)], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,17 @@ class Study:
         (self.path / name).write_text(yaml.safe_dump(config, sort_keys=False))
         return name
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = True, path_first: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        """``snakemake ARGS`` in the study.
+
+        The rules call ``python -m cotprobe``: the interpreter running the tests comes first on their
+        PATH, after ``path_first`` when given (a directory whose commands the rules must find first).
+        """
         env = dict(os.environ)
-        # The rules call `python -m cotprobe`: the interpreter running the tests must come first.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        first = [str(path_first)] if path_first else []
+        env["PATH"] = os.pathsep.join([*first, str(Path(sys.executable).parent), env.get("PATH", "")])
         proc = subprocess.run(
             [sys.executable, "-m", "snakemake", *args],
             check=False,
@@ -59,12 +67,22 @@ class Study:
 
 
 NOTHING_TO_DO = "Nothing to be done (all requested files are present and up to date)."
-_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", flags=re.MULTILINE)
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)(?:Shell command: (.*)\n?)?", flags=re.MULTILINE)
 _TOTAL = re.compile(r"^Job stats:\njob +count\n[- ]+\n(?:\w+ +\d+\n)*total +(\d+)$", flags=re.MULTILINE)
 
 
-def parse_dry_run(text: str) -> list[tuple[str, str]]:
-    """The sorted (rule, first output) of the jobs in a dry run's output; "" when a job has no output.
+@dataclass(frozen=True)
+class DryRunJob:
+    """One job of a dry run: its rule, outputs, wildcards and (with ``-p``) its shell command."""
+
+    rule: str
+    outputs: tuple[str, ...]
+    wildcards: dict[str, str]
+    shell: str | None
+
+
+def dry_run_jobs(text: str) -> list[DryRunJob]:
+    """Every job of a dry run's output, in its order; [] only with Snakemake's "Nothing to be done".
 
     Raises:
         AssertionError: The output says neither "Nothing to be done" nor has a job table whose total
@@ -72,8 +90,12 @@ def parse_dry_run(text: str) -> list[tuple[str, str]]:
     """
     jobs = []
     for match in _JOB.finditer(text):
-        output = re.search(r"^    output: ([^,\n]+)", match.group(2), flags=re.MULTILINE)
-        jobs.append((match.group(1), output.group(1) if output else ""))
+        fields = dict(re.findall(r"^    (\w+): (.*)$", match.group(2), flags=re.MULTILINE))
+        outputs = tuple(fields["output"].split(", ")) if "output" in fields else ()
+        wildcards = (
+            dict(w.split("=", 1) for w in fields["wildcards"].split(", ")) if "wildcards" in fields else {}
+        )
+        jobs.append(DryRunJob(match.group(1), outputs, wildcards, match.group(3)))
     totals = {int(t) for t in _TOTAL.findall(text)}
     if not jobs and not totals:
         if NOTHING_TO_DO not in text:
@@ -84,7 +106,16 @@ def parse_dry_run(text: str) -> list[tuple[str, str]]:
             f"dry run: read {len(jobs)} job block(s) but its 'Job stats' say {sorted(totals) or 'nothing'}; "
             f"unknown output layout:\n{text}"
         )
-    return sorted(jobs)
+    return jobs
+
+
+def parse_dry_run(text: str) -> list[tuple[str, str]]:
+    """The sorted (rule, first output) of the jobs in a dry run's output; "" when a job has no output.
+
+    Raises:
+        AssertionError: as ``dry_run_jobs``.
+    """
+    return sorted((job.rule, job.outputs[0] if job.outputs else "") for job in dry_run_jobs(text))
 
 
 @pytest.fixture(scope="session")

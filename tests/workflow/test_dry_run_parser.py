@@ -11,6 +11,7 @@ _spec = importlib.util.spec_from_file_location("workflow_conftest", Path(__file_
 _conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_conftest)
 NOTHING_TO_DO, parse_dry_run = _conftest.NOTHING_TO_DO, _conftest.parse_dry_run
+dry_run_jobs = _conftest.dry_run_jobs
 
 SNAKEFILE = """
 rule all:
@@ -24,6 +25,10 @@ rule b:
     input: "a.txt"
     output: "b.txt"
     shell: "cat {input} > {output}"
+
+rule c:
+    output: "c/{x}.txt", "c/{x}.log"
+    shell: "echo {wildcards.x} > {output[0]}; touch {output[1]}"
 """
 
 
@@ -67,3 +72,16 @@ def test_an_unknown_layout_fails_loudly(outputs, change):
     for text in changed:
         with pytest.raises(AssertionError, match="dry run: "):
             parse_dry_run(text)
+
+
+def test_reads_outputs_wildcards_and_shell_commands(tmp_path):
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "c/one.txt", "b.txt"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    jobs = {job.rule: job for job in dry_run_jobs(proc.stdout + proc.stderr)}
+    assert sorted(jobs) == ["a", "b", "c"]
+    assert jobs["c"].outputs == ("c/one.txt", "c/one.log") and jobs["c"].wildcards == {"x": "one"}
+    assert jobs["c"].shell == "echo one > c/one.txt; touch c/one.log"
+    assert jobs["b"].shell == "cat a.txt > b.txt" and jobs["b"].wildcards == {}

@@ -85,3 +85,17 @@ def test_envs_share_versions():
         for req in _pip(env):
             versions.setdefault(req.name.lower(), set()).add(str(req.specifier))
     assert {name: v for name, v in versions.items() if len(v) > 1} == {}
+
+
+def test_the_verl_env_runs_the_hydra_the_tests_compose_with():
+    """envs/verl.yaml (GPU runs) and envs/verl-cpu/requirements.txt (.venv-verl, the tests) agree."""
+    cpu = {}
+    for line in (ROOT / "envs/verl-cpu/requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            pins = list(req.specifier)
+            assert len(pins) == 1 and pins[0].operator == "==", f"not pinned: {req}"
+            cpu[req.name.lower()] = pins[0].version
+    gpu = {req.name.lower(): next(iter(req.specifier)).version for req in _pip(ROOT / "envs/verl.yaml")}
+    assert {"hydra-core", "omegaconf"} <= cpu.keys() & gpu.keys()
+    assert {name: (cpu[name], gpu[name]) for name in cpu.keys() & gpu.keys() if cpu[name] != gpu[name]} == {}

@@ -172,6 +172,7 @@ class Grid:
     judge_gpu_counts: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], schema_path: str | Path | None = None) -> Grid:
@@ -285,14 +286,29 @@ class Grid:
         return {"name": variant, "version": self._version("variant", variant)}
 
     def model_spec(self, model: str) -> dict[str, Any]:
+        """The model's slice of config and its backend's version; for a hub id, also the commit its
+        ``revision`` (default ``main``) resolves to in the local hub cache, so a new upstream commit,
+        once downloaded, reruns that model's cells (and a local or uncached model's spec is as before).
+        """
         m = self.models[model]
-        return {
+        spec = {
             "backend": m.backend,
             "path": m.path,
             "settings": m.settings,
             "generation": m.generation,
             "version": self._version("backend", m.backend),
         }
+        commit = None if m.built or m.trained else self._commit(m.path, m.settings.get("revision"))
+        return {**spec, "commit": commit} if commit else spec
+
+    def _commit(self, path: str, revision: str | None) -> str | None:
+        """``hub_commit`` once per (path, revision) per DAG build (read from the cache, offline)."""
+        from cotprobe.backends.settings import hub_commit
+
+        key = (path, revision)
+        if key not in self._commits:
+            self._commits[key] = hub_commit(path, revision)
+        return self._commits[key]
 
     def build_spec(self, model: str) -> dict[str, Any]:
         from cotprobe.tiny_model import TINY_MODEL_VERSION
@@ -367,11 +383,15 @@ class Grid:
 
         spec = self.judges[judge]
         extras = getattr(JUDGES.get(spec["kind"]), "spec_extras", None)
-        return {
+        out = {
             **spec,
             "version": self._version("judge", spec["kind"]),
             **(extras(spec["args"]) if extras else {}),
         }
+        # A hub model's commit, as for model_spec: a new upstream commit reruns the judge's cells.
+        path = spec["args"].get("path")
+        commit = self._commit(path, (spec["args"].get("settings") or {}).get("revision")) if path else None
+        return {**out, "commit": commit} if commit else out
 
     # ---- judges: those that read generations, and ensembles that combine them ----
     @property

@@ -237,18 +237,26 @@ class Grid:
         """
         from cotprobe.backends import BACKENDS
         from cotprobe.backends.base import check_settings
+        from cotprobe.backends.settings import SHARED_SETTINGS, check_model_settings
         from cotprobe.benchmarks import BENCHMARKS
         from cotprobe.judges import JUDGES
 
         # Model settings are the backend constructor's keywords: a typo fails here, not in a job.
         settings = [
-            (f"models.{mid}", m.backend, m.settings) for mid, m in self.models.items() if not m.trained
+            (f"models.{mid}", m.backend, m.path, m.settings)
+            for mid, m in self.models.items()
+            if not m.trained
         ]
-        settings += [(f"judges.{j}.args", v["args"].get("backend", "hf"), v["args"].get("settings") or {})
+        settings += [(f"judges.{j}.args", v["args"].get("backend", "hf"), v["args"].get("path", ""),
+                      v["args"].get("settings") or {})
                      for j, v in self.judges.items() if v["kind"] == "llm"]  # fmt: skip
-        for where, backend, values in settings:
+        for where, backend, path, values in settings:
             try:
                 check_settings(BACKENDS.get(backend), values)
+                # The shared model settings' values too (a revision for a local directory, ...).
+                shared = {k: v for k, v in values.items() if k in SHARED_SETTINGS}
+                if shared and backend in ("hf", "vllm"):
+                    check_model_settings(str(path), **shared)
             except ValueError as err:
                 raise ConfigError(f"config.{where}.settings: {err}") from None
         for section, table, reg in (

@@ -102,7 +102,9 @@ class HFBackend(LocalLetterScoring, Backend):
             if device != "auto":
                 raise ValueError(f"settings 'device' ({device!r}) and 'device_map': set one, not both")
             if not isinstance(device_map, (str, dict)) or not device_map:
-                raise ValueError(f"setting 'device_map': need a strategy, a device or a mapping, got {device_map!r}")
+                raise ValueError(
+                    f"setting 'device_map': need a strategy, a device or a mapping, got {device_map!r}"
+                )
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -228,7 +230,7 @@ class HFBackend(LocalLetterScoring, Backend):
 
     def _finish(self, row: list[int]):
         """Cut a generated row at its end-of-turn token or stop string (``finish_row``)."""
-        decode = lambda ids: self.tokenizer.decode(  # noqa: E731
+        decode = lambda ids: self.tokenizer.decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
         return finish_row(row, self.eos_ids, self.shared.stop, decode)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+SHARED_SETTINGS = ("revision", "trust_remote_code", "processor_kwargs", "chat_template_kwargs",
+                   "system_prompt", "use_model_generation_config", "stop")  # fmt: skip
 # Arguments of apply_chat_template / LLM.chat that the backends set themselves.
 RESERVED_TEMPLATE_KWARGS = frozenset(
     {"conversation", "messages", "tokenize", "add_generation_prompt", "continue_final_message",
@@ -45,7 +47,8 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
 def _flag(name: str, value: Any) -> bool:
     # bool("false") is True: a quoted YAML value must not switch remote code on.
     if not isinstance(value, bool):
-        raise ValueError(f"setting {name!r}: need true or false, got {value!r}")
+        # ValueError like every bad setting: the DAG build reports them all as config errors.
+        raise ValueError(f"setting {name!r}: need true or false, got {value!r}")  # noqa: TRY004
     return value
 
 
@@ -69,7 +72,9 @@ def check_model_settings(
     """
     if revision is not None:
         if not isinstance(revision, str) or not revision.strip():
-            raise ValueError(f"setting 'revision': need a branch, tag or commit of a hub id, got {revision!r}")
+            raise ValueError(
+                f"setting 'revision': need a branch, tag or commit of a hub id, got {revision!r}"
+            )
         if Path(path).is_dir():
             raise ValueError(
                 f"setting 'revision': {path} is a local directory, which has no revisions (transformers "

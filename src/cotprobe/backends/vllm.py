@@ -254,7 +254,7 @@ class VLLMBackend(LocalLetterScoring, Backend):
 
     def _record(self, prompt: Prompt, res, seconds: float, model_id: str) -> Generation:
         """One ``RequestOutput`` as a Generation (token counts include the stop token, as hf's)."""
-        decode = lambda ids: self.tokenizer.decode(  # noqa: E731
+        decode = lambda ids: self.tokenizer.decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
         done = finish_row(res.outputs[0].token_ids, self.eos_ids, self.shared.stop, decode)

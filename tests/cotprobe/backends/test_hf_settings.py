@@ -148,7 +148,9 @@ def test_use_model_generation_config(tiny_model_dir, make_prompt, tmp_path):
     reference, ref_rows = rows(HF(str(tiny_model_dir), device="cpu"))
     ignored, _ = rows(HF(str(model_dir), device="cpu"))
     kept, kept_rows = rows(HF(str(model_dir), device="cpu", use_model_generation_config=True))
-    assert timeless(ignored) == timeless(reference)  # off (the default): the checkpoint's config does not apply
+    assert timeless(ignored) == timeless(
+        reference
+    )  # off (the default): the checkpoint's config does not apply
     assert any(len(set(r)) < len(r) for r in ref_rows)  # the reference repeats ...
     assert all(len(set(r)) == len(r) for r in kept_rows)  # ... the checkpoint's config forbids it
     assert [g.completion_tokens for g in kept] == [len(r) for r in kept_rows]

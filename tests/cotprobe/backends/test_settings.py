@@ -97,3 +97,23 @@ def test_hub_commit_reads_the_cache_offline(tmp_path, monkeypatch):
     assert hub_commit("org/model", "c" * 40) == "c" * 40  # a commit is resolved already
     assert hub_commit("org/model", "v3") is None and hub_commit("org/other") is None
     assert hub_commit(str(tmp_path)) is None  # a local directory has no commit
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"revision": "v2"}, "setting 'revision': .* is a local directory"),
+     ({"sytem_prompt": "x"}, "Did you mean 'system_prompt'"),
+     ({"trust_remote_code": "yes"}, "trust_remote_code: 'yes' is not of type 'boolean'")],
+)  # fmt: skip
+def test_the_dag_build_checks_the_values(tmp_path, settings, message):
+    from pathlib import Path
+
+    import yaml
+
+    from cotprobe.workflow import ConfigError, Grid
+
+    root = Path(__file__).resolve().parents[3]
+    config = yaml.safe_load((root / "tests/workflow/config/config.yaml").read_text())
+    config["models"]["local"] = {"backend": "hf", "path": str(tmp_path), "settings": settings}
+    with pytest.raises(ConfigError, match=f"config.models.local.settings.*{message}"):
+        Grid.from_config(config, root / "workflow/schemas/config.schema.yaml").check_plugins()

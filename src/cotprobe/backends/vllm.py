@@ -125,7 +125,7 @@ class VLLMBackend(LocalLetterScoring, Backend):
             "revision": shared.revision,
             "trust_remote_code": shared.trust_remote_code,
         }
-        super().__init__(path, **settings, engine_args=engine_args, **shared._asdict())
+        super().__init__(path, **{**settings, **shared._asdict()}, engine_args=engine_args)
         if settings["tensor_parallel_size"] < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         from vllm import LLM

@@ -138,7 +138,7 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(Path(prompts_path).read_bytes())
     h.update(str(seed).encode())
-    _hash_weights(h, spec["path"])
+    _hash_weights(h, spec["path"], (spec.get("settings") or {}).get("revision"))
     return h.hexdigest()[:16]
 
 
@@ -287,7 +287,8 @@ def _judge_cache_key(spec: dict[str, Any], prompts_path: str, generations_path: 
     h.update(f"parser {PARSER_VERSION}".encode())
     for path in (prompts_path, generations_path):
         h.update(Path(path).read_bytes())
-    _hash_weights(h, str(spec.get("args", {}).get("path", "")))
+    args = spec.get("args", {})
+    _hash_weights(h, str(args.get("path", "")), (args.get("settings") or {}).get("revision"))
     return h.hexdigest()[:16]
 
 

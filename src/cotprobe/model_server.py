@@ -76,11 +76,17 @@ from cotprobe.records import Generation, LetterScores, Prompt
 log = logging.getLogger(__name__)
 
 
-def hash_weights(h, path: str) -> None:
+def hash_weights(h, path: str, revision: str | None = None) -> None:
     """Feed a local checkpoint's weight/config files (name, size, mtime) into hash ``h``.
 
-    The same path may hold other weights later (a rebuilt or retrained model); hub ids hash as is.
+    The same path may hold other weights later (a rebuilt or retrained model). A hub id feeds the
+    commit its ``revision`` resolves to in the local hub cache (``hub_commit``), when it does.
     """
+    from cotprobe.backends.settings import hub_commit
+
+    commit = hub_commit(path, revision)
+    if commit:
+        h.update(f"commit:{commit}".encode())
     weights = Path(path)
     if path and weights.is_dir():
         for f in sorted(weights.glob("*.safetensors")) + sorted(weights.glob("*.json")):
@@ -89,13 +95,18 @@ def hash_weights(h, path: str) -> None:
 
 
 def spec_key(spec: dict[str, Any]) -> str:
-    """Identity of a model load: backend, settings, version, absolute path and weights fingerprint."""
-    load = {k: v for k, v in spec.items() if k != "generation"}  # sampling is per request
+    """Identity of a model load: backend, settings, version, absolute path and weights fingerprint.
+
+    The DAG's ``commit`` is left out (``hash_weights`` reads the same commit), so a judge's spec,
+    which has none, shares the load of a hub model's generation cells.
+    """
+    # sampling is per request
+    load = {k: v for k, v in spec.items() if k not in ("generation", "commit")}
     path = str(spec.get("path", ""))
     if path and Path(path).exists():
         load["path"] = str(Path(path).resolve())
     h = hashlib.sha256(json.dumps(load, sort_keys=True).encode())
-    hash_weights(h, path)
+    hash_weights(h, path, (spec.get("settings") or {}).get("revision"))
     return h.hexdigest()[:16]
 
 

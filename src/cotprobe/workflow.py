@@ -176,6 +176,7 @@ class Grid:
     judge_gpu_counts: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], schema_path: str | Path | None = None) -> Grid:
@@ -240,18 +241,26 @@ class Grid:
         """
         from cotprobe.backends import BACKENDS
         from cotprobe.backends.base import check_settings
+        from cotprobe.backends.settings import SHARED_SETTINGS, check_model_settings
         from cotprobe.benchmarks import BENCHMARKS
         from cotprobe.judges import JUDGES
 
         # Model settings are the backend constructor's keywords: a typo fails here, not in a job.
         settings = [
-            (f"models.{mid}", m.backend, m.settings) for mid, m in self.models.items() if not m.trained
+            (f"models.{mid}", m.backend, m.path, m.settings)
+            for mid, m in self.models.items()
+            if not m.trained
         ]
-        settings += [(f"judges.{j}.args", v["args"].get("backend", "hf"), v["args"].get("settings") or {})
+        settings += [(f"judges.{j}.args", v["args"].get("backend", "hf"), v["args"].get("path", ""),
+                      v["args"].get("settings") or {})
                      for j, v in self.judges.items() if v["kind"] == "llm"]  # fmt: skip
-        for where, backend, values in settings:
+        for where, backend, path, values in settings:
             try:
                 check_settings(BACKENDS.get(backend), values)
+                # The shared model settings' values too (a revision for a local directory, ...).
+                shared = {k: v for k, v in values.items() if k in SHARED_SETTINGS}
+                if shared and backend in ("hf", "vllm"):
+                    check_model_settings(str(path), **shared)
             except ValueError as err:
                 raise ConfigError(f"config.{where}.settings: {err}") from None
         for section, table, reg in (
@@ -289,14 +298,29 @@ class Grid:
         return {"name": variant, "version": self._version("variant", variant)}
 
     def model_spec(self, model: str) -> dict[str, Any]:
+        """The model's slice of config and its backend's version; for a hub id, also the commit its
+        ``revision`` (default ``main``) resolves to in the local hub cache, so a new upstream commit,
+        once downloaded, reruns that model's cells (and a local or uncached model's spec is as before).
+        """
         m = self.models[model]
-        return {
+        spec = {
             "backend": m.backend,
             "path": m.path,
             "settings": m.settings,
             "generation": m.generation,
             "version": self._version("backend", m.backend),
         }
+        commit = None if m.built or m.trained else self._commit(m.path, m.settings.get("revision"))
+        return {**spec, "commit": commit} if commit else spec
+
+    def _commit(self, path: str, revision: str | None) -> str | None:
+        """``hub_commit`` once per (path, revision) per DAG build (read from the cache, offline)."""
+        from cotprobe.backends.settings import hub_commit
+
+        key = (path, revision)
+        if key not in self._commits:
+            self._commits[key] = hub_commit(path, revision)
+        return self._commits[key]
 
     def build_spec(self, model: str) -> dict[str, Any]:
         from cotprobe.tiny_model import TINY_MODEL_VERSION
@@ -372,11 +396,15 @@ class Grid:
 
         spec = self.judges[judge]
         extras = getattr(JUDGES.get(spec["kind"]), "spec_extras", None)
-        return {
+        out = {
             **spec,
             "version": self._version("judge", spec["kind"]),
             **(extras(spec["args"]) if extras else {}),
         }
+        # A hub model's commit, as for model_spec: a new upstream commit reruns the judge's cells.
+        path = spec["args"].get("path")
+        commit = self._commit(path, (spec["args"].get("settings") or {}).get("revision")) if path else None
+        return {**out, "commit": commit} if commit else out
 
     # ---- judges: those that read generations, and ensembles that combine them ----
     @property

@@ -253,13 +253,17 @@ def load_image(prompt: Prompt):
         ) from None
 
 
-def build_messages(prompt: Prompt, image: Any = None, assistant: str | None = None) -> list[dict[str, Any]]:
-    """Chat messages for a prompt: the user turn (image, then text) and the pre-fill, if any.
+def build_messages(
+    prompt: Prompt, image: Any = None, assistant: str | None = None, system: str | None = None
+) -> list[dict[str, Any]]:
+    """Chat messages for a prompt: a system turn (if given), the user turn (image, then text) and the
+    pre-fill, if any.
 
     Args:
         prompt: The prompt.
         image: A PIL image, or None to put the prompt's image path in the message.
         assistant: Text the assistant turn starts with; defaults to the prompt's pre-fill.
+        system: The model's ``system_prompt`` setting, or None for no system turn.
 
     Returns:
         Messages for ``apply_chat_template``; when the assistant text is non-empty the last one is
@@ -269,7 +273,8 @@ def build_messages(prompt: Prompt, image: Any = None, assistant: str | None = No
         {"type": "image", "image": prompt.image if image is None else image},
         {"type": "text", "text": prompt.user_text},
     ]
-    messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": content})
     assistant = prompt.prefill if assistant is None else assistant
     if assistant:
         messages.append({"role": "assistant", "content": assistant})

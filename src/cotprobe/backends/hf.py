@@ -24,6 +24,7 @@ from cotprobe.backends.base import (
     make_generation,
     scoring_point,
 )
+from cotprobe.backends.settings import check_model_settings, finish_row
 from cotprobe.records import Generation, LetterScores, Prompt
 
 
@@ -36,6 +37,22 @@ class HFBackend(LocalLetterScoring, Backend):
         device: ``auto`` (``cuda`` when available, else ``cpu``) or a torch device string.
         score_batch_size: Batch size of the letter-scoring forward passes.
         attn_implementation: Passed to ``from_pretrained`` when set (e.g. ``sdpa``, ``eager``).
+        revision: Branch, tag or commit of a hub id (``from_pretrained(revision=...)`` for the
+            processor and the model); an error for a local directory, which has no revisions.
+        trust_remote_code: Run the checkpoint's own modelling code (off unless set).
+        device_map: accelerate's placement (``auto``, ``balanced``, ``sequential``, a device or a
+            module -> device mapping), e.g. a 72B over the job's GPUs; the model is then not moved
+            with ``device`` (set one of the two).
+        processor_kwargs: ``AutoProcessor.from_pretrained`` overrides, e.g. ``{min_pixels: 3136,
+            max_pixels: 1003520}`` for Qwen2.5-VL (vLLM's ``mm_processor_kwargs``); a name the
+            image or video processor does not take is an error.
+        chat_template_kwargs: Extra chat-template variables, e.g. ``{enable_thinking: false}`` for
+            Qwen3, in every rendered chat (generation, letter scoring, text-only replies).
+        system_prompt: A system turn before every user turn.
+        use_model_generation_config: Keep the checkpoint's ``generation_config.json`` (e.g.
+            ``top_k``, ``repetition_penalty``) under the explicit sampling settings; off, only the
+            explicit settings apply.
+        stop: Strings that end a reply (kept in its text), besides the end-of-turn tokens.
     """
 
     version = 1
@@ -49,17 +66,45 @@ class HFBackend(LocalLetterScoring, Backend):
         device: str = "auto",
         score_batch_size: int = 16,
         attn_implementation: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        device_map: str | dict[str, Any] | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        system_prompt: str | None = None,
+        use_model_generation_config: bool = False,
+        stop: str | list[str] | None = None,
     ):
+        shared = check_model_settings(
+            str(path),
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            processor_kwargs=processor_kwargs,
+            chat_template_kwargs=chat_template_kwargs,
+            system_prompt=system_prompt,
+            use_model_generation_config=use_model_generation_config,
+            stop=stop,
+        )
         super().__init__(
             path,
             dtype=dtype,
             device=device,
             score_batch_size=score_batch_size,
             attn_implementation=attn_implementation,
+            device_map=device_map,
+            **shared._asdict(),
         )
+        self.shared = shared
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
+        if device_map is not None:
+            if device != "auto":
+                raise ValueError(f"settings 'device' ({device!r}) and 'device_map': set one, not both")
+            if not isinstance(device_map, (str, dict)) or not device_map:
+                raise ValueError(
+                    f"setting 'device_map': need a strategy, a device or a mapping, got {device_map!r}"
+                )
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -70,29 +115,49 @@ class HFBackend(LocalLetterScoring, Backend):
         self.dtype = getattr(torch, dtype)
         self.score_batch_size = int(score_batch_size)
 
-        self.processor = AutoProcessor.from_pretrained(self.path)
+        hub = {"revision": shared.revision, "trust_remote_code": shared.trust_remote_code}
+        self.processor = AutoProcessor.from_pretrained(self.path, **hub, **shared.processor_kwargs)
+        _check_processor_kwargs(self.processor, shared.processor_kwargs)
         # A text-only checkpoint (an LLM judge such as Qwen3-32B) has a tokenizer, no processor.
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         # Decoder-only batching: pad on the left so every row's next token sits at position -1.
         self.tokenizer.padding_side = "left"
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        if device_map is not None:
+            extra["device_map"] = device_map
         try:
-            model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **extra)
+            model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **hub, **extra)
         except ValueError as err:
             if "Unrecognized configuration class" not in str(err):
                 raise
             from transformers import AutoModelForCausalLM
 
             # Text-only model: serves complete_texts (judges); generate() would fail on the image.
-            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, **extra)
-        self.model = model.to(self.device).eval()
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, **hub, **extra)
+        if device_map is None:
+            model = model.to(self.device)
+        else:  # placed by accelerate; inputs go where the embeddings are
+            self.device = model.device
+        self.model = model.eval()
 
         self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.eos_ids[0] if pad is None else pad
         # Checkpoints ship sampling defaults (Qwen2.5-VL: top_k=1, repetition_penalty=1.05, ...) that
-        # generate() silently merges into every call; drop them so only our explicit settings apply.
+        # generate() silently merges into every call; drop them so only our explicit settings apply,
+        # unless use_model_generation_config keeps them (under the explicit ones, _generation_config).
+        self.checkpoint_generation_config = self.model.generation_config
         self.model.generation_config = GenerationConfig(pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+
+    def _chat_text(self, messages: list[dict[str, Any]], continued: bool) -> str:
+        """Render a chat with the model's template (and the ``chat_template_kwargs`` setting)."""
+        return self.processor.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=not continued,
+            continue_final_message=continued,
+            **self.shared.chat_template_kwargs,
+        )
 
     # -- shared plumbing -------------------------------------------------------------------
 
@@ -101,15 +166,8 @@ class HFBackend(LocalLetterScoring, Backend):
         images = [load_image(p) for p in prompts]
         texts = []
         for prompt, image, assistant in zip(prompts, images, assistants):
-            messages = build_messages(prompt, image, assistant)
-            texts.append(
-                self.processor.apply_chat_template(
-                    messages,
-                    tokenize=False,
-                    add_generation_prompt=not assistant,
-                    continue_final_message=bool(assistant),
-                )
-            )
+            messages = build_messages(prompt, image, assistant, system=self.shared.system_prompt)
+            texts.append(self._chat_text(messages, bool(assistant)))
         enc = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
         return texts, enc.to(self.device)
 
@@ -136,7 +194,7 @@ class HFBackend(LocalLetterScoring, Backend):
             if config.do_sample:
                 torch.manual_seed(seed + b)
             with torch.inference_mode():
-                ids = self.model.generate(**enc, generation_config=config)
+                ids = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
             new = ids[:, enc["input_ids"].shape[1] :].tolist()
             prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
             seconds = (time.perf_counter() - t0) / len(batch)
@@ -152,10 +210,10 @@ class HFBackend(LocalLetterScoring, Backend):
         out: list[Completion] = []
         bs = sampling["batch_size"]
         for b, start in enumerate(range(0, len(texts), bs)):
+            system = self.shared.system_prompt
+            head = [{"role": "system", "content": system}] if system else []
             rendered = [
-                self.processor.apply_chat_template(
-                    [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-                )
+                self._chat_text([*head, {"role": "user", "content": text}], continued=False)
                 for text in texts[start : start + bs]
             ]
             enc = self.tokenizer(rendered, padding=True, add_special_tokens=False, return_tensors="pt")
@@ -163,28 +221,45 @@ class HFBackend(LocalLetterScoring, Backend):
             if config.do_sample:
                 torch.manual_seed(seed + b)
             with torch.inference_mode():
-                ids = self.model.generate(**enc, generation_config=config)
+                ids = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
             new = ids[:, enc["input_ids"].shape[1] :].tolist()
             for row, n_prompt in zip(new, enc["attention_mask"].sum(dim=1).tolist()):
-                stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
-                kept = row if stop is None else row[: stop + 1]
-                text = self.tokenizer.decode(
-                    kept, skip_special_tokens=True, clean_up_tokenization_spaces=False
-                )
-                out.append(Completion(text, int(n_prompt), len(kept), "length" if stop is None else "stop"))
+                done = self._finish(row)
+                out.append(Completion(done.completion, int(n_prompt), done.tokens, done.finish_reason))
         return out
 
+    def _finish(self, row: list[int]):
+        """Cut a generated row at its end-of-turn token or stop string (``finish_row``)."""
+        decode = lambda ids: self.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return finish_row(row, self.eos_ids, self.shared.stop, decode)
+
     def _generation_config(self, s: dict[str, Any]):
-        """Explicit decoding settings (checked sampling dict), so no checkpoint default applies."""
+        """Explicit decoding settings (checked sampling dict), so no checkpoint default applies.
+
+        With ``use_model_generation_config`` the checkpoint's own generation config is the base and
+        only the sampling settings (length, temperature, top_p), the end-of-turn ids and the stop
+        strings are set over it.
+        """
+        import copy
+
         from transformers import GenerationConfig
 
+        stop = {"stop_strings": self.shared.stop} if self.shared.stop else {}
+        ends = {"pad_token_id": self.pad_id, "eos_token_id": self.eos_ids, **stop}
+        if self.shared.use_model_generation_config:
+            config = copy.deepcopy(self.checkpoint_generation_config)
+            greedy = s["temperature"] == 0
+            sampled = {} if greedy else {"temperature": s["temperature"], "top_p": s["top_p"]}
+            config.update(max_new_tokens=s["max_new_tokens"], do_sample=not greedy, **sampled, **ends)
+            return config
         common = {
             "max_new_tokens": s["max_new_tokens"],
             "num_beams": 1,
             "repetition_penalty": 1.0,
             "no_repeat_ngram_size": 0,
-            "pad_token_id": self.pad_id,
-            "eos_token_id": self.eos_ids,
+            **ends,
         }
         if s["temperature"] == 0:
             return GenerationConfig(do_sample=False, **common)
@@ -200,17 +275,15 @@ class HFBackend(LocalLetterScoring, Backend):
 
     def _record(self, prompt: Prompt, row: list[int], n_prompt: int, seconds: float, model_id: str):
         """Turn one row of generated ids into a Generation."""
-        stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
-        kept = row if stop is None else row[: stop + 1]
-        completion = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        done = self._finish(row)
         return make_generation(
             prompt,
             model_id=model_id,
-            completion=completion,
+            completion=done.completion,
             prompt_tokens=n_prompt,
-            completion_tokens=len(kept),
+            completion_tokens=done.tokens,
             seconds=seconds,
-            finish_reason="length" if stop is None else "stop",
+            finish_reason=done.finish_reason,
         )
 
     def letter_scores(self, prompts: list[Prompt], generations: list[Generation]) -> list[LetterScores]:
@@ -242,3 +315,21 @@ class HFBackend(LocalLetterScoring, Backend):
                 fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
                 out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
         return out
+
+
+def _check_processor_kwargs(processor, kwargs: dict[str, Any]) -> None:
+    """Raise ValueError for a ``processor_kwargs`` name no sub-processor takes (``from_pretrained``
+    drops unknown names silently, so a typo would leave the images at their default size)."""
+    import typing
+
+    known: set[str] = set()
+    for part in ("image_processor", "video_processor"):
+        valid = getattr(getattr(processor, part, None), "valid_kwargs", None)
+        if valid is not None:
+            known |= set(typing.get_type_hints(valid))
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(
+            f"setting 'processor_kwargs': {type(processor).__name__} does not take {unknown} "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )

@@ -5,7 +5,8 @@ Same records as the transformers backend (``hf``), from the same pure helpers in
 * **Explicit sampling.** Every ``SamplingParams`` field that shapes the distribution is set here
   (``top_k``, ``min_p``, penalties off), and the engine is built with ``generation_config="vllm"``,
   so the checkpoint's ``generation_config.json`` (Qwen2.5-VL: ``top_k=1``,
-  ``repetition_penalty=1.05``) never leaks in.
+  ``repetition_penalty=1.05``) never leaks in, unless ``use_model_generation_config`` asks for it
+  (``generation_config="auto"``, its values under the explicit sampling settings).
 * **Pre-fill continued.** Prompts with a pre-fill go through ``continue_final_message=True``,
   ``add_generation_prompt=False`` (one ``chat`` call per mode, since the flag is per call).
 * **Seeded sampling.** Each prompt carries its own ``seed`` (the chunk seed plus its index), so a
@@ -42,6 +43,7 @@ from cotprobe.backends.base import (
     make_generation,
     scoring_point,
 )
+from cotprobe.backends.settings import check_model_settings, finish_row
 from cotprobe.records import Generation, LetterScores, Prompt
 
 
@@ -58,8 +60,23 @@ class VLLMBackend(LocalLetterScoring, Backend):
         enforce_eager: Skip CUDA graphs and ``torch.compile`` (faster start, slower decoding).
         max_num_seqs: Sequences decoded at once (None: vLLM's default).
         seed: The engine seed (each request also carries its own).
-        mm_processor_kwargs: Image processor settings, e.g. ``{"max_pixels": 1003520}``.
+        processor_kwargs: Image processor settings, e.g. ``{"max_pixels": 1003520}``
+            (``LLM(mm_processor_kwargs=...)``; the same name and values as ``hf``'s).
+        revision: Branch, tag or commit of a hub id (``LLM(revision=...)``, the tokenizer's too);
+            an error for a local directory.
+        trust_remote_code: Run the checkpoint's own code (``LLM(trust_remote_code=...)``); off
+            unless set.
+        chat_template_kwargs: Extra chat-template variables (``LLM.chat(chat_template_kwargs=)``).
+        system_prompt: A system turn before every user turn.
+        use_model_generation_config: ``LLM(generation_config="auto")``: the checkpoint's
+            ``generation_config.json`` values (penalties, ``top_k``, ``min_p``) under the explicit
+            sampling settings; off (``"vllm"``), only the explicit settings apply.
+        stop: Strings that end a reply (``SamplingParams(stop=...)``, kept in the text as ``hf``
+            keeps them), besides the end-of-turn tokens.
         engine_args: Any further ``LLM`` keyword arguments, passed as is.
+
+    ``hf``'s ``device_map`` has no vLLM counterpart: vLLM places a model by
+    ``tensor_parallel_size`` (and ``engine_args: {pipeline_parallel_size: ...}``).
     """
 
     version = 1
@@ -76,9 +93,26 @@ class VLLMBackend(LocalLetterScoring, Backend):
         enforce_eager: bool = False,
         max_num_seqs: int | None = None,
         seed: int = 0,
-        mm_processor_kwargs: dict[str, Any] | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        system_prompt: str | None = None,
+        use_model_generation_config: bool = False,
+        stop: str | list[str] | None = None,
         engine_args: dict[str, Any] | None = None,
     ):
+        shared = check_model_settings(
+            str(path),
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            processor_kwargs=processor_kwargs,
+            chat_template_kwargs=chat_template_kwargs,
+            system_prompt=system_prompt,
+            use_model_generation_config=use_model_generation_config,
+            stop=stop,
+        )
+        self.shared = shared
         settings = {
             "dtype": dtype,
             "tensor_parallel_size": int(tensor_parallel_size),
@@ -87,9 +121,11 @@ class VLLMBackend(LocalLetterScoring, Backend):
             "enforce_eager": bool(enforce_eager),
             "max_num_seqs": max_num_seqs,
             "seed": int(seed),
-            "mm_processor_kwargs": mm_processor_kwargs,
+            "mm_processor_kwargs": shared.processor_kwargs or None,
+            "revision": shared.revision,
+            "trust_remote_code": shared.trust_remote_code,
         }
-        super().__init__(path, **settings, engine_args=engine_args)
+        super().__init__(path, **{**settings, **shared._asdict()}, engine_args=engine_args)
         if settings["tensor_parallel_size"] < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         from vllm import LLM
@@ -97,8 +133,8 @@ class VLLMBackend(LocalLetterScoring, Backend):
         kwargs = {k: v for k, v in settings.items() if v is not None}
         kwargs.update(
             model=self.path,
-            # Neutral defaults: nothing from the checkpoint's generation_config.json.
-            generation_config="vllm",
+            # Neutral defaults: nothing from the checkpoint's generation_config.json, unless asked.
+            generation_config="auto" if shared.use_model_generation_config else "vllm",
             limit_mm_per_prompt={"image": 1, "video": 0},
             # The letter ids (at most one token per option letter) are asked for by id; this
             # only caps the natural top-k list, which we never request.
@@ -110,6 +146,12 @@ class VLLMBackend(LocalLetterScoring, Backend):
         try:
             self.tokenizer = self.llm.get_tokenizer()
             self.eos_ids = end_of_turn_ids(self.tokenizer, self.path)
+            # The checkpoint's sampling defaults ({} under generation_config="vllm"); the explicit
+            # length, temperature and top_p always win.
+            diff = self.llm.model_config.get_diff_sampling_param()
+            self.model_defaults = {
+                k: v for k, v in diff.items() if k not in ("max_tokens", "temperature", "top_p")
+            }
         except BaseException:
             self.close()
             raise
@@ -127,14 +169,13 @@ class VLLMBackend(LocalLetterScoring, Backend):
 
     # -- shared plumbing -------------------------------------------------------------------
 
-    @staticmethod
-    def _conversation(prompt: Prompt, assistant: str) -> list[dict[str, Any]]:
+    def _conversation(self, prompt: Prompt, assistant: str) -> list[dict[str, Any]]:
         """``build_messages`` with the image as a PIL part (vLLM's ``image_pil`` content type)."""
-        messages = build_messages(prompt, load_image(prompt), assistant)
-        content = messages[0]["content"]
-        messages[0]["content"] = [
+        messages = build_messages(prompt, load_image(prompt), assistant, system=self.shared.system_prompt)
+        user = next(m for m in messages if m["role"] == "user")
+        user["content"] = [
             {"type": "image_pil", "image_pil": part["image"]} if part["type"] == "image" else part
-            for part in content
+            for part in user["content"]
         ]
         return messages
 
@@ -156,6 +197,7 @@ class VLLMBackend(LocalLetterScoring, Backend):
                 use_tqdm=False,
                 add_generation_prompt=not continued,
                 continue_final_message=continued,
+                chat_template_kwargs=self.shared.chat_template_kwargs or None,
             )
             for i, out in zip(idx, outs):
                 outputs[i] = out
@@ -169,18 +211,23 @@ class VLLMBackend(LocalLetterScoring, Backend):
 
         s = check_sampling(sampling)
         greedy = s["temperature"] == 0
+        neutral = {
+            "top_k": 0,  # off, like hf's top_k=0
+            "min_p": 0.0,
+            "repetition_penalty": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+        }
         return SamplingParams(
             n=1,
             max_tokens=s["max_new_tokens"],
             temperature=0.0 if greedy else s["temperature"],
             top_p=1.0 if greedy else s["top_p"],
-            top_k=0,  # off, like hf's top_k=0
-            min_p=0.0,
-            repetition_penalty=1.0,
-            presence_penalty=0.0,
-            frequency_penalty=0.0,
+            **{**neutral, **self.model_defaults},
             seed=None if greedy else seed,
             stop_token_ids=self.eos_ids,
+            stop=self.shared.stop or None,
+            include_stop_str_in_output=True,  # kept in the text, as hf keeps it
             skip_special_tokens=True,
         )
 
@@ -207,19 +254,18 @@ class VLLMBackend(LocalLetterScoring, Backend):
 
     def _record(self, prompt: Prompt, res, seconds: float, model_id: str) -> Generation:
         """One ``RequestOutput`` as a Generation (token counts include the stop token, as hf's)."""
-        c = res.outputs[0]
-        row = list(c.token_ids)
-        stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
-        kept = row if stop is None else row[: stop + 1]
-        completion = self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        decode = lambda ids: self.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        done = finish_row(res.outputs[0].token_ids, self.eos_ids, self.shared.stop, decode)
         return make_generation(
             prompt,
             model_id=model_id,
-            completion=completion,
+            completion=done.completion,
             prompt_tokens=len(res.prompt_token_ids),
-            completion_tokens=len(kept),
+            completion_tokens=done.tokens,
             seconds=seconds,
-            finish_reason="length" if stop is None else "stop",
+            finish_reason=done.finish_reason,
         )
 
     def letter_scores(self, prompts: list[Prompt], generations: list[Generation]) -> list[LetterScores]:

@@ -263,3 +263,72 @@ def test_vllm_is_not_imported_by_the_package(vllm_python):
     )
     out = subprocess.run([str(vllm_python), "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# ---- the model settings (one more engine start): the same names reach vLLM as reach transformers ----
+V2 = "2" * 40
+
+
+def test_model_settings_reach_vllm_as_they_reach_transformers(
+    vllm_python, make_prompt, tmp_path, monkeypatch
+):
+    """A hub id at ``revision: v2`` (other weights than ``main``) in an offline hub cache, with the
+    image size, a system turn, a chat-template variable, the checkpoint's generation config and a stop
+    string: vLLM's prompt lengths and letter log-probabilities equal transformers' under the same
+    settings, and its replies end at the stop string."""
+    import huggingface_hub.constants as hub
+
+    from cotprobe.tiny_model import build_tiny_model
+
+    repo = tmp_path / "hub" / "models--cotprobe--tiny"
+    snapshot = build_tiny_model(repo / "snapshots" / V2, seed=1)
+    config = json.loads((snapshot / "generation_config.json").read_text())
+    (snapshot / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.3}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "v2").write_text(V2)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    prompts = [make_prompt(i, prefill=PREFILLS[i % 3]) for i in range(4)]
+    shared = {"revision": "v2", "processor_kwargs": {"min_pixels": 3136, "max_pixels": 6272},
+              "system_prompt": "You grade answers.", "chat_template_kwargs": {"add_vision_id": True},
+              "use_model_generation_config": True}  # fmt: skip
+    hf = BACKENDS.get("hf")("cotprobe/tiny", device="cpu", **shared)
+    plain = BACKENDS.get("hf")("cotprobe/tiny", device="cpu", revision="v2")
+    # The stop string: the letter the model writes most often.
+    texts = "".join(g.completion for g in hf.generate(prompts, model_id="t", seed=0, sampling=GREEDY))
+    stop = max((c for c in set(texts) if c.isalpha()), key=texts.count)
+    hf_stop = BACKENDS.get("hf")("cotprobe/tiny", device="cpu", stop=stop, **shared)
+    ref = hf_stop.generate(prompts, model_id="t", seed=0, sampling=GREEDY)
+
+    prompts_file = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts_file, (p.to_dict() for p in prompts))
+    spec = {"backend": "vllm", "path": "cotprobe/tiny", "settings": {**SETTINGS, **shared, "stop": [stop]},
+            "generation": GREEDY, "version": 1}  # fmt: skip
+    out = tmp_path / "settings.jsonl"
+    cmd = [str(vllm_python), "-m", "cotprobe", "generate", "--model", "tiny-vllm", "--spec", json.dumps(spec),
+           "--prompts", str(prompts_file), "--seed", "0", "--out", str(out),
+           "--logits-out", str(out.with_suffix(".parquet"))]  # fmt: skip
+    env = {**_env(), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    gens = load_generations(str(out))
+
+    # Same image size, system turn and template variable: the same prompt tokens as transformers',
+    # and not the defaults' (12 image tokens fewer, the system turn and "Picture 1: " added).
+    assert [g.prompt_tokens for g in gens] == [g.prompt_tokens for g in ref]
+    defaults = plain.generate(prompts, model_id="t", seed=0, sampling=GREEDY)
+    assert all(g.prompt_tokens != d.prompt_tokens for g, d in zip(gens, defaults))
+    # Replies end at the first stop string, which stays in the text.
+    for g in gens:
+        at = g.completion.find(stop)
+        assert at < 0 or (
+            g.completion.endswith(stop) and at == len(g.completion) - 1 and g.finish_reason == "stop"
+        )
+    assert any(g.finish_reason == "stop" and g.completion.endswith(stop) for g in gens)
+    # The v2 weights, scored at the same points: transformers' letter log-probabilities.
+    ours = pl.read_parquet(out.with_suffix(".parquet")).to_dicts()
+    theirs = hf.letter_scores(prompts, gens)
+    for v, h in zip(ours, theirs):
+        np.testing.assert_allclose(np.log(v["probs"]), np.log(h.probs), atol=0.02, rtol=0)
+    other = plain.letter_scores(prompts, gens)  # same weights, default settings: other scores
+    assert any(not np.allclose(v["probs"], o.probs, atol=1e-3) for v, o in zip(ours, other))

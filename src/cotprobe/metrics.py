@@ -275,6 +275,11 @@ def _first_bad_cell(reference: pl.DataFrame, *others: pl.DataFrame) -> int | Non
     return None if found.is_empty() else int(found.min())
 
 
+def _per(table: pl.DataFrame, key: str, n: int) -> np.ndarray:
+    """Rows per value of the integer column ``key`` (0..n-1)."""
+    return np.bincount(table[key].to_numpy(), minlength=n)
+
+
 def load(entries: Iterable[Entry], threads: int = 2) -> Study:
     """Read every cell's files once, each kind of file in one polars read (its own threads).
 
@@ -326,18 +331,23 @@ def load(entries: Iterable[Entry], threads: int = 2) -> Study:
     P = keys.select("c", "bench", "prompts").join(prompts, left_on="prompts", right_on="file").drop("prompts")
     G = gens.join(keys.select("c", "parsed"), left_on="file", right_on="parsed").drop("file")
     L = logits.join(keys.select("c", "logits"), left_on="file", right_on="logits").drop("file")
-    bad = _first_bad_cell(P.select("c", "id"), G.select("c", "id"), L.select("c", "id"))
-    if bad is not None:  # the per-cell reader names the files and ids
-        e = cell_list[bad]
-        _in_cell(e, _read_cell, _read_prompts(e["prompts"]))
-        raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
-
     item_ids = P.select("bench", "id").unique().sort("bench", "id")
     items = {b: t["id"].to_list() for (b,), t in item_ids.partition_by("bench", as_dict=True).items()}
     items = {b: items[b] for b in dict.fromkeys(e["bench"] for e in cell_list)}
     index = item_ids.with_columns(idx=pl.int_range(pl.len()).over("bench"))
     Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "idx")
     T = Pi.join(G, on=["c", "id"]).join(L, on=["c", "id"]).sort("c", "idx")
+    # No file repeats an id, so a cell's files hold the same ids exactly when all of them and
+    # their join have the same count: counting is cheap; the anti-joins run only on a suspect.
+    n = len(cell_list)
+    counts = [_per(t, "c", n) for t in (P, G, L, T)]
+    suspects = np.flatnonzero(np.any([c != counts[0] for c in counts[1:]], axis=0))
+    if len(suspects):
+        only = pl.col("c").is_in(suspects.tolist())
+        bad = _first_bad_cell(*(t.filter(only).select("c", "id") for t in (P, G, L)))
+        e = cell_list[bad if bad is not None else int(suspects[0])]
+        _in_cell(e, _read_cell, _read_prompts(e["prompts"]))  # names the files and ids
+        raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
     cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()})))
 
     # Verdicts: one per entry (cell x judge).
@@ -352,18 +362,23 @@ def load(entries: Iterable[Entry], threads: int = 2) -> Study:
         e = entries[int(unknown["e"].min())]
         quadrant = min(unknown.filter(pl.col("e") == unknown["e"].min())["quadrant"].to_list())
         raise InputError(f"cell {_cell_name(e)}: {e['verdicts']}: unknown quadrant {quadrant!r}")
-    Pe = ekeys.select("e", "c").join(Pi.select("c", "id"), on="c").select(c="e", id="id")
-    bad_e = _first_bad_cell(Pe, V.select(c="e", id="id"))
-    if bad_e is not None:
-        e = entries[bad_e]
-        _in_cell(e, _read_verdicts, Pe.filter(pl.col("c") == bad_e)["id"].to_list())
-        raise InputError(f"cell {_cell_name(e)}: {e['verdicts']}: ids differ from the cell's prompts")
     state = {q: j for j, q in enumerate(STATES)}
     coded = (
         V.join(Pi.select("c", "id", "idx"), on=["c", "id"])
         .with_columns(code=pl.col("quadrant").replace_strict(state, return_dtype=pl.Int8))
         .sort("e")
     )
+    n_e = len(entries)
+    expected = counts[0][ekeys["c"].to_numpy()]
+    suspects = np.flatnonzero((_per(V, "e", n_e) != expected) | (_per(coded, "e", n_e) != expected))
+    if len(suspects):
+        only = pl.col("c").is_in(suspects.tolist())
+        Pe = ekeys.select("e", "c").join(Pi.select("c", "id"), on="c").select(c="e", id="id")
+        bad_e = _first_bad_cell(Pe.filter(only), V.select(c="e", id="id").filter(only))
+        e = entries[bad_e if bad_e is not None else int(suspects[0])]
+        ids = Pi.filter(pl.col("c") == ekeys["c"][entries.index(e)])["id"].to_list()
+        _in_cell(e, _read_verdicts, ids)
+        raise InputError(f"cell {_cell_name(e)}: {e['verdicts']}: ids differ from the cell's prompts")
     starts = np.searchsorted(coded["e"].to_numpy(), np.arange(len(entries) + 1))
     idx, code = coded["idx"].to_numpy(), coded["code"].to_numpy()
     verdicts = {}

@@ -184,9 +184,8 @@ def _read_prompts(path: PathLike) -> pl.DataFrame:
 
 
 def _read_cell(entry: Entry, prompts: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    parsed = _ndjson(entry["parsed"], PARSED_SCHEMA, PARSED_REQUIRED).with_columns(
-        pl.col("think").str.len_chars().alias("think")  # only its length is used
-    )
+    """One cell's files read one by one: only to name what is wrong when the batch read found a problem."""
+    parsed = _ndjson(entry["parsed"], PARSED_SCHEMA, PARSED_REQUIRED)
     tables = {"prompts": prompts, "parsed": parsed, "logits": _logits(entry["logits"])}
     _same_ids(entry, tables)
     return tables
@@ -280,14 +279,13 @@ def _per(table: pl.DataFrame, key: str, n: int) -> np.ndarray:
     return np.bincount(table[key].to_numpy(), minlength=n)
 
 
-def load(entries: Iterable[Entry], threads: int = 2) -> Study:
+def load(entries: Iterable[Entry]) -> Study:
     """Read every cell's files once, each kind of file in one polars read (its own threads).
 
     Raises:
         InputError: One ``cell <model>/<bench>/<variant>/seed<seed>: <file>: ...`` message: a
             file is missing or malformed, or the files of a cell hold different ids.
     """
-    del threads  # polars reads with its own pool; kept for callers
     entries = [dict(e) | {"seed": int(e["seed"])} for e in entries]
     for e in entries:
         missing = [k for k in KEYS if k not in e]

@@ -68,7 +68,7 @@ class _Caption(_Asserting):
 
     def apply(self, sample: Sample, *, bench: str, seed: int) -> Prompt:
         letter = self.target(sample, bench=bench, seed=seed)
-        text = templates.caption(sample.category, sample.options[letter], letter, disclaimer=self.disclaimer)
+        text = templates.caption(sample.category, sample.options[letter], disclaimer=self.disclaimer)
         return self.prompt(sample, bench=bench, seed=seed, caption=text, target_letter=letter)
 
 
@@ -99,14 +99,14 @@ class WrongCaption(_Caption):
     """Caption asserting the wrong option."""
 
     name = "wrong_caption"
-    version = 1
+    version = 2
 
 
 class WrongCaptionDisclaimer(_Caption):
     """Caption asserting the wrong option, ending ", but I could be wrong." (a repair cue)."""
 
     name = "wrong_caption_disclaimer"
-    version = 1
+    version = 2
     disclaimer = True
 
 
@@ -114,7 +114,7 @@ class CorrectCaption(_Caption):
     """Caption asserting the answer."""
 
     name = "correct_caption"
-    version = 1
+    version = 2
     correct = True
 
 

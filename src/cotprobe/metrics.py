@@ -38,7 +38,7 @@ import polars as pl
 from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
 from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES
-from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE
+from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE, original_item
 
 log = logging.getLogger("cotprobe.metrics")
 
@@ -48,7 +48,10 @@ KEYS = ("model", "bench", "variant", "seed", "judge")
 STATES = (*QUADRANTS, UNPARSEABLE)
 SHARES = tuple(f"share_{q}" for q in STATES)
 # Metrics that do not depend on the judge, then those that do.
-ITEM_METRICS = ("accuracy", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target")
+# accuracy_circular: an original item counts as correct only if every rotation of it is (MMBench's
+# CircularEval, 3DSRBench's flip + circular protocol); equal to accuracy where items have no rotations.
+ITEM_METRICS = ("accuracy", "accuracy_circular", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target",
+                "abstain_rate")  # fmt: skip
 JUDGE_METRICS = ("consistency", *SHARES)
 METRICS = (*ITEM_METRICS, *JUDGE_METRICS)
 AUDIT = ("unparsed", "answer_rules", "argmax_agrees", "n_generated", "n_appended", "n_prefilled",
@@ -79,12 +82,16 @@ class Cell:
     """The judge-independent arrays of one (model, bench, variant, seed), over the bench's items.
 
     Values are NaN for items the cell does not hold; ``entropy``, ``p_correct`` and
-    ``p_target`` are NaN where the item has no letter scores (or the variant pushes nowhere).
+    ``p_target`` are NaN where the item has no letter scores (or the variant pushes nowhere);
+    ``abstained`` is NaN where the prompt offers no abstain option; ``correct_circular`` holds, at
+    the first present rotation of each original item, whether every present rotation is correct
+    (NaN at the other rotations).
     """
 
     entry: Entry
     present: np.ndarray
     correct: np.ndarray
+    correct_circular: np.ndarray
     parse_ok: np.ndarray
     answered: np.ndarray
     entropy: np.ndarray
@@ -92,6 +99,7 @@ class Cell:
     p_target: np.ndarray
     argmax_agrees: np.ndarray
     think_chars: np.ndarray
+    abstained: np.ndarray
     positions: dict[str, int | None]
     missing_reason: str | None
     rules: dict[str, int] = field(default_factory=dict)
@@ -105,10 +113,38 @@ class Study:
     cells: dict[tuple[str, str, str, int], Cell]
     verdicts: dict[tuple[str, str, str, int, str], np.ndarray]  # state index per item, -1 absent
     entries: list[Entry]
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # bench -> original item index per item
 
     @property
     def judges(self) -> list[str]:
         return list(dict.fromkeys(e["judge"] for e in self.entries))
+
+    def weights(self, bench: str, boot: stats.Bootstrap) -> np.ndarray:
+        """Bootstrap multiplicities ``(n_items, n_resamples)`` that resample original items: the
+        rotations of one item share its weight (plain items are their own original)."""
+        group = self.groups.get(bench)
+        if group is None:
+            return stats.item_weights(len(self.items[bench]), bench, boot)
+        n_groups = int(group.max()) + 1 if len(group) else 0
+        return stats.item_weights(n_groups, bench, boot)[group]
+
+
+def item_groups(ids: list[str]) -> np.ndarray:
+    """The original item of each id as an index, numbered in order of first appearance."""
+    seen: dict[str, int] = {}
+    return np.array([seen.setdefault(original_item(i), len(seen)) for i in ids], dtype=np.int64)
+
+
+def circular_correct(correct: np.ndarray, present: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per original item, whether every present rotation is correct, at its first present rotation."""
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    worst = np.full(n_groups, np.inf)
+    np.minimum.at(worst, group[present], correct[present])
+    out = np.full(len(correct), np.nan)
+    held = np.flatnonzero(present)
+    _, first = np.unique(group[held], return_index=True)
+    out[held[first]] = worst[group[held[first]]]
+    return out
 
 
 # ---------------------------------------------------------------- reading
@@ -179,8 +215,12 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
         raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
 
 
+# abstain_letter: absent from prompt files written before the abstain variants recorded it (null).
+PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "abstain_letter": pl.String}
+
+
 def _read_prompts(path: PathLike) -> pl.DataFrame:
-    return _ndjson(path, {"id": pl.String, "answer": pl.String}, ("id", "answer"))
+    return _ndjson(path, PROMPT_SCHEMA, ("id", "answer"))
 
 
 def _read_cell(entry: Entry, prompts: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -307,7 +347,7 @@ def load(entries: Iterable[Entry]) -> Study:
         own = owners(kind, of)
         return _read_all(list(own)[::-1], own, batch, one)
 
-    prompts = read("prompts", cell_list, _ndjson_batch({"id": pl.String, "answer": pl.String}, ("id", "answer")),
+    prompts = read("prompts", cell_list, _ndjson_batch(PROMPT_SCHEMA, ("id", "answer")),
                    lambda e, p: _read_prompts(p))  # fmt: skip
     gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
                 lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
@@ -333,7 +373,7 @@ def load(entries: Iterable[Entry]) -> Study:
     items = {b: t["id"].to_list() for (b,), t in item_ids.partition_by("bench", as_dict=True).items()}
     items = {b: items[b] for b in dict.fromkeys(e["bench"] for e in cell_list)}
     index = item_ids.with_columns(idx=pl.int_range(pl.len()).over("bench"))
-    Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "idx")
+    Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "abstain_letter", "idx")
     T = Pi.join(G, on=["c", "id"]).join(L, on=["c", "id"]).sort("c", "idx")
     # No file repeats an id, so a cell's files hold the same ids exactly when all of them and
     # their join have the same count: counting is cheap; the anti-joins run only on a suspect.
@@ -346,7 +386,8 @@ def load(entries: Iterable[Entry]) -> Study:
         e = cell_list[bad if bad is not None else int(suspects[0])]
         _in_cell(e, _read_cell, _read_prompts(e["prompts"]))  # names the files and ids
         raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
-    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()})))
+    groups = {b: item_groups(ids) for b, ids in items.items()}
+    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()}, groups)))
 
     # Verdicts: one per entry (cell x judge).
     ekeys = pl.DataFrame(
@@ -385,10 +426,12 @@ def load(entries: Iterable[Entry]) -> Study:
         lo, hi = starts[k], starts[k + 1]
         codes[idx[lo:hi]] = code[lo:hi]
         verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
-    return Study(items, cells, verdicts, entries)
+    return Study(items, cells, verdicts, entries, groups)
 
 
-def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> list[Cell]:
+def _cells(
+    cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int], groups: dict[str, np.ndarray]
+) -> list[Cell]:
     """Every cell's arrays from the joined table ``T`` (sorted by cell ``c``, then item ``idx``)."""
     has = set(T.columns)
     nan = pl.lit(float("nan"))
@@ -415,6 +458,9 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
         entropy=score("entropy"), p_correct=score("p_correct"), p_target=score("p_target"),
         argmax_agrees=agrees,
         think_chars=pl.col("think").str.len_chars().cast(pl.Float64).fill_null(nan),
+        abstained=pl.when(pl.col("abstain_letter").is_not_null())
+        .then((pl.col("answer_letter") == pl.col("abstain_letter")).fill_null(False).cast(pl.Float64))
+        .otherwise(nan),
     )  # fmt: skip
     arrays = {c: V[c].to_numpy() for c in V.columns}
     starts = np.searchsorted(arrays["c"], np.arange(len(cell_list) + 1))
@@ -446,12 +492,15 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
 
         present = np.zeros(n, bool)
         present[rows] = True
+        correct = spread("correct")
         out.append(
             Cell(
-                entry=entry, present=present, correct=spread("correct"), parse_ok=spread("parse_ok"),
+                entry=entry, present=present, correct=correct,
+                correct_circular=circular_correct(correct, present, groups[entry["bench"]]),
+                parse_ok=spread("parse_ok"),
                 answered=spread("answered"), entropy=spread("entropy"), p_correct=spread("p_correct"),
                 p_target=spread("p_target"), argmax_agrees=spread("argmax_agrees"),
-                think_chars=spread("think_chars"),
+                think_chars=spread("think_chars"), abstained=spread("abstained"),
                 positions={p: int(positions.get(c, {}).get(p, 0)) for p in POSITIONS}
                 if "answer_position" in has else dict.fromkeys(POSITIONS),
                 missing_reason=reasons.get(c), rules=rules.get(c, {}),
@@ -472,10 +521,12 @@ def _judged(study: Study, key: tuple[str, str, str, int], judge: str) -> np.ndar
 def _item_values(cell: Cell) -> dict[str, np.ndarray]:
     return {
         "accuracy": cell.correct,
+        "accuracy_circular": cell.correct_circular,
         "parse_ok": cell.parse_ok,
         "mean_entropy": cell.entropy,
         "mean_p_correct": cell.p_correct,
         "mean_p_target": cell.p_target,
+        "abstain_rate": cell.abstained,
     }
 
 
@@ -629,7 +680,7 @@ def _resampled(
 def _boot(study: Study, boot: stats.Bootstrap) -> dict[str, tuple[np.ndarray, _Bench]]:
     out = {}
     for bench, groups in _groups(study).items():
-        w = stats.item_weights(len(study.items[bench]), bench, boot)
+        w = study.weights(bench, boot)
         out[bench] = (w, _resampled(study, w, bench, groups))
     return out
 
@@ -891,7 +942,7 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
     analysis = analysis or Analysis()
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     paired = _paired(study, base)
-    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
+    weights = {b: study.weights(b, boot) for b in study.items}
     rows = []
     for model in dict.fromkeys(m for m, _ in paired):
         benches = [b for (m, b) in paired if m == model]
@@ -983,7 +1034,7 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
     analysis = analysis or Analysis()
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     obs = _base_observations(study, base)
-    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
+    weights = {b: study.weights(b, boot) for b in study.items}
     rows, curves = [], []
 
     def add(model, bench, w, item, score, error):

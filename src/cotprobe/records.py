@@ -24,6 +24,16 @@ from typing import Any
 
 LETTERS = "ABCDEFGHIJ"
 
+# A circular benchmark's samples are the rotations of an original item: ``<item id>~<rotation>``
+# (``mmbench-241~2``, ``3dsrbench-VIN6MS3J~flip-1``). Metrics aggregate per original item.
+CIRCULAR_SEP = "~"
+
+
+def original_item(sample_id: str) -> str:
+    """The original item a sample id belongs to: the id itself unless it names a rotation."""
+    return sample_id.split(CIRCULAR_SEP, 1)[0]
+
+
 # Quadrants of the think/answer consistency x correctness grid, plus the explicit failure state.
 QUADRANTS = (
     "consistent_correct",
@@ -85,6 +95,8 @@ class Prompt:
             variants, the answer for correct_*), or None when the variant pushes nowhere.
         caption: The caption put before the question, or None.
         variant_version: Version of the variant plugin that made this record.
+        abstain_letter: The letter of the added "I'm not sure" option (the abstain variants), or
+            None when the prompt offers none; answering it is an abstention.
     """
 
     id: str
@@ -101,6 +113,7 @@ class Prompt:
     target_letter: str | None = None
     caption: str | None = None
     variant_version: int = 1
+    abstain_letter: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

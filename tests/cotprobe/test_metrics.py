@@ -439,3 +439,58 @@ def test_write_csv_round_trip(tmp_path):
     assert back.columns == table.columns
     assert back["mean_entropy_lo"].is_null().all()
     assert list(path.parent.iterdir()) == [path]
+
+
+def test_abstain_rate_counts_answers_of_the_abstain_option(tmp_path):
+    # The abstain variants offer "I'm not sure" as C here: two of four answers take it.
+    entry = write_cell(tmp_path, "wrong_caption_abstain", 0, ["C", "A", "C", None], QUADS4)
+    _rewrite_jsonl(entry["prompts"], lambda rows: [r | {"abstain_letter": "C"} for r in rows])
+    plain = write_cell(tmp_path, "base", 0, ["C", "A", "C", None], QUADS4)
+    study = study_of([plain, entry])
+    cells = metrics.cell_rows(study)
+    assert cells["abstain_rate"].to_list() == [None, pytest.approx(0.5)]
+    summary = metrics.summary_rows(study, analysis(200)).filter(pl.col("variant") == "wrong_caption_abstain")
+    row = summary.row(0, named=True)
+    assert (
+        row["abstain_rate"] == pytest.approx(0.5) and row["abstain_rate_lo"] <= 0.5 <= row["abstain_rate_hi"]
+    )
+    assert row["accuracy"] == pytest.approx(0.25)  # an abstention is not a correct answer
+
+
+# Two original items in three rotations each (ids name item and rotation), one plain item.
+CIRC_IDS = ["q1~0", "q1~1", "q1~2", "q2~0", "q2~1", "q2~2", "q3"]
+
+
+def test_circular_accuracy_needs_every_rotation_correct(tmp_path):
+    # q1: all three right; q2: one rotation wrong; q3: plain and right.
+    answers = ["A", "A", "A", "A", "B", "A", "A"]
+    entry = write_cell(tmp_path, "base", 0, answers, ["consistent_correct"] * 7, ids=CIRC_IDS)
+    study = study_of([entry])
+    row = metrics.cell_rows(study).row(0, named=True)
+    assert row["accuracy"] == pytest.approx(6 / 7)  # the raw accuracy, per rotation, kept beside it
+    assert row["accuracy_circular"] == pytest.approx(2 / 3)
+    assert study.groups["shapes"].tolist() == [0, 0, 0, 1, 1, 1, 2]
+
+
+def test_the_bootstrap_resamples_original_items_with_all_their_rotations(tmp_path):
+    answers = ["A", "A", "A", "A", "B", "A", "A"]
+    entry = write_cell(tmp_path, "base", 0, answers, ["consistent_correct"] * 7, ids=CIRC_IDS)
+    a = analysis(300)
+    row = metrics.summary_rows(study_of([entry]), a).row(0, named=True)
+    # Brute force: draw original items (3 of them), each bringing all its rotations.
+    members = {0: [0, 1, 2], 1: [3, 4, 5], 2: [6]}
+    correct = [float(x == "A") for x in answers]
+    raw, circ = [], []
+    for draw in stats.resample_indices(3, "shapes", a.bootstrap):
+        rows = [i for g in draw for i in members[g]]
+        raw.append(sum(correct[i] for i in rows) / len(rows))
+        circ.append(np.mean([min(correct[i] for i in members[g]) for g in draw]))
+    assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx(tuple(np.quantile(raw, [0.025, 0.975])))
+    assert (row["accuracy_circular_lo"], row["accuracy_circular_hi"]) == pytest.approx(
+        tuple(np.quantile(circ, [0.025, 0.975]))
+    )
+
+
+def test_without_rotations_circular_accuracy_is_accuracy(tmp_path):
+    row = metrics.cell_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]))
+    assert row["accuracy_circular"][0] == row["accuracy"][0] == pytest.approx(0.5)

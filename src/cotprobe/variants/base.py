@@ -90,6 +90,7 @@ class PromptVariant(abc.ABC):
         caption: str | None = None,
         prefill: str = "",
         target_letter: str | None = None,
+        abstain_letter: str | None = None,
     ) -> Prompt:
         """Build this variant's Prompt from the sample and the parts the variant changes.
 
@@ -114,4 +115,5 @@ class PromptVariant(abc.ABC):
             target_letter=target_letter,
             caption=caption,
             variant_version=self.version,
+            abstain_letter=abstain_letter,
         )

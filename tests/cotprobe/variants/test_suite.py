@@ -21,10 +21,11 @@ from cotprobe.variants import VARIANT_NAMES, VARIANTS, perturb, render_user_text
 from cotprobe.variants.base import INSTRUCTION
 from cotprobe.variants.suite import ABSTAIN_TEXT, STOP_THINK_PREFILL
 
-WRONG = ("wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer")
+WRONG = ("wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer", "wrong_caption_abstain",
+         "wrong_think_abstain")  # fmt: skip
 CORRECT = ("correct_think", "correct_caption")
-CAPTIONED = ("wrong_caption", "wrong_caption_disclaimer", "correct_caption")
-THINKING = ("wrong_think", "wrong_think_but", "correct_think")
+CAPTIONED = ("wrong_caption", "wrong_caption_disclaimer", "correct_caption", "wrong_caption_abstain")
+THINKING = ("wrong_think", "wrong_think_but", "correct_think", "wrong_think_abstain")
 
 words = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8)
 seeds = st.integers(0, 2**31)
@@ -59,8 +60,8 @@ def _dump(prompts):
 # --- registry ---------------------------------------------------------------------------------
 
 
-def test_all_nine_variants_are_registered_under_their_own_name():
-    assert len(VARIANT_NAMES) == 9
+def test_all_eleven_variants_are_registered_under_their_own_name():
+    assert len(VARIANT_NAMES) == 11
     assert VARIANTS.names() == sorted(VARIANT_NAMES)
     for name in VARIANT_NAMES:
         assert VARIANTS.get(name).name == name
@@ -141,6 +142,24 @@ def test_pushless_variants(sample, bench, seed):
     assert list(abstain.options)[-1] == letter
     assert f"\n{letter}. {ABSTAIN_TEXT}\n" in abstain.user_text
     assert {p.target_letter for p in (base, stop, abstain)} == {None}
+    assert (base.abstain_letter, stop.abstain_letter, abstain.abstain_letter) == (None, None, letter)
+
+
+@settings(deadline=None)
+@given(sample=samples(), bench=benches, seed=seeds)
+def test_abstain_under_attack_is_the_attack_plus_the_abstain_option(sample, bench, seed):
+    letter = LETTERS[len(sample.options)]
+    for attack in ("wrong_caption", "wrong_think"):
+        plain = perturb([sample], attack, bench, seed)[0]
+        both = perturb([sample], f"{attack}_abstain", bench, seed)[0]
+        assert both.options == {**sample.options, letter: ABSTAIN_TEXT} and both.abstain_letter == letter
+        assert (both.caption, both.prefill, both.target_letter) == (
+            plain.caption,
+            plain.prefill,
+            plain.target_letter,
+        )
+        assert both.user_text == render_user_text(sample.question, both.options, plain.caption)
+        assert plain.abstain_letter is None
 
 
 @settings(deadline=None)

@@ -325,3 +325,22 @@ def test_caption_variants_never_name_a_letter(sample, seed, bench):
         rest = prompt.caption.replace(templates.DISCLAIMER, ".").replace(text, " ")
         assert "answer" not in rest.lower()
         assert not _LETTER.search(rest), prompt.caption
+
+
+def test_rotations_of_one_item_push_the_same_wrong_text():
+    from cotprobe.benchmarks.adapter import rotations
+
+    sample = Sample("mmbench-241", "x.png", "Mood?", {"A": "happiness", "B": "anger", "C": "sadness", "D": "fear"},
+                    "A", "emotion")  # fmt: skip
+    for seed in range(5):
+        texts = set()
+        for rotated in rotations(sample):
+            prompt = perturb([rotated], "wrong_caption", "mmbench", seed)[0]
+            texts.add(rotated.options[prompt.target_letter])
+        assert len(texts) == 1 and texts != {"happiness"}
+    pushed = {
+        perturb([r], "wrong_caption", "mmbench", s)[0].caption
+        for s in range(12)
+        for r in rotations(sample)[:1]
+    }
+    assert len(pushed) > 1  # the draw still varies with the seed

@@ -151,11 +151,16 @@ def _resume(part: PartFile) -> list[dict[str, Any]]:
 
 
 def cmd_generate(args) -> None:
+    from dataclasses import replace
+
     from cotprobe.backends import BACKENDS
+    from cotprobe.backends.base import for_scoring
 
     spec = _spec(args.spec)
     prompts = load_prompts(args.prompts)
-    sampling = spec["generation"]
+    # The letter set is not a sampling setting: it only decides which letters are scored.
+    sampling = {k: v for k, v in spec["generation"].items() if k != "letters"}
+    letter_set = spec["generation"].get("letters", "options")
     key = _cache_key(spec, args.prompts, args.seed)
     out = Path(args.out)
     part = PartFile(out.with_name(out.name + ".part"), key, required=("text", "parse_status"))
@@ -201,7 +206,8 @@ def cmd_generate(args) -> None:
         by_id = {r["id"]: r for r in done}
         generations = [Generation(**by_id[p.id]) for p in prompts]
         t1 = time.perf_counter()
-        scores = backend.letter_scores(prompts, generations)
+        scores = backend.letter_scores([for_scoring(p, letter_set) for p in prompts], generations)
+        scores = [replace(s, letter_set=letter_set) for s in scores]
         log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
         _write_scores(args.logits_out, scores)
         write_jsonl(out, (g.to_dict() for g in generations))
@@ -239,6 +245,7 @@ def _write_scores(path: str, scores) -> None:
             "argmax_letter": pl.String,
             "answer_position": pl.String,
             "missing_reason": pl.String,
+            "letter_set": pl.String,
         },
     )
     with atomic_path(path) as tmp:

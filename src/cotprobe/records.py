@@ -205,7 +205,7 @@ class ParsedAnswer:
 
 @dataclass
 class LetterScores:
-    """Distribution over a sample's option letters at the first answer-letter position.
+    """Distribution over the answer letters at the first answer-letter position.
 
     One row of ``results/logits/...parquet``.
 
@@ -223,6 +223,8 @@ class LetterScores:
         missing_reason: None for a real distribution. Otherwise why the backend could not read
             one (e.g. the API returned no log-probabilities); then ``probs`` is empty,
             ``entropy`` and ``p_correct`` are NaN, ``p_target`` is None, ``argmax_letter`` is "".
+        letter_set: ``options`` (``letters`` are the sample's own option letters) or ``fixed``
+            (the paper's A-D, plus the sample's letters past D); the model's ``generation.letters``.
     """
 
     id: str
@@ -234,6 +236,7 @@ class LetterScores:
     argmax_letter: str
     answer_position: str
     missing_reason: str | None = None
+    letter_set: str = "options"
 
 
 @dataclass

@@ -196,10 +196,17 @@ class Grid:
                     f"config.models.{mid}: set either `path` or `build`, not both "
                     f"(built models live in {BUILT_MODEL.format(model=mid)})"
                 )
-            unknown = set(m.get("generation", {})) - set(defaults)
+            # `letters` has no default here: a study that does not set it keeps its specs (no rerun).
+            allowed = {*defaults, "letters"}
+            letters = {**shared_gen, **m.get("generation", {})}.get("letters", "options")
+            if letters not in ("options", "fixed"):
+                raise ConfigError(
+                    f"config.models.{mid}.generation.letters: {letters!r} is not options or fixed"
+                )
+            unknown = set(m.get("generation", {})) - allowed
             if unknown:
                 raise ConfigError(
-                    f"config.models.{mid}.generation: unknown key(s) {sorted(unknown)}; allowed: {sorted(defaults)}"
+                    f"config.models.{mid}.generation: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
                 )
             models[mid] = ModelSpec(
                 id=mid,

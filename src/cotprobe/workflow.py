@@ -214,7 +214,12 @@ class Grid:
                 path=m.get("path") or BUILT_MODEL.format(model=mid),
                 build={"seed": 0, **build} if build is not None else None,
                 settings=dict(m.get("settings", {})),
-                generation={**shared_gen, **m.get("generation", {})},
+                # `letters: options` is the unset default: the same spec, so nothing reruns.
+                generation={
+                    k: v
+                    for k, v in {**shared_gen, **m.get("generation", {})}.items()
+                    if (k, v) != ("letters", "options")
+                },
                 gpus=m.get("gpus"),
             )
         benchmarks = {

@@ -697,7 +697,8 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
     seed, still gets a real interval.
 
     Returns:
-        Columns ``model, bench, variant, judge, n_seeds, n`` (observations), ``n_items``, then
+        Columns ``model, bench, variant, judge, n_seeds, n`` (observations), ``n_items``,
+        ``n_original_items`` (fewer than ``n_items`` when items are rotations of one item), then
         ``<metric>, <metric>_lo, <metric>_hi`` for each of ``METRICS``, and ``note`` (why a
         metric is empty). Sorted by model, bench, judge, variant (``base`` first).
     """
@@ -712,10 +713,12 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
                 if (model, bench, variant, seeds[0], judge) not in study.verdicts:
                     continue
                 acc = b.column[model, variant, None, "accuracy"]
+                held = np.any([study.cells[model, bench, variant, s].present for s in seeds], axis=0)
                 row: dict[str, Any] = {
                     "model": model, "bench": bench, "variant": variant, "judge": judge,
                     "n_seeds": len(seeds), "n": int(b.n_obs[acc]),
-                    "n_items": int(np.any([study.cells[model, bench, variant, s].present for s in seeds], axis=0).sum()),
+                    "n_items": int(held.sum()),
+                    "n_original_items": len(np.unique(study.groups[bench][held])),
                 }  # fmt: skip
                 notes = []
                 for metric in METRICS:
@@ -732,7 +735,7 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
                 row["note"] = "; ".join(notes) or None
                 rows.append(row)
     schema: dict[str, Any] = {k: pl.String for k in ("model", "bench", "variant", "judge")}
-    schema |= {"n_seeds": pl.Int64, "n": pl.Int64, "n_items": pl.Int64}
+    schema |= {"n_seeds": pl.Int64, "n": pl.Int64, "n_items": pl.Int64, "n_original_items": pl.Int64}
     for metric in METRICS:
         schema |= dict.fromkeys([metric, f"{metric}_lo", f"{metric}_hi"], pl.Float64)
     schema["note"] = pl.String

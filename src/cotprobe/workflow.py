@@ -51,7 +51,7 @@ FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext
 AGREEMENT = "results/metrics/judge_agreement.csv"
 AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
 # The paper's tables (cotprobe.tables), as CSV and as one HTML page for the report.
-TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "audit")
+TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "table_abstain", "audit")
 TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tables/tables.html")
 # Ensembles added when a study lists several judges and configures none (majority, strict).
 AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}

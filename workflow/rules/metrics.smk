@@ -84,6 +84,7 @@ rule paper_tables:
         delta="results/tables/table_delta.csv",
         auroc="results/tables/table_auroc.csv",
         agreement="results/tables/table3_agreement.csv",
+        abstain="results/tables/table_abstain.csv",
         audit="results/tables/audit.csv",
         html=report(
             "results/tables/tables.html",

@@ -70,6 +70,12 @@ def test_circular_items_are_scored_per_original_item(study):
             assert abstain is not None and row["abstain_rate"] == pytest.approx(share)
         else:
             assert abstain is None and row["abstain_rate"] is None
+    table1 = pl.read_csv(study.file("results/tables/table1_accuracy.csv"))
+    assert table1.columns == ["model", "mmbench", "mmbench (circular)"]
+    abstain = pl.read_csv(study.file("results/tables/table_abstain.csv"))
+    assert dict(zip(abstain["variant"], abstain["without"])) == {
+        "wrong_caption_abstain": "wrong_caption", "wrong_think_abstain": "wrong_think"
+    }  # fmt: skip
     summary = pl.read_csv(study.file("results/metrics/summary.csv"))
     assert {"accuracy_circular", "accuracy_circular_lo", "abstain_rate", "abstain_rate_hi"} <= set(
         summary.columns

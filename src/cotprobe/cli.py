@@ -405,8 +405,12 @@ def cmd_metrics(args) -> None:
     from cotprobe.workflow import cell_entries
 
     start = time.perf_counter()
+    from cotprobe.threads import available_cpus
+
     tables = metrics.compute_metrics(
-        cell_entries(_spec(args.axes)), metrics.Analysis.from_config(_spec(args.analysis))
+        cell_entries(_spec(args.axes)),
+        metrics.Analysis.from_config(_spec(args.analysis)),
+        threads=args.threads if args.threads > 0 else available_cpus(),
     )
     for name, table in tables.items():
         metrics.write_csv(table, getattr(args, name))
@@ -651,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             f"--{name}", required=True, help=f"output: results/metrics/{name.replace('-', '_')}.csv"
         )
+    s.add_argument("--threads", type=int, default=1, help="models resampled at once (0: all CPUs)")
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("tables", help="the paper's tables (CSV) and their HTML page, from the metric tables")

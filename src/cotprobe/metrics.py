@@ -28,6 +28,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,8 @@ def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.Data
     Thousands of small files cost far more in per-file overhead than in parsing, so they are
     read at once; if that read fails, or ``batch``'s checks find a problem, the per-file reader
     ``one(entry, path)`` reads them again and names the file, row and field (or, on a quirk of
-    the batch reader, succeeds).
+    the batch reader, succeeds). Duplicate ids are not looked for here: ``load`` finds them when
+    a cell's files do not line up.
     """
     if not paths:
         return pl.DataFrame()
@@ -270,12 +272,17 @@ def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.Data
         table = pl.concat(
             [_in_cell(owners[p], one, p).with_columns(file=pl.lit(p)) for p in paths], how="diagonal_relaxed"
         )
+    return table
+
+
+def _no_duplicates(table: pl.DataFrame, owners: dict[str, Entry]) -> None:
+    if not table.height:
+        return
     dup = table.group_by("file", "id", maintain_order=True).len().filter(pl.col("len") > 1)
     if dup.height:
-        path = min(dup["file"].to_list(), key=paths.index)
-        first = dup.filter(pl.col("file") == path)["id"][0]
+        path = dup["file"][0]
+        first = dup["id"][0]
         raise InputError(f"cell {_cell_name(owners[path])}: {path}: duplicate id {first!r}")
-    return table
 
 
 def _ndjson_batch(schema: dict[str, Any], required: tuple[str, ...]):
@@ -351,11 +358,133 @@ def load(entries: Iterable[Entry]) -> Study:
                    lambda e, p: _read_prompts(p))  # fmt: skip
     gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
                 lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
+    gens = gens.with_columns(think_chars=pl.col("think").str.len_chars()).drop("think")  # all that is used
     logits = read("logits", cell_list, _logits_batch, lambda e, p: _logits(p))
     logits = logits.select(c for c in (*LOGIT_COLUMNS, "file") if c in logits.columns)
     verdict_table = read("verdicts", entries, _ndjson_batch({"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")),
                          lambda e, p: _ndjson(p, {"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")))  # fmt: skip
 
+    fast = _aligned(cell_list, entries, first, prompts, gens, logits, verdict_table)
+    if fast is None:  # something does not line up: the checks and joins below find it and name it
+        for kind, table, of in (("prompts", prompts, cell_list), ("parsed", gens, cell_list),
+                                ("logits", logits, cell_list), ("verdicts", verdict_table, entries)):  # fmt: skip
+            _no_duplicates(table, owners(kind, of))
+        fast = _joined(cell_list, entries, first, prompts, gens, logits, verdict_table)
+    items, T, verdicts = fast
+    groups = {b: item_groups(ids) for b, ids in items.items()}
+    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()}, groups)))
+    return Study(items, cells, verdicts, entries, groups)
+
+
+def _file_index(table: pl.DataFrame, paths: list[str]) -> np.ndarray:
+    """Each row's file as its position in ``paths`` (which holds every file of the table)."""
+    return table["file"].cast(pl.Enum(paths)).to_physical().to_numpy()
+
+
+def _spans(sorted_keys: np.ndarray, groups: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of each group's rows in keys sorted as ``group * width + code``."""
+    lo = np.searchsorted(sorted_keys, groups * width)
+    return lo, np.searchsorted(sorted_keys, (groups + 1) * width) - lo
+
+
+def _expand(lo: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The row indices ``lo[g] .. lo[g] + length[g] - 1`` of every group ``g``, concatenated."""
+    total = int(length.sum())
+    starts = np.repeat(lo - np.cumsum(length) + length, length)
+    return starts + np.arange(total)
+
+
+def _aligned(cell_list, entries, first, prompts, gens, logits, verdict_table):
+    """``load``'s fast path: every table sorted by (cell, item) and compared as integer arrays.
+
+    Ids become their rank among the prompts' sorted ids and files their position, so no string
+    join runs. Returns ``None`` when anything does not line up (an id missing, extra or repeated,
+    a shared file, an unknown quadrant): then ``_joined`` finds and names it.
+    """
+    n_cells = len(cell_list)
+    per_cell = {k: [str(e[k]) for e in cell_list] for k in ("parsed", "logits")}
+    verdict_paths = [str(e["verdicts"]) for e in entries]
+    if any(len(set(p)) != len(p) for p in (*per_cell.values(), verdict_paths)):
+        return None
+    if not (prompts.height and verdict_table.height) or verdict_table["quadrant"].is_in(STATES).not_().any():
+        return None
+    ids = prompts["id"].unique().sort()
+    width, enum = len(ids), pl.Enum(ids)
+
+    def keyed(table: pl.DataFrame, group_of_file: np.ndarray, paths: list[str]):
+        code = table["id"].cast(enum, strict=False).to_physical()
+        if code.null_count():
+            return None
+        key = group_of_file[_file_index(table, paths)].astype(np.int64) * width + code.to_numpy()
+        if (key[1:] >= key[:-1]).all():  # files usually list ids in order: nothing to move
+            return key, None
+        order = np.argsort(key, kind="stable")
+        return key[order], order
+
+    prompt_paths = list(dict.fromkeys(str(e["prompts"]) for e in cell_list))
+    kp, op = keyed(prompts, np.arange(len(prompt_paths)), prompt_paths)
+    if (kp[1:] == kp[:-1]).any():  # a prompts file repeats an id
+        return None
+    of_prompts = {p: i for i, p in enumerate(prompt_paths)}
+    cell_prompts = np.array([of_prompts[str(e["prompts"])] for e in cell_list])
+    rows = _expand(*_spans(kp, cell_prompts, width))  # each cell's prompt rows, in cell order
+    cell_of_row = np.repeat(np.arange(n_cells), _spans(kp, cell_prompts, width)[1])
+    expected = cell_of_row.astype(np.int64) * width + kp[rows] % width
+    sorted_tables = []
+    for table, paths in ((gens, per_cell["parsed"]), (logits, per_cell["logits"])):
+        got = keyed(table, np.arange(n_cells), paths)
+        if got is None or not np.array_equal(got[0], expected):
+            return None
+        sorted_tables.append((table if got[1] is None else table[got[1]]).drop("file"))
+
+    # An item's index within its bench: its rank among the bench's ids (ranks follow the codes).
+    benches = list(dict.fromkeys(e["bench"] for e in cell_list))
+    bench_of_prompts = np.empty(len(prompt_paths), np.int64)
+    for e in cell_list:
+        bench_of_prompts[of_prompts[str(e["prompts"])]] = benches.index(e["bench"])
+    prompt_bench = bench_of_prompts[kp // width]
+    codes = kp % width
+    rank = np.full((len(benches), width), -1, np.int64)
+    items = {}
+    for b, bench in enumerate(benches):
+        held = np.unique(codes[prompt_bench == b])
+        rank[b, held] = np.arange(len(held))
+        items[bench] = ids.gather(held).to_list()
+    bench_of_cell = np.array([benches.index(e["bench"]) for e in cell_list])
+    idx = rank[bench_of_cell[cell_of_row], expected % width]
+    P = prompts.select("id", "answer", "abstain_letter")[rows if op is None else op[rows]]
+    T = pl.concat(
+        [pl.DataFrame({"c": cell_of_row, "idx": idx}), P, *(t.drop("id") for t in sorted_tables)],
+        how="horizontal",
+    )
+
+    # Verdicts: one file per entry (cell x judge), holding its cell's ids.
+    position = {key: c for c, key in enumerate(first)}
+    cell_of_entry = np.array([position[e["model"], e["bench"], e["variant"], e["seed"]] for e in entries])
+    cell_lo, cell_n = _spans(expected, np.arange(n_cells), width)
+    vrows = _expand(cell_lo[cell_of_entry], cell_n[cell_of_entry])
+    entry_of_row = np.repeat(np.arange(len(entries)), cell_n[cell_of_entry])
+    got = keyed(verdict_table, np.arange(len(entries)), verdict_paths)
+    if got is None or not np.array_equal(
+        got[0], entry_of_row.astype(np.int64) * width + expected[vrows] % width
+    ):
+        return None
+    state = {q: j for j, q in enumerate(STATES)}
+    code = verdict_table["quadrant"].replace_strict(state, return_dtype=pl.Int8).to_numpy()
+    code = code if got[1] is None else code[got[1]]
+    vidx = idx[vrows]
+    verdicts = {}
+    starts = np.concatenate([[0], np.cumsum(cell_n[cell_of_entry])])
+    for k, e in enumerate(entries):
+        out = np.full(len(items[e["bench"]]), -1, np.int8)
+        out[vidx[starts[k] : starts[k + 1]]] = code[starts[k] : starts[k + 1]]
+        verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = out
+    return items, T, verdicts
+
+
+def _joined(cell_list, entries, first, prompts, gens, logits, verdict_table):
+    """``load``'s checked path: joins on (cell, id); any disagreement raises a message naming it."""
+    position = {key: c for c, key in enumerate(first)}
     # Every table keyed by its cell's index c (a parsed/logits file belongs to one cell; a
     # prompts file to every model's cell of its bench, variant and seed).
     keys = pl.DataFrame(
@@ -384,15 +513,13 @@ def load(entries: Iterable[Entry]) -> Study:
         only = pl.col("c").is_in(suspects.tolist())
         bad = _first_bad_cell(*(t.filter(only).select("c", "id") for t in (P, G, L)))
         e = cell_list[bad if bad is not None else int(suspects[0])]
-        _in_cell(e, _read_cell, _read_prompts(e["prompts"]))  # names the files and ids
+        _in_cell(e, lambda e: _read_cell(e, _read_prompts(e["prompts"])))  # names the files and ids
         raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
-    groups = {b: item_groups(ids) for b, ids in items.items()}
-    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()}, groups)))
 
     # Verdicts: one per entry (cell x judge).
     ekeys = pl.DataFrame(
         {"e": range(len(entries)), "verdicts": [str(e["verdicts"]) for e in entries],
-         "c": [list(first).index((e["model"], e["bench"], e["variant"], e["seed"])) for e in entries]},
+         "c": [position[e["model"], e["bench"], e["variant"], e["seed"]] for e in entries]},
         schema_overrides={"e": pl.Int64, "c": pl.Int64},
     )  # fmt: skip
     V = verdict_table.join(ekeys, left_on="file", right_on="verdicts")
@@ -426,7 +553,7 @@ def load(entries: Iterable[Entry]) -> Study:
         lo, hi = starts[k], starts[k + 1]
         codes[idx[lo:hi]] = code[lo:hi]
         verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
-    return Study(items, cells, verdicts, entries, groups)
+    return items, T, verdicts
 
 
 def _cells(
@@ -457,7 +584,7 @@ def _cells(
         scored=scored,
         entropy=score("entropy"), p_correct=score("p_correct"), p_target=score("p_target"),
         argmax_agrees=agrees,
-        think_chars=pl.col("think").str.len_chars().cast(pl.Float64).fill_null(nan),
+        think_chars=pl.col("think_chars").cast(pl.Float64).fill_null(nan),
         abstained=pl.when(pl.col("abstain_letter").is_not_null())
         .then((pl.col("answer_letter") == pl.col("abstain_letter")).fill_null(False).cast(pl.Float64))
         .otherwise(nan),
@@ -926,7 +1053,22 @@ def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[
     return row | {"note": None}
 
 
-def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT) -> pl.DataFrame:
+def _per_model(fn, models: list[str], threads: int) -> list:
+    """``fn(model)`` for each model, in order, in up to ``threads`` threads.
+
+    The resampling loops spend their time in numpy, which releases the GIL; BLAS is held to one
+    thread for the whole pool (its limit is process-wide, so it is set here, not per worker).
+    """
+    with stats.one_blas_thread():
+        if threads <= 1 or len(models) < 2:
+            return [fn(m) for m in models]
+        with ThreadPoolExecutor(min(threads, len(models))) as pool:
+            return list(pool.map(fn, models))
+
+
+def auroc_rows(
+    study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT, threads: int = 1
+) -> pl.DataFrame:
     """How well base-prompt confidence predicts staying correct under each perturbation.
 
     Each (seed, item) observation with letter scores on the base prompt is labelled "answered
@@ -946,8 +1088,9 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     paired = _paired(study, base)
     weights = {b: study.weights(b, boot) for b in study.items}
-    rows = []
-    for model in dict.fromkeys(m for m, _ in paired):
+
+    def one(model: str) -> list[dict[str, Any]]:
+        rows = []
         benches = [b for (m, b) in paired if m == model]
         parts = [paired[model, b] for b in benches]
         variants = parts[0].variants
@@ -970,7 +1113,7 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
                     )
                 )
         if any(d.variants != variants for d in parts):
-            continue  # benchmarks with different variants: no pooled rows
+            return rows  # benchmarks with different variants: no pooled rows
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         w = np.vstack([weights[b] for b in benches])
         item = np.concatenate([d.item + o for d, o in zip(parts, offsets)])
@@ -989,6 +1132,10 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
         rows.append(
             _auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level)
         )
+        return rows
+
+    models = list(dict.fromkeys(m for m, _ in paired))
+    rows = [r for part in _per_model(one, models, threads) for r in part]
     table = pl.DataFrame(rows, schema=AUROC_SCHEMA, orient="row")
     table = table.with_columns((pl.col("bench") == ALL).alias("_all"))
     return _sorted(table, ["model", "_all", "bench"], base).drop("_all")
@@ -1023,7 +1170,7 @@ def _base_observations(
     return {k: tuple(np.concatenate(x) for x in v) for k, v in out.items()}
 
 
-def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT):
+def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT, threads: int = 1):
     """Selective prediction on P_base: the risk-coverage table and its area (AURC) per model.
 
     The base prompt's scored (seed, item) observations, the lowest P_base rejected first
@@ -1038,30 +1185,31 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     obs = _base_observations(study, base)
     weights = {b: study.weights(b, boot) for b in study.items}
-    rows, curves = [], []
 
-    def add(model, bench, w, item, score, error):
+    def add(model, bench, w, item, score, error) -> tuple[dict[str, Any], pl.DataFrame | None]:
         if len(item) == 0:
-            rows.append({"model": model, "bench": bench, "n": 0, "note": "no scored item on the base prompt"})
-            return
+            return {"model": model, "bench": bench, "n": 0, "note": "no scored item on the base prompt"}, None
         point, res = stats.aurc(w, item, score, error)
         lo, hi = stats.percentile(res, level)
-        rows.append(
-            {"model": model, "bench": bench, "n": len(item), "accuracy": float(1 - error.mean())}
-            | {"aurc": point, "aurc_lo": _f(lo[0]), "aurc_hi": _f(hi[0]), "note": None}
-        )
         coverage, risk = stats.risk_coverage(score, error)
-        curves.append(pl.DataFrame({"model": model, "bench": bench, "coverage": coverage, "risk": risk}))
+        return (
+            {"model": model, "bench": bench, "n": len(item), "accuracy": float(1 - error.mean())}
+            | {"aurc": point, "aurc_lo": _f(lo[0]), "aurc_hi": _f(hi[0]), "note": None},
+            pl.DataFrame({"model": model, "bench": bench, "coverage": coverage, "risk": risk}),
+        )
 
-    for model in dict.fromkeys(m for m, _ in obs):
+    def one(model: str) -> tuple[dict[str, Any], pl.DataFrame | None]:
         benches = [b for (m, b) in obs if m == model]
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         parts = [obs[model, b] for b in benches]
-        add(
+        return add(
             model, ALL, np.vstack([weights[b] for b in benches]),
             np.concatenate([p[0] + o for p, o in zip(parts, offsets)]),
             np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
         )  # fmt: skip
+
+    done = _per_model(one, list(dict.fromkeys(m for m, _ in obs)), threads)
+    rows, curves = [row for row, _ in done], [curve for _, curve in done if curve is not None]
     curve = pl.concat(curves) if curves else pl.DataFrame(schema=CURVE_SCHEMA)
     return pl.DataFrame(rows, schema=AURC_SCHEMA, orient="row"), curve.cast(CURVE_SCHEMA)  # type: ignore[arg-type]
 
@@ -1069,17 +1217,23 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
 # ---------------------------------------------------------------- everything at once
 
 
-def compute_metrics(entries: Iterable[Entry], analysis: Analysis | None = None) -> dict[str, pl.DataFrame]:
-    """Every table of the ``compute_metrics`` rule: cells, summary, effects, auroc, aurc, risk_coverage."""
+def compute_metrics(
+    entries: Iterable[Entry], analysis: Analysis | None = None, threads: int = 1
+) -> dict[str, pl.DataFrame]:
+    """Every table of the ``compute_metrics`` rule: cells, summary, effects, auroc, aurc, risk_coverage.
+
+    ``threads``: models whose AUROC and AURC resamples are computed at once (polars reads with its
+    own pool).
+    """
     analysis = analysis or Analysis()
     study = load(entries)
     boots = _boot(study, analysis.bootstrap)
-    aurc, curve = aurc_rows(study, analysis)
+    aurc, curve = aurc_rows(study, analysis, threads=threads)
     return {
         "cells": cell_rows(study, analysis.max_unparsed),
         "summary": summary_rows(study, analysis, _boot_cache=boots),
         "effects": effect_rows(study, analysis, _boot_cache=boots),
-        "auroc": auroc_rows(study, analysis),
+        "auroc": auroc_rows(study, analysis, threads=threads),
         "aurc": aurc,
         "risk_coverage": curve,
     }

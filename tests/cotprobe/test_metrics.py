@@ -175,6 +175,8 @@ def _set(field, value, row=1):
     [
         ("parsed", lambda rows: rows + [rows[0]], r"parsed\.jsonl: duplicate id 's0'"),
         ("parsed", lambda rows: rows[:3], r"parsed\.jsonl lacks id 's3'"),
+        ("parsed", _set("id", "s0"), r"parsed\.jsonl: duplicate id 's0'"),  # same count, one id twice
+        ("prompts", _set("id", "s0"), r"prompts\.jsonl: duplicate id 's0'"),
         ("parsed", _set("parse_status", None), r"parsed\.jsonl:2: field 'parse_status' is null"),
         ("parsed", _set("answer_rule", None), r"parsed\.jsonl:2: field 'answer_rule' is null"),
         ("prompts", _set("answer", None), r"prompts\.jsonl:2: field 'answer' is null"),
@@ -206,6 +208,41 @@ def test_bad_files_in_a_grid_name_the_cell_file_row_and_field(tmp_path, kind, ed
         _rewrite_jsonl(bad[kind], edit)
     with pytest.raises(InputError, match=r"^cell m2/shapes/wrong_think/seed1: .*" + message):
         metrics.load(entries)
+
+
+def test_the_fast_read_equals_the_checked_joins(tmp_path, monkeypatch):
+    """``load`` aligns tables by sorting integer keys; the string joins it falls back on agree."""
+    import random
+
+    rng = random.Random(0)
+    ids = [f"q{i}" for i in (7, 3, 11, 0, 5, 9, 2, 8)]  # neither sorted nor in file order
+    letters, states = list("ABC") + [None], sorted(metrics.STATES)
+    entries = []
+    for m in ("m1", "m2"):
+        for v in ("base", "wrong_think", "abstain"):
+            for s in (0, 1):
+                e = write_cell(tmp_path, v, s, [rng.choice(letters) for _ in ids], [rng.choice(states) for _ in ids],
+                               ids=ids, model=m, p_correct=[rng.random() for _ in ids])  # fmt: skip
+                for kind in ("parsed", "verdicts"):  # each file in its own row order
+                    _rewrite_jsonl(e[kind], lambda rows: rng.sample(rows, len(rows)))
+                entries.append(e)
+    seen = []
+    aligned = metrics._aligned
+    monkeypatch.setattr(metrics, "_aligned", lambda *a: seen.append(aligned(*a)) or seen[-1])
+    fast = metrics.load(entries)
+    monkeypatch.setattr(metrics, "_aligned", lambda *a: None)
+    checked = metrics.load(entries)
+    assert seen[0] is not None  # the fast path ran
+    assert fast.items == checked.items == {"shapes": sorted(ids)}
+    assert fast.verdicts.keys() == checked.verdicts.keys()
+    for key, codes in fast.verdicts.items():
+        np.testing.assert_array_equal(codes, checked.verdicts[key])
+    assert fast.cells.keys() == checked.cells.keys()
+    for key, cell in fast.cells.items():
+        other = checked.cells[key]
+        for field in ("present", "correct", "parse_ok", "answered", "entropy", "p_correct", "argmax_agrees"):
+            np.testing.assert_array_equal(getattr(cell, field), getattr(other, field))
+        assert (cell.positions, cell.rules) == (other.positions, other.rules)
 
 
 def test_a_cell_without_scored_items_gives_empty_values_with_a_reason(tmp_path):
@@ -439,6 +476,35 @@ def test_write_csv_round_trip(tmp_path):
     assert back.columns == table.columns
     assert back["mean_entropy_lo"].is_null().all()
     assert list(path.parent.iterdir()) == [path]
+
+
+def test_models_in_threads_give_the_tables_of_one_thread(tmp_path):
+    """AUROC and AURC resample several models at once; the rows are those of a serial run."""
+    import random
+
+    rng = random.Random(1)
+    entries = [
+        write_cell(
+            tmp_path,
+            v,
+            s,
+            [rng.choice("ABC") for _ in IDS],
+            QUADS4,
+            model=m,
+            p_correct=[rng.random() for _ in IDS],
+        )
+        for m in ("m1", "m2", "m3")
+        for v in ("base", "wrong_think")
+        for s in (0, 1)
+    ]
+    study = metrics.load(entries)
+    a = analysis(200)
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(metrics.auroc_rows(study, a, threads=1), metrics.auroc_rows(study, a, threads=3))
+    for serial, pooled in zip(metrics.aurc_rows(study, a, threads=1), metrics.aurc_rows(study, a, threads=3)):
+        assert_frame_equal(serial, pooled)
+    assert metrics.auroc_rows(study, a)["model"].unique().len() == 3
 
 
 def test_abstain_rate_counts_answers_of_the_abstain_option(tmp_path):

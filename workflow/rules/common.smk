@@ -7,6 +7,7 @@ from cotprobe.workflow import (
     FIGURES_VERSION,
     METRICS_VERSION,
     PARSER_VERSION,
+    SAMPLES_VERSION,
     Grid,
     as_json,
     export_model_server_env,
@@ -95,6 +96,10 @@ def get_ensemble_inputs(wildcards):
 
 def get_table_inputs(wildcards):
     return GRID.table_inputs()
+
+
+def get_sample_inputs(wildcards):
+    return GRID.sample_inputs()
 
 
 def get_agreement_inputs(wildcards):

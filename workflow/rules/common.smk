@@ -132,6 +132,7 @@ localrules:
     all,
     parse_answers,
     compute_metrics,
+    sample_browser,
     plot_figures,
     training_curves,
     ensemble_verdicts,

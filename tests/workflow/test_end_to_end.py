@@ -21,7 +21,7 @@ MODELS = ["tiny", *TRAINED]
 JUDGES = ["rule", "tiny-llm", "ensemble", "ensemble-strict"]  # two judges add the two ensembles
 AGGREGATES = {
     "compute_metrics", "plot_figures", "compute_judge_agreement", "plot_judge_agreement", "training_curves",
-    "paper_tables", "all",
+    "paper_tables", "sample_browser", "all",
 }  # fmt: skip
 
 

@@ -31,7 +31,8 @@ CONFIG = {
     "judges": {"rule": {"kind": "rule"}},
 }
 pytestmark = pytest.mark.slow
-PARSE_RULES = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures", "all"}
+PARSE_RULES = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures",
+               "sample_browser", "all"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,16 @@ def test_a_changed_generation_is_parsed_again(study):
     config["generation"]["max_new_tokens"] = 6
     rules = {r for r, _ in study.planned_jobs(study.write_config("gen_changed.yaml", config))}
     assert {"generate_completions", "parse_answers", "judge_completions"} <= rules
+
+
+def test_the_sample_browser_joins_every_cell_and_is_in_the_report(study):
+    table = pl.read_parquet(study.file("results/samples/samples.parquet"))
+    n = sum(
+        len(study.file(f"results/prompts/shapes/{v}/seed0.jsonl").read_text().splitlines()) for v in VARIANTS
+    )
+    assert table.height == n and set(table["variant"]) == set(VARIANTS) and "verdict_rule" in table.columns
+    page = study.file("results/samples/browser.html").read_text()
+    assert "window.SAMPLES = " in page and 'src="samples.js"' not in page
+    study.run("--configfile", "dummy.yaml", "--report", "results/report.html")
+    report = study.file("results/report.html").read_text()
+    assert "browser.html" in report and "filter by model, variant" in report

@@ -36,18 +36,24 @@ def test_every_figure_and_metrics_table_is_in_the_report_with_a_caption(finished
     s = finished_study
     expected = sorted(
         str(p.relative_to(s.path))
-        for pattern in ("results/figures/*.png", "results/metrics/*.csv", "results/tables/*.html")
+        for pattern in (
+            "results/figures/*.png",
+            "results/metrics/*.csv",
+            "results/tables/*.html",
+            "results/samples/*.html",
+        )
         for p in s.path.glob(pattern)
     )
     # 8 figures (accuracy, auroc, delta forest, judge agreement, quadrants, risk-coverage, training
-    # curves, uncertainty), 8 metric tables and the page of the paper's tables.
-    assert len(expected) == 17 and sorted(results) == expected
+    # curves, uncertainty), 8 metric tables, the page of the paper's tables and the sample browser.
+    assert len(expected) == 18 and sorted(results) == expected
     for rel, entry in results.items():
         data = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
         assert data == s.file(rel).read_bytes(), rel
         assert len(re.sub(r"<[^>]+>", "", entry["caption"]).split()) >= 15, (rel, entry["caption"])
     categories = {rel.split("/")[1]: results[rel]["mime_type"] for rel in results}
-    assert categories == {"figures": "image/png", "metrics": "text/csv", "tables": "text/html"}
+    assert categories == {"figures": "image/png", "metrics": "text/csv", "tables": "text/html",
+                          "samples": "text/html"}  # fmt: skip
 
 
 def test_the_report_holds_the_config_used(finished_study, report):

@@ -7,6 +7,7 @@ from cotprobe.workflow import (
     FIGURES_VERSION,
     METRICS_VERSION,
     PARSER_VERSION,
+    SAMPLES_VERSION,
     Grid,
     as_json,
     export_model_server_env,
@@ -97,6 +98,10 @@ def get_table_inputs(wildcards):
     return GRID.table_inputs()
 
 
+def get_sample_inputs(wildcards):
+    return GRID.sample_inputs()
+
+
 def get_agreement_inputs(wildcards):
     return GRID.agreement_inputs()
 
@@ -115,7 +120,15 @@ BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
 
 
 def model_env(wildcards):
-    backend = GRID.models[wildcards.model].backend
+    return _backend_env(GRID.models[wildcards.model].backend)
+
+
+# A judge's cells run where its backend runs (an LLM judge on vLLM needs the vLLM env).
+def judge_env(wildcards):
+    return _backend_env(GRID.judge_backend(wildcards.judge))
+
+
+def _backend_env(backend):
     if backend not in BACKEND_ENVS:
         raise ValueError(
             f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk"
@@ -127,6 +140,7 @@ localrules:
     all,
     parse_answers,
     compute_metrics,
+    sample_browser,
     plot_figures,
     training_curves,
     ensemble_verdicts,

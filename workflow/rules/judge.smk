@@ -12,7 +12,7 @@ rule judge_completions:
     wildcard_constraints:
         judge=_alternation(GRID.base_judges),
     conda:
-        "../../envs/eval.yaml"
+        judge_env
     threads: 1
     resources:
         gpu=get_judge_gpus,

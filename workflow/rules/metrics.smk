@@ -106,3 +106,28 @@ rule paper_tables:
         "python -m cotprobe tables --summary {input.summary} --effects {input.effects}"
         " --auroc {input.auroc} --cells {input.cells} {params.agreement}"
         " --analysis {params.analysis:q} --out-dir results/tables > {log} 2>&1"
+
+
+# Every cell's samples in one table, and a static HTML browser over it (opens from file://).
+rule sample_browser:
+    input:
+        get_sample_inputs,
+    output:
+        table="results/samples/samples.parquet",
+        browser=report(
+            "results/samples/browser.html",
+            caption="../report/samples.rst",
+            category="Samples",
+        ),
+    log:
+        "logs/sample_browser/sample_browser.log",
+    benchmark:
+        "benchmarks/sample_browser/sample_browser.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    params:
+        axes=grid_axes(),
+        version=SAMPLES_VERSION,
+    shell:
+        "python -m cotprobe samples --axes {params.axes:q} --table {output.table}"
+        " --browser {output.browser} > {log} 2>&1"

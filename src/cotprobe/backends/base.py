@@ -136,8 +136,7 @@ def complete(backend: Backend, texts: list[str], *, seed: int, sampling: dict[st
     """Text-only chat: one user turn per text, no image, no pre-fill; the reply to each, in order.
 
     The one text path of the backends, used by model-based judges (``cotprobe.judges.llm``).
-    A backend serves it by defining ``complete_texts`` with this signature (hf, openai; a vllm
-    backend would define it too).
+    A backend serves it by defining ``complete_texts`` with this signature (hf, vllm, openai).
 
     Raises:
         BackendError: The backend has no text path.

@@ -15,6 +15,9 @@ Same records as the transformers backend (``hf``), from the same pure helpers in
   as ``hf`` (``scoring_point`` / ``letter_tokens``), with ``logprob_token_ids`` set to the option
   letters' token ids: raw full-vocabulary log-probabilities (vLLM's default ``raw_logprobs``
   mode), renormalised over the letters by ``letter_distribution``.
+* **Text-only chat** (``complete_texts``, the judges' path): one user turn per text through the
+  same ``chat`` call, sampling settings and stop rules, so an LLM judge runs in-process on vLLM
+  or attaches to the shared server already serving the model's generation cells.
 * **Completion text** is decoded from the returned token ids with the tokenizer, exactly as
   ``hf`` does (``skip_special_tokens=True``, no clean-up), not taken from vLLM's incremental
   detokenizer.
@@ -33,6 +36,7 @@ from typing import Any
 
 from cotprobe.backends.base import (
     Backend,
+    Completion,
     LocalLetterScoring,
     build_messages,
     check_pairs,
@@ -252,12 +256,39 @@ class VLLMBackend(LocalLetterScoring, Backend):
                 out.append(self._record(prompt, res, seconds, model_id))
         return out
 
-    def _record(self, prompt: Prompt, res, seconds: float, model_id: str) -> Generation:
-        """One ``RequestOutput`` as a Generation (token counts include the stop token, as hf's)."""
+    def complete_texts(self, texts: list[str], *, seed: int, sampling: dict[str, Any]) -> list[Completion]:
+        """Text-only chat replies (see ``cotprobe.backends.base.complete``); text ``i`` samples with
+        ``seed + i``, as ``generate`` seeds its prompts."""
+        s = check_sampling(sampling)
+        system = self.shared.system_prompt
+        head = [{"role": "system", "content": system}] if system else []
+        out: list[Completion] = []
+        bs = s["batch_size"]
+        for start in range(0, len(texts), bs):
+            batch = texts[start : start + bs]
+            results = self.llm.chat(
+                [[*head, {"role": "user", "content": text}] for text in batch],
+                [self.sampling_params(s, seed + start + i) for i in range(len(batch))],
+                use_tqdm=False,
+                chat_template_kwargs=self.shared.chat_template_kwargs or None,
+            )
+            for res in results:
+                done = self._finish(res.outputs[0].token_ids)
+                out.append(
+                    Completion(done.completion, len(res.prompt_token_ids), done.tokens, done.finish_reason)
+                )
+        return out
+
+    def _finish(self, row):
+        """Cut a generated row at its end-of-turn token or stop string (``finish_row``), decoded as hf does."""
         decode = lambda ids: self.tokenizer.decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        done = finish_row(res.outputs[0].token_ids, self.eos_ids, self.shared.stop, decode)
+        return finish_row(list(row), self.eos_ids, self.shared.stop, decode)
+
+    def _record(self, prompt: Prompt, res, seconds: float, model_id: str) -> Generation:
+        """One ``RequestOutput`` as a Generation (token counts include the stop token, as hf's)."""
+        done = self._finish(res.outputs[0].token_ids)
         return make_generation(
             prompt,
             model_id=model_id,

@@ -1,6 +1,6 @@
 """An LLM judge: a language model reads the think and names the option it finally settles on.
 
-The model is served by any registered backend with a text path (``hf``, ``openai``; see
+The model is served by any registered backend with a text path (``hf``, ``vllm``, ``openai``; see
 ``cotprobe.backends.base.complete``), loaded once per judged cell and asked in batches. The
 question it is asked is a versioned template file, ``prompts/<name>.txt``, with exactly the
 named slots ``{question}``, ``{options}``, ``{think}`` and ``{answer}``; the template's
@@ -125,7 +125,7 @@ class LLMJudge(Judge):
     """A language model as judge.
 
     Args:
-        backend: Registered backend serving the model (``hf``, ``openai``).
+        backend: Registered backend serving the model (``hf``, ``vllm``, ``openai``).
         path: Hub id or directory (``hf``), or the served model name (``openai``).
         settings: Backend settings (e.g. ``device``/``dtype`` for hf; ``base_url``,
             ``api_key_env``, ``max_concurrency``, prices for openai).

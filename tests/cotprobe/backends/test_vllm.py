@@ -24,8 +24,10 @@ import polars as pl
 import pytest
 
 from cotprobe.backends import BACKENDS
+from cotprobe.backends.base import complete, make_generation
 from cotprobe.cli import load_generations
 from cotprobe.io import write_jsonl
+from cotprobe.judges.llm import LLMJudge, render
 from cotprobe.model_server import count_loads, stop_servers
 from cotprobe.parsing import parse_response
 from cotprobe.records import Generation
@@ -35,6 +37,7 @@ VLLM_PYTHON = Path(os.environ.get("COTPROBE_VLLM_PYTHON", ROOT / ".venv-vllm/bin
 PREFILLS = ("", "<think>", "<think>The answer is B. But I think ")
 GREEDY = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
 SAMPLED = {**GREEDY, "temperature": 1.0, "top_p": 0.95}
+JUDGE_SAMPLING = {**GREEDY, "max_new_tokens": 12, "batch_size": 3}
 SETTINGS = {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True, "max_num_seqs": 8}
 
 
@@ -71,6 +74,30 @@ def _generate(tmp: Path, name: str, model_dir, prompts: Path, sampling, seed=0, 
     proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
+
+
+def _judge(tmp: Path, name: str, model_dir, prompts: Path, generations: Path, servers=None) -> Path:
+    """An LLM judge cell on vLLM (the judge's text path, ``complete_texts``)."""
+    out = tmp / f"{name}.jsonl"
+    args = {"backend": "vllm", "path": str(model_dir), "settings": SETTINGS, "sampling": JUDGE_SAMPLING}
+    cmd = [str(VLLM_PYTHON), "-m", "cotprobe", "judge", "--judge", "vllm-llm",
+           "--spec", json.dumps({"kind": "llm", "args": args}), "--prompts", str(prompts),
+           "--generations", str(generations), "--out", str(out)]  # fmt: skip
+    if servers:
+        cmd += ["--share-load", "--server-root", str(servers), "--server-wait", "1800"]
+    proc = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def _thinking_generations(prompts) -> list[Generation]:
+    """Generations with a closed think, so the judge is asked about every one."""
+    return [
+        make_generation(p, model_id="tiny-vllm", completion=f"<think>It is {p.options[p.answer]}.</think>"
+                        f"<answer>{p.answer}</answer>", prompt_tokens=1, completion_tokens=1,
+                        seconds=0.0, finish_reason="stop")
+        for p in prompts
+    ]  # fmt: skip
 
 
 def _without_seconds(path: Path) -> list[dict]:
@@ -112,6 +139,11 @@ def run(vllm_python, tiny_model_dir, prompts, tmp_path_factory):
             ("sampled_1", SAMPLED, 1),
         ):
             files[name] = _generate(tmp, name, tiny_model_dir, prompts_file, sampling, seed, servers=servers)
+        # An LLM judge of the same checkpoint attaches to the generation cells' server (no new load).
+        thinking = tmp / "thinking.jsonl"
+        write_jsonl(thinking, (g.to_dict() for g in _thinking_generations(prompts)))
+        files["thinking"] = thinking
+        files["served_judge"] = _judge(tmp, "served_judge", tiny_model_dir, prompts_file, thinking, servers)
     finally:
         pids = [json.loads(f.read_text())["pid"] for f in servers.glob("*/*.json")]
         stop_servers(servers)
@@ -203,12 +235,34 @@ def test_served_cell_equals_the_in_process_cell(run, reference):
     assert a.height >= len(reference) // 2
     assert a.drop("probs").equals(b.drop("probs"))
     np.testing.assert_allclose(a["probs"].explode().to_numpy(), b["probs"].explode().to_numpy(), atol=1e-6)
-    # The four served cells (two sampling settings) paid one load; the server stopped cleanly.
+    # The four served cells (two sampling settings) and the judge cell paid one load; the server
+    # stopped cleanly.
     assert count_loads(run["servers"]) == {"tiny-vllm": 1}
     (log,) = (run["servers"] / "logs").glob("tiny-vllm.*.log")
     text = log.read_text()
     assert text.count("loaded vllm backend") == 1 and "server of tiny-vllm stopped" in text
     assert not list(run["servers"].glob("*/*.json"))
+
+
+def test_an_llm_judge_runs_on_vllm_in_process_and_shared(run, prompts, tiny_model_dir, hf):
+    """The judge's text path on vLLM: the shared server's replies equal an in-process judge's (one
+    more engine start), and the prompts and greedy replies are transformers' (``hf.complete_texts``)."""
+    tmp = run["served_judge"].parent
+    direct = _judge(tmp, "direct_judge", tiny_model_dir, tmp / "prompts.jsonl", run["thinking"])
+    served = [json.loads(line) for line in run["served_judge"].read_text().splitlines()]
+    alone = [json.loads(line) for line in direct.read_text().splitlines()]
+    assert [v["id"] for v in served] == [p.id for p in prompts]
+    # Every generation has a think, so every verdict carries the judge's reply.
+    assert all(v["judge_output"] for v in served)
+    assert served == alone
+    judge = LLMJudge(
+        backend="hf", path=str(tiny_model_dir), settings={"device": "cpu"}, sampling=JUDGE_SAMPLING
+    )
+    texts = [render(judge.template, p, g) for p, g in zip(prompts, _thinking_generations(prompts))]
+    theirs = complete(hf, texts, seed=0, sampling=JUDGE_SAMPLING)
+    same = [v["judge_output"] == t.text for v, t in zip(served, theirs)]
+    # Near-ties of a random model may break the other way in float32; most replies agree exactly.
+    assert sum(same) >= len(same) // 2, (served, theirs)
 
 
 def test_generation_file_format(run, prompts):

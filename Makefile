@@ -14,7 +14,7 @@ VLLM_VENV ?= .venv-vllm
 VERL_VENV ?= .venv-verl
 VERL := verl==0.9.1
 
-.PHONY: setup vllm-env verl-env study test dry-run lint clean
+.PHONY: setup vllm-env verl-env chromium study test dry-run lint clean
 
 # pip runs with -qq: its errors still print, not the warnings a newcomer takes for failures (the local
 # indexes' "Location ... is ignored" for every package they lack, "Skipping ... as it is not installed").
@@ -80,7 +80,17 @@ $(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt
 	@$(call quiet_check,$(VERL_VENV)/bin/python -W ignore -c "$(VERL_CHECK)")
 	@touch $@
 
-test: setup verl-env vllm-env
+# The sample browser's test renders it in a real headless Chromium (Debian's package).
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+		printf '%-6s %s\n' build "chromium (apt-get)"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+		$$sudo apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+	@printf '%-6s %s\n' ok "$$(chromium --version 2>/dev/null)"
+
+test: setup verl-env vllm-env chromium
 	PATH=$(abspath $(BIN)):$$PATH pytest -q
 
 clean:

@@ -430,7 +430,9 @@ def cmd_tables(args) -> None:
     log.info("tables written: %s", ", ".join(str(p) for p in written))
 
 
-def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
+def _training_prompts(args, spec: dict[str, Any], images: dict[str, list[str]] | None = None) -> list[Prompt]:
+    """The run's prompts; ``images`` (when given) receives every image of multi-image samples by id,
+    and without it a multi-image sample is an error (the trl backend shows one image)."""
     from cotprobe.training.augment import training_prompts
 
     prompts = []
@@ -438,8 +440,17 @@ def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
         bench, sep, path = item.partition("=")
         if not sep:
             raise InputError(f"--samples {item!r}: expected BENCH=PATH")
+        samples = load_samples(path)
+        for s in samples:
+            if len(s.meta.get("images") or []) > 1:
+                if images is None:
+                    raise InputError(
+                        f"{path}: sample {s.id!r} has {len(s.meta['images'])} images; this backend shows one "
+                        "(use backend verl, or the training set's multi_image: drop)"
+                    )
+                images[s.id] = list(s.meta["images"])
         prompts += training_prompts(
-            load_samples(path),
+            samples,
             bench=bench,
             seed=args.seed,
             augment=bool(spec.get("augment", True)),
@@ -473,9 +484,11 @@ def cmd_verl_prepare(args) -> None:
 
     spec = _spec(args.spec)
     template = AutoProcessor.from_pretrained(args.base).chat_template
+    images: dict[str, list[str]] = {}
+    prompts = _training_prompts(args, spec, images)
     paths = verl_backend.prepare(
-        spec, base=args.base, prompts=_training_prompts(args, spec), seed=args.seed, out=Path(args.out),
-        chat_template=template, name=args.name,
+        spec, base=args.base, prompts=prompts, seed=args.seed, out=Path(args.out),
+        chat_template=template, name=args.name, images=images,
     )  # fmt: skip
     log.info("verl files: %s", {k: str(v) for k, v in paths.items()})
 

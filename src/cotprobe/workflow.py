@@ -175,6 +175,10 @@ class Grid:
     training_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     judge_gpu_counts: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
+    # analysis.judge and analysis.cross_check: which verdicts the figures draw and which judges the
+    # agreement table compares (not part of the metrics' param: metrics cover every judge).
+    primary_judge: str | None = None
+    cross_check: list[str] | None = None
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
 
@@ -214,6 +218,14 @@ class Grid:
             b: {"kind": v["kind"], "args": dict(v.get("args", {}))} for b, v in config["benchmarks"].items()
         }
         judges, judge_gpus = _judges(config["judges"], models)
+        analysis = dict(config.get("analysis") or {})
+        primary, cross = analysis.pop("judge", None), analysis.pop("cross_check", None)
+        for key, named in (("judge", [primary] if primary else []), ("cross_check", cross or [])):
+            unknown = [j for j in named if j not in judges]
+            if unknown:
+                raise ConfigError(
+                    f"config.analysis.{key}: {unknown[0]!r} is not a judge of this study (judges: {', '.join(judges)})"
+                )
         training = config.get("training") or {}
         training_data = {
             d: {"kind": v["kind"], "args": dict(v.get("args", {}))}
@@ -231,7 +243,9 @@ class Grid:
             training_data=training_data,
             training_runs=runs,
             judge_gpu_counts=judge_gpus,
-            analysis=_analysis(config.get("analysis") or {}),
+            analysis=_analysis(analysis),
+            primary_judge=primary,
+            cross_check=list(cross) if cross is not None else None,
         )
 
     def check_plugins(self) -> None:
@@ -425,16 +439,20 @@ class Grid:
 
     @property
     def figure_judge(self) -> str:
-        """The judge the default figures draw: the first majority ensemble, else the first judge."""
-        majority = [j for j in self.ensemble_judges if self.judges[j]["args"]["rule"] == "majority"]
-        return (majority or list(self.judges))[0]
+        """The judge the figures and training curves draw: ``analysis.judge``, else the first judge
+        the config lists. Never chosen by how many judges there are, so adding a judge (or the
+        ensembles two judges bring) does not change the figures."""
+        return self.primary_judge or next(iter(self.judges))
 
     @property
     def agreement_judges(self) -> list[str]:
-        """Judges compared in the agreement table: the figure ensemble's members, else every judge
-        that reads generations; empty when fewer than two."""
-        judge = self.figure_judge
-        judges = self.ensemble_members(judge) if judge in self.ensemble_judges else self.base_judges
+        """Judges compared in the agreement table: ``analysis.cross_check``, else the figure
+        ensemble's members, else every judge that reads generations; empty when fewer than two."""
+        if self.cross_check is not None:
+            judges = list(self.cross_check)
+        else:
+            judge = self.figure_judge
+            judges = self.ensemble_members(judge) if judge in self.ensemble_judges else self.base_judges
         return judges if len(judges) >= 2 else []
 
     def judge_inputs(self, judge: str) -> list[str]:

@@ -84,12 +84,6 @@ def _parts(s):
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     return _parts(_REWARD.score_one(_prompt(ground_truth, extra_info), solution_str))
-
-
-def compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos, **kwargs):
-    """verl's batch reward manager: a step's responses at once, so an LLM judge gets one batch."""
-    items = [(_prompt(g, e), r) for r, g, e in zip(solution_strs, ground_truths, extra_infos, strict=True)]
-    return [_parts(s) for s in _REWARD.score(items)]
 '''
 
 
@@ -233,11 +227,7 @@ def overrides(
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={int(v['micro_batch_size_per_gpu'])}",
         "algorithm.use_kl_in_reward=False",
         f"reward.custom_reward_function.path={reward_file.resolve()}",
-        *(
-            ["reward.reward_manager.name=batch", "reward.custom_reward_function.name=compute_score_batch"]
-            if batched_reward(run)
-            else ["reward.custom_reward_function.name=compute_score"]
-        ),
+        "reward.custom_reward_function.name=compute_score",
         f"trainer.total_training_steps={int(run['total_steps'])}",
         "trainer.total_epochs=100000",  # the loop also stops at total_epochs; steps decide
         f"trainer.save_freq={int(run['save_every'])}",
@@ -254,17 +244,13 @@ def overrides(
     return out + [str(o) for o in v["overrides"]]
 
 
-def batched_reward(run: dict[str, Any]) -> bool:
-    """A model judges think ≡ answer: the reward is computed a step at a time (one judge batch)."""
-    reward = run.get("reward") or {}
-    judge = reward.get("judge") or "rule"
-    kind = judge if isinstance(judge, str) else judge.get("kind", "rule")
-    return bool(reward.get("faithfulness")) and kind != "rule"
-
-
 def judge_server_lines(server: dict[str, Any], n_train_gpus: int) -> list[str]:
     """run.sh lines that start the reward judge's vLLM server once for the run, wait until it
-    answers, stop it when the script exits, and keep the trainer off the judge's GPUs."""
+    answers, stop it when the script exits, and keep the trainer off the judge's GPUs.
+
+    verl 0.9.1's reward loop scores one response per call (its ``batch`` manager is not in the
+    loop's registry), on a pool of workers and threads: the judge questions of a step reach the
+    one server concurrently, and vLLM batches them (continuous batching)."""
     unknown = sorted(set(server) - {"model", "port", "devices", "tensor_parallel", "args"})
     if unknown or "model" not in server:
         raise ValueError(f"verl.judge_server: needs `model`; unknown key(s) {unknown}")

@@ -201,10 +201,12 @@ def test_each_paper_run_composes_in_verl(run, verl_compose, two_frames, tmp_path
         and trainer["experiment_name"] == f"{run}-s1"
     )
     faithful = spec["reward"]["faithfulness"]
-    assert cfg["reward"]["custom_reward_function"]["name"] == (
-        "compute_score_batch" if faithful else "compute_score"
+    # verl 0.9.1's reward loop (naive manager) calls compute_score per response, concurrently.
+    assert cfg["reward"]["custom_reward_function"]["name"] == "compute_score"
+    assert (cfg["reward"]["reward_manager"]["source"], cfg["reward"]["reward_manager"]["name"]) == (
+        "register",
+        "naive",
     )
-    assert cfg["reward"]["reward_manager"]["name"] == ("batch" if faithful else "naive")
     # The two-frame sample keeps both images, one <image> marker each (verl's dataset asserts it).
     rows = {
         json.loads(r["extra_info"]["record"])["id"]: r for r in pq.read_table(paths["parquet"]).to_pylist()
@@ -266,9 +268,10 @@ def judge_server():
     server.server_close()
 
 
-def test_the_faithfulness_reward_judges_a_step_at_once(judge_server, two_frames, tmp_path):
-    """Run (iv)'s reward file, its judge pointed at a loopback server: verl's batch manager call
-    scores a whole step in one call; the judge's thinking mode goes with every request."""
+def test_the_faithfulness_reward_asks_the_runs_judge_server(judge_server, two_frames, tmp_path):
+    """Run (iv)'s reward file, its judge pointed at a loopback server, called as verl's reward loop
+    calls it (per response, from a pool of threads): the judge decides think = answer, and its
+    thinking mode goes with every request."""
     url, bodies = judge_server
     spec = copy.deepcopy(PAPER_RUNS["sat_pixmo_geo_aug_faith"])
     spec["reward"]["judge"]["args"]["settings"]["base_url"] = url
@@ -286,12 +289,17 @@ def test_the_faithfulness_reward_judges_a_step_at_once(judge_server, two_frames,
         else f"<think>so option {wrong[p.id]}.</think><answer>{p.answer}</answer>"
         for k, p in enumerate(prompts)
     ]  # fmt: skip
-    out = module.compute_score_batch(
-        data_sources=[r["data_source"] for r in rows], solution_strs=responses,
-        ground_truths=[r["reward_model"]["ground_truth"] for r in rows], extra_infos=[r["extra_info"] for r in rows],
-    )  # fmt: skip
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(pair):
+        row, response = pair
+        return module.compute_score(data_source=row["data_source"], solution_str=response,
+                                    ground_truth=row["reward_model"]["ground_truth"], extra_info=row["extra_info"])  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(call, zip(rows, responses)))
     assert [o["consistent"] for o in out] == [1.0 if k % 2 == 0 else 0.0 for k in range(len(prompts))]
     assert [o["score"] for o in out] == [1.1 if k % 2 == 0 else 0.0 for k in range(len(prompts))]
-    assert len(bodies) == len(prompts)  # one judge question per response, all from one call
+    assert len(bodies) == len(prompts)  # one judge question per response
     assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)
     assert all(b["model"] == "Qwen/Qwen3-32B" for b in bodies)

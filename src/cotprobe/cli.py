@@ -499,7 +499,18 @@ def cmd_training_curves(args) -> None:
     from cotprobe import metrics
     from cotprobe.training import curves
 
-    table = curves.curve_rows(pl.read_csv(args.summary, infer_schema_length=None), _spec(args.runs))
+    runs = _spec(args.runs)
+    diagnostics = None
+    if args.parsed_axes:
+        from cotprobe.io import read_jsonl
+        from cotprobe.workflow import PARSED
+
+        def read(model, bench, variant, seed):
+            path = PARSED.format(model=model, bench=bench, variant=variant, seed=seed)
+            return read_jsonl(path, required=("id", "think", "answer_text"))
+
+        diagnostics = curves.diagnostic_rows(runs, _spec(args.parsed_axes), read)
+    table = curves.curve_rows(pl.read_csv(args.summary, infer_schema_length=None), runs, diagnostics)
     metrics.write_csv(table, args.out)
     curves.plot_curves(table, args.figure, judge=args.judge)
     log.info("training curves: %d rows written to %s", table.height, args.out)
@@ -696,6 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
     s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
     s.add_argument("--judge", default=None, help="judge whose consistency the figure draws (default: first)")
+    s.add_argument("--parsed-axes", default=None,
+                   help="JSON {benchmarks, variants, seeds}: add the think diagnostics from results/parsed")  # fmt: skip
     s.add_argument("--figure", required=True, help="output .png (a .pdf is written beside it)")
     s.set_defaults(func=cmd_training_curves)
 

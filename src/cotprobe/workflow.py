@@ -400,6 +400,29 @@ class Grid:
             for run, r in self.training_runs.items()
         }
 
+    def training_parsed_axes(self) -> dict[str, Any]:
+        """The evaluation axes whose parsed thinks the training diagnostics read."""
+        return {
+            "benchmarks": list(self.benchmarks),
+            "variants": list(self.variants),
+            "seeds": list(self.seeds),
+        }
+
+    def training_parsed(self) -> list[str]:
+        """The parsed files of every training point (each saved step and each run's base model)."""
+        models = {
+            m
+            for axes in self.training_axes().values()
+            for m in (axes["base"], *(x["model"] for x in axes["models"]))
+        }
+        return [
+            PARSED.format(model=m, bench=b, variant=v, seed=s)
+            for m in sorted(models)
+            for b in self.benchmarks
+            for v in self.variants
+            for s in self.seeds
+        ]
+
     def judge_spec(self, judge: str) -> dict[str, Any]:
         """The judge's config, its plugin version and what else identifies its verdicts.
 

@@ -32,6 +32,12 @@ def test_default_config_is_valid_and_expands():
     assert g.model_gpus("grpo-s1-step4") == 0 and g.train_gpus("grpo") == 0
     assert "results/figures/accuracy.png" in g.final_targets()
     assert "results/metrics/training_curves.csv" in g.final_targets()
+    # The training curves' think diagnostics read the parsed thinks of every step and of the base.
+    parsed = g.training_parsed()
+    assert len(parsed) == 5 * 9 * 2 and len(set(parsed)) == len(parsed)
+    assert "results/parsed/grpo-s1-step4/shapes/wrong_think/seed1.jsonl" in parsed
+    assert "results/parsed/tiny/shapes/base/seed0.jsonl" in parsed
+    assert g.training_parsed_axes() == {"benchmarks": ["shapes"], "variants": g.variants, "seeds": [0, 1]}
 
 
 @pytest.mark.parametrize(

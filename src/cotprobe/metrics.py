@@ -63,15 +63,23 @@ PathLike = str | os.PathLike
 
 @dataclass(frozen=True)
 class Analysis:
-    """The config slice ``analysis`` (bootstrap and audit threshold)."""
+    """The config slice ``analysis`` (bootstrap and audit threshold), plus the models whose
+    pre-fills reach them as a user instruction (``prefill_by_instruction``, derived from the
+    models' ``prefill_mode``): their pre-filled variants are left out of the effects, which
+    compare pre-filled assistant turns."""
 
     bootstrap: stats.Bootstrap = field(default_factory=stats.Bootstrap)
     max_unparsed: float = MAX_UNPARSED
+    prefill_by_instruction: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, analysis: Mapping[str, Any] | None) -> Analysis:
         analysis = analysis or {}
-        return cls(stats.Bootstrap.from_config(analysis), float(analysis.get("max_unparsed", MAX_UNPARSED)))
+        return cls(
+            stats.Bootstrap.from_config(analysis),
+            float(analysis.get("max_unparsed", MAX_UNPARSED)),
+            frozenset(analysis.get("prefill_by_instruction") or ()),
+        )
 
 
 @dataclass
@@ -105,6 +113,7 @@ class Study:
     cells: dict[tuple[str, str, str, int], Cell]
     verdicts: dict[tuple[str, str, str, int, str], np.ndarray]  # state index per item, -1 absent
     entries: list[Entry]
+    prefilled: set[tuple[str, str, str, int]] = field(default_factory=set)  # cells with a pre-fill
 
     @property
     def judges(self) -> list[str]:
@@ -179,8 +188,11 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
         raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
 
 
+PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "prefill": pl.String}
+
+
 def _read_prompts(path: PathLike) -> pl.DataFrame:
-    return _ndjson(path, {"id": pl.String, "answer": pl.String}, ("id", "answer"))
+    return _ndjson(path, PROMPT_SCHEMA, ("id", "answer"))
 
 
 def _read_cell(entry: Entry, prompts: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -307,7 +319,7 @@ def load(entries: Iterable[Entry]) -> Study:
         own = owners(kind, of)
         return _read_all(list(own)[::-1], own, batch, one)
 
-    prompts = read("prompts", cell_list, _ndjson_batch({"id": pl.String, "answer": pl.String}, ("id", "answer")),
+    prompts = read("prompts", cell_list, _ndjson_batch(PROMPT_SCHEMA, ("id", "answer")),
                    lambda e, p: _read_prompts(p))  # fmt: skip
     gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
                 lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
@@ -334,6 +346,10 @@ def load(entries: Iterable[Entry]) -> Study:
     items = {b: items[b] for b in dict.fromkeys(e["bench"] for e in cell_list)}
     index = item_ids.with_columns(idx=pl.int_range(pl.len()).over("bench"))
     Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "idx")
+    cell_keys = list(first)
+    prefilled = {
+        cell_keys[c] for c in P.filter(pl.col("prefill").fill_null("") != "")["c"].unique().to_list()
+    }
     T = Pi.join(G, on=["c", "id"]).join(L, on=["c", "id"]).sort("c", "idx")
     # No file repeats an id, so a cell's files hold the same ids exactly when all of them and
     # their join have the same count: counting is cheap; the anti-joins run only on a suspect.
@@ -385,7 +401,7 @@ def load(entries: Iterable[Entry]) -> Study:
         lo, hi = starts[k], starts[k + 1]
         codes[idx[lo:hi]] = code[lo:hi]
         verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
-    return Study(items, cells, verdicts, entries)
+    return Study(items, cells, verdicts, entries, prefilled)
 
 
 def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> list[Cell]:
@@ -730,6 +746,10 @@ def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE
         for (model, variant), seeds in groups[bench].items():
             if variant == base or (model, base) not in groups[bench]:
                 continue
+            if model in analysis.prefill_by_instruction and any(
+                (model, bench, variant, s) in study.prefilled for s in seeds
+            ):
+                continue  # the pre-fill was an instruction in the user turn, not a pre-filled turn
             row: dict[str, Any] = {"model": model, "bench": bench, "variant": variant, "n_benches": 1}
             deltas = []
             for m in EFFECTS:

@@ -243,7 +243,7 @@ class Grid:
             training_data=training_data,
             training_runs=runs,
             judge_gpu_counts=judge_gpus,
-            analysis=_analysis(analysis),
+            analysis=_analysis(analysis, models),
             primary_judge=primary,
             cross_check=list(cross) if cross is not None else None,
         )
@@ -574,10 +574,16 @@ class Grid:
         return f"--agreement {AGREEMENT}" if self.agreement_judges else ""
 
 
-def _analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them)."""
+def _analysis(analysis: dict[str, Any], models: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
+    """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them),
+    plus the models whose pre-fills are delivered as a user instruction (``prefill_mode: fallback``),
+    which the metrics keep out of the pre-fill comparisons."""
     boot = {"n": 2000, "seed": 0, "level": 0.95, **(analysis.get("bootstrap") or {})}
-    return {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
+    out = {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
+    by_instruction = [
+        m for m, spec in (models or {}).items() if spec.settings.get("prefill_mode") == "fallback"
+    ]
+    return {**out, "prefill_by_instruction": by_instruction} if by_instruction else out
 
 
 def _training_run(

@@ -330,6 +330,10 @@ def test_paper_judges():
     assert g.base_judges == ["rule", "qwen3-32b", "gpt-oss-120b", "llama31-70b"]
     assert g.agreement_judges == ["qwen3-32b", "gpt-oss-120b", "llama31-70b"]  # Table 3: the LLM judges
     assert g.figure_judge == "qwen3-32b"  # analysis.judge: the paper's judge draws the figures
+    # The hosted models get their pre-fills as an instruction: the metrics keep them out of the
+    # pre-fill comparisons; a study without such a model keeps its metrics param unchanged.
+    assert g.analysis["prefill_by_instruction"] == ["o3", "o4-mini", "gemini-25-pro", "gemini-31-pro"]
+    assert "prefill_by_instruction" not in grid().analysis
     # ... and gates the faithfulness reward of the run that has one.
     [faithful] = [r for r in g.training_runs.values() if (r.get("reward") or {}).get("faithfulness")]
     assert faithful["reward"]["judge"]["args"]["path"] == g.judges["qwen3-32b"]["args"]["path"]

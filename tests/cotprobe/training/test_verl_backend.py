@@ -303,3 +303,53 @@ def test_the_faithfulness_reward_asks_the_runs_judge_server(judge_server, two_fr
     assert len(bodies) == len(prompts)  # one judge question per response
     assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)
     assert all(b["model"] == "Qwen/Qwen3-32B" for b in bodies)
+
+
+_READ_ROWS = """
+import json, sys
+from omegaconf import OmegaConf
+from transformers import AutoProcessor
+from verl.utils.dataset.rl_dataset import RLHFDataset
+processor = AutoProcessor.from_pretrained(sys.argv[2])
+config = OmegaConf.create({"filter_overlong_prompts": False, "cache_dir": sys.argv[3], "image_key": "images"})
+data = RLHFDataset(sys.argv[1], processor.tokenizer, config, processor)
+out = []
+for i in range(len(data)):
+    [message] = data[i]["raw_prompt"]
+    out.append([part["type"] for part in message["content"]])
+print(json.dumps(out))
+"""
+
+
+def test_verls_dataset_reads_both_frames(verl_python, two_frames, tiny_model_dir, tmp_path):
+    """verl 0.9.1's own RLHFDataset reads the parquet: the two-frame row becomes two image parts."""
+    prompts = training_prompts(two_frames, bench="sat", seed=1, augment=False)
+    images = {two_frames[0].id: two_frames[0].meta["images"]}
+    paths = prepare(PAPER_RUNS["sat_pixmo"], base=str(tiny_model_dir), prompts=prompts, seed=1, out=tmp_path,
+                    chat_template=CHAT_TEMPLATE, name="v-s1", images=images)  # fmt: skip
+    proc = subprocess.run(
+        [str(verl_python), "-c", _READ_ROWS, str(paths["parquet"]), str(tiny_model_dir), str(tmp_path / "cache")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parts[0] == ["image", "image", "text"]
+    assert all(p == ["image", "text"] for p in parts[1:]) and len(parts) == len(prompts)
+
+
+def test_the_trl_backend_refuses_two_frame_samples_and_verl_collects_them(two_frames, tmp_path):
+    from argparse import Namespace
+
+    from cotprobe.cli import _training_prompts
+    from cotprobe.io import InputError, write_jsonl
+
+    path = tmp_path / "samples.jsonl"
+    write_jsonl(path, [s.to_dict() for s in two_frames])
+    args = Namespace(samples=[f"sat={path}"], seed=0)
+    with pytest.raises(
+        InputError, match=rf"samples.jsonl: sample '{two_frames[0].id}' has 2 images; .*multi_image: drop"
+    ):
+        _training_prompts(args, {"augment": False})
+    images: dict = {}
+    assert len(_training_prompts(args, {"augment": False}, images)) == len(two_frames)
+    assert images == {two_frames[0].id: two_frames[0].meta["images"]}

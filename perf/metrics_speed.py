@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from cotprobe import agreement, metrics
+from cotprobe.threads import available_cpus
 from cotprobe.workflow import LOGITS, PARSED, PROMPTS, VERDICTS, cell_entries
 
 VARIANTS = [
@@ -130,6 +131,7 @@ def main() -> None:
     config = {"bootstrap": {"n": args.resamples, "seed": 0}}
     print(f"{len(entries)} cells ({args.models} models x {args.benches} benches x 9 variants x {args.seeds} "
           f"seeds x 2 judges) x {args.items} items, {args.resamples} resamples, {os.cpu_count()} CPUs")  # fmt: skip
+    threads = available_cpus()  # what the rule's --threads 0 gives
     start, cpu = time.perf_counter(), time.process_time()
     study = metrics.load(entries)
     loaded = time.perf_counter()
@@ -142,8 +144,8 @@ def main() -> None:
     for name, fn in (
         ("summary", lambda: metrics.summary_rows(study, analysis, _boot_cache=boots)),
         ("effects", lambda: metrics.effect_rows(study, analysis, _boot_cache=boots)),
-        ("auroc", lambda: metrics.auroc_rows(study, analysis)),
-        ("aurc", lambda: metrics.aurc_rows(study, analysis)),
+        ("auroc", lambda: metrics.auroc_rows(study, analysis, threads=threads)),
+        ("aurc", lambda: metrics.aurc_rows(study, analysis, threads=threads)),
     ):
         t = time.perf_counter()
         fn()

@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from cotprobe.io import InputError, read_jsonl
+from cotprobe.records import original_item
 
 LABELS = ("consistent", "inconsistent", "unparseable")
 ALL = "all"
@@ -254,6 +255,17 @@ def _f(x: Any) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
+def _item_weights(ids: list[str], key: str, boot: Any):
+    """Bootstrap multiplicities per id that resample original items with all their rotations."""
+    import numpy as np
+
+    from cotprobe import stats
+
+    seen: dict[str, int] = {}
+    group = np.array([seen.setdefault(original_item(i), len(seen)) for i in ids], dtype=np.int64)
+    return stats.item_weights(len(seen), key, boot)[group]
+
+
 def agreement_rows(
     entries: Iterable[Mapping[str, Any]], judges: list[str], analysis: Mapping[str, Any] | None = None
 ) -> pl.DataFrame:
@@ -296,7 +308,8 @@ def agreement_rows(
         parts.setdefault((ALL, bench), []).append(part)
     # The bench's items: every id of its cells, as in the metrics tables (same draws).
     items = {bench: sorted(found) for bench, found in ids.items()}
-    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in items.items()}
+    # Rotations of one item (ids <item>~<k>) are drawn together, as in the metrics tables.
+    weights = {b: _item_weights(ids, b, boot) for b, ids in items.items()}
     index = {b: {i: k for k, i in enumerate(ids)} for b, ids in items.items()}
     rows = []
     for (model, bench), group in sorted(parts.items(), key=lambda kv: (kv[0][0] == ALL, kv[0])):

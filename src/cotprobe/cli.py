@@ -151,11 +151,16 @@ def _resume(part: PartFile) -> list[dict[str, Any]]:
 
 
 def cmd_generate(args) -> None:
+    from dataclasses import replace
+
     from cotprobe.backends import BACKENDS
+    from cotprobe.backends.base import for_scoring
 
     spec = _spec(args.spec)
     prompts = load_prompts(args.prompts)
-    sampling = spec["generation"]
+    # The letter set is not a sampling setting: it only decides which letters are scored.
+    sampling = {k: v for k, v in spec["generation"].items() if k != "letters"}
+    letter_set = spec["generation"].get("letters", "options")
     key = _cache_key(spec, args.prompts, args.seed)
     out = Path(args.out)
     part = PartFile(out.with_name(out.name + ".part"), key, required=("text", "parse_status"))
@@ -201,7 +206,8 @@ def cmd_generate(args) -> None:
         by_id = {r["id"]: r for r in done}
         generations = [Generation(**by_id[p.id]) for p in prompts]
         t1 = time.perf_counter()
-        scores = backend.letter_scores(prompts, generations)
+        scores = backend.letter_scores([for_scoring(p, letter_set) for p in prompts], generations)
+        scores = [replace(s, letter_set=letter_set) for s in scores]
         log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
         _write_scores(args.logits_out, scores)
         write_jsonl(out, (g.to_dict() for g in generations))
@@ -239,6 +245,7 @@ def _write_scores(path: str, scores) -> None:
             "argmax_letter": pl.String,
             "answer_position": pl.String,
             "missing_reason": pl.String,
+            "letter_set": pl.String,
         },
     )
     with atomic_path(path) as tmp:
@@ -398,8 +405,12 @@ def cmd_metrics(args) -> None:
     from cotprobe.workflow import cell_entries
 
     start = time.perf_counter()
+    from cotprobe.threads import available_cpus
+
     tables = metrics.compute_metrics(
-        cell_entries(_spec(args.axes)), metrics.Analysis.from_config(_spec(args.analysis))
+        cell_entries(_spec(args.axes)),
+        metrics.Analysis.from_config(_spec(args.analysis)),
+        threads=args.threads if args.threads > 0 else available_cpus(),
     )
     for name, table in tables.items():
         metrics.write_csv(table, getattr(args, name))
@@ -668,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(
             f"--{name}", required=True, help=f"output: results/metrics/{name.replace('-', '_')}.csv"
         )
+    s.add_argument("--threads", type=int, default=1, help="models resampled at once (0: all CPUs)")
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("tables", help="the paper's tables (CSV) and their HTML page, from the metric tables")

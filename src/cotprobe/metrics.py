@@ -28,6 +28,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import polars as pl
 from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
 from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES
-from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE
+from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE, original_item
 
 log = logging.getLogger("cotprobe.metrics")
 
@@ -48,7 +49,10 @@ KEYS = ("model", "bench", "variant", "seed", "judge")
 STATES = (*QUADRANTS, UNPARSEABLE)
 SHARES = tuple(f"share_{q}" for q in STATES)
 # Metrics that do not depend on the judge, then those that do.
-ITEM_METRICS = ("accuracy", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target")
+# accuracy_circular: an original item counts as correct only if every rotation of it is (MMBench's
+# CircularEval, 3DSRBench's flip + circular protocol); equal to accuracy where items have no rotations.
+ITEM_METRICS = ("accuracy", "accuracy_circular", "parse_ok", "mean_entropy", "mean_p_correct", "mean_p_target",
+                "abstain_rate")  # fmt: skip
 JUDGE_METRICS = ("consistency", *SHARES)
 METRICS = (*ITEM_METRICS, *JUDGE_METRICS)
 AUDIT = ("unparsed", "answer_rules", "argmax_agrees", "n_generated", "n_appended", "n_prefilled",
@@ -87,12 +91,16 @@ class Cell:
     """The judge-independent arrays of one (model, bench, variant, seed), over the bench's items.
 
     Values are NaN for items the cell does not hold; ``entropy``, ``p_correct`` and
-    ``p_target`` are NaN where the item has no letter scores (or the variant pushes nowhere).
+    ``p_target`` are NaN where the item has no letter scores (or the variant pushes nowhere);
+    ``abstained`` is NaN where the prompt offers no abstain option; ``correct_circular`` holds, at
+    the first present rotation of each original item, whether every present rotation is correct
+    (NaN at the other rotations).
     """
 
     entry: Entry
     present: np.ndarray
     correct: np.ndarray
+    correct_circular: np.ndarray
     parse_ok: np.ndarray
     answered: np.ndarray
     entropy: np.ndarray
@@ -100,6 +108,7 @@ class Cell:
     p_target: np.ndarray
     argmax_agrees: np.ndarray
     think_chars: np.ndarray
+    abstained: np.ndarray
     positions: dict[str, int | None]
     missing_reason: str | None
     rules: dict[str, int] = field(default_factory=dict)
@@ -113,11 +122,39 @@ class Study:
     cells: dict[tuple[str, str, str, int], Cell]
     verdicts: dict[tuple[str, str, str, int, str], np.ndarray]  # state index per item, -1 absent
     entries: list[Entry]
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # bench -> original item index per item
     prefilled: set[tuple[str, str, str, int]] = field(default_factory=set)  # cells with a pre-fill
 
     @property
     def judges(self) -> list[str]:
         return list(dict.fromkeys(e["judge"] for e in self.entries))
+
+    def weights(self, bench: str, boot: stats.Bootstrap) -> np.ndarray:
+        """Bootstrap multiplicities ``(n_items, n_resamples)`` that resample original items: the
+        rotations of one item share its weight (plain items are their own original)."""
+        group = self.groups.get(bench)
+        if group is None:
+            return stats.item_weights(len(self.items[bench]), bench, boot)
+        n_groups = int(group.max()) + 1 if len(group) else 0
+        return stats.item_weights(n_groups, bench, boot)[group]
+
+
+def item_groups(ids: list[str]) -> np.ndarray:
+    """The original item of each id as an index, numbered in order of first appearance."""
+    seen: dict[str, int] = {}
+    return np.array([seen.setdefault(original_item(i), len(seen)) for i in ids], dtype=np.int64)
+
+
+def circular_correct(correct: np.ndarray, present: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Per original item, whether every present rotation is correct, at its first present rotation."""
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    worst = np.full(n_groups, np.inf)
+    np.minimum.at(worst, group[present], correct[present])
+    out = np.full(len(correct), np.nan)
+    held = np.flatnonzero(present)
+    _, first = np.unique(group[held], return_index=True)
+    out[held[first]] = worst[group[held[first]]]
+    return out
 
 
 # ---------------------------------------------------------------- reading
@@ -188,7 +225,8 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
         raise InputError("ids differ across the files of a cell: " + "; ".join(problems))
 
 
-PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "prefill": pl.String}
+# abstain_letter: absent from prompt files written before the abstain variants recorded it (null).
+PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "abstain_letter": pl.String, "prefill": pl.String}
 
 
 def _read_prompts(path: PathLike) -> pl.DataFrame:
@@ -230,7 +268,8 @@ def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.Data
     Thousands of small files cost far more in per-file overhead than in parsing, so they are
     read at once; if that read fails, or ``batch``'s checks find a problem, the per-file reader
     ``one(entry, path)`` reads them again and names the file, row and field (or, on a quirk of
-    the batch reader, succeeds).
+    the batch reader, succeeds). Duplicate ids are not looked for here: ``load`` finds them when
+    a cell's files do not line up.
     """
     if not paths:
         return pl.DataFrame()
@@ -242,12 +281,17 @@ def _read_all(paths: list[str], owners: dict[str, Entry], batch, one) -> pl.Data
         table = pl.concat(
             [_in_cell(owners[p], one, p).with_columns(file=pl.lit(p)) for p in paths], how="diagonal_relaxed"
         )
+    return table
+
+
+def _no_duplicates(table: pl.DataFrame, owners: dict[str, Entry]) -> None:
+    if not table.height:
+        return
     dup = table.group_by("file", "id", maintain_order=True).len().filter(pl.col("len") > 1)
     if dup.height:
-        path = min(dup["file"].to_list(), key=paths.index)
-        first = dup.filter(pl.col("file") == path)["id"][0]
+        path = dup["file"][0]
+        first = dup["id"][0]
         raise InputError(f"cell {_cell_name(owners[path])}: {path}: duplicate id {first!r}")
-    return table
 
 
 def _ndjson_batch(schema: dict[str, Any], required: tuple[str, ...]):
@@ -321,13 +365,139 @@ def load(entries: Iterable[Entry]) -> Study:
 
     prompts = read("prompts", cell_list, _ndjson_batch(PROMPT_SCHEMA, ("id", "answer")),
                    lambda e, p: _read_prompts(p))  # fmt: skip
+    # Cells with a pre-fill (read from their prompts; the column is not needed past here).
+    with_prefill = set(prompts.filter(pl.col("prefill").fill_null("") != "")["file"].unique().to_list())
+    prefilled = {key for key, e in first.items() if str(e["prompts"]) in with_prefill}
+    prompts = prompts.drop("prefill")
     gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
                 lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
+    gens = gens.with_columns(think_chars=pl.col("think").str.len_chars()).drop("think")  # all that is used
     logits = read("logits", cell_list, _logits_batch, lambda e, p: _logits(p))
     logits = logits.select(c for c in (*LOGIT_COLUMNS, "file") if c in logits.columns)
     verdict_table = read("verdicts", entries, _ndjson_batch({"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")),
                          lambda e, p: _ndjson(p, {"id": pl.String, "quadrant": pl.String}, ("id", "quadrant")))  # fmt: skip
 
+    fast = _aligned(cell_list, entries, first, prompts, gens, logits, verdict_table)
+    if fast is None:  # something does not line up: the checks and joins below find it and name it
+        for kind, table, of in (("prompts", prompts, cell_list), ("parsed", gens, cell_list),
+                                ("logits", logits, cell_list), ("verdicts", verdict_table, entries)):  # fmt: skip
+            _no_duplicates(table, owners(kind, of))
+        fast = _joined(cell_list, entries, first, prompts, gens, logits, verdict_table)
+    items, T, verdicts = fast
+    groups = {b: item_groups(ids) for b, ids in items.items()}
+    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()}, groups)))
+    return Study(items, cells, verdicts, entries, groups, prefilled)
+
+
+def _file_index(table: pl.DataFrame, paths: list[str]) -> np.ndarray:
+    """Each row's file as its position in ``paths`` (which holds every file of the table)."""
+    return table["file"].cast(pl.Enum(paths)).to_physical().to_numpy()
+
+
+def _spans(sorted_keys: np.ndarray, groups: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of each group's rows in keys sorted as ``group * width + code``."""
+    lo = np.searchsorted(sorted_keys, groups * width)
+    return lo, np.searchsorted(sorted_keys, (groups + 1) * width) - lo
+
+
+def _expand(lo: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The row indices ``lo[g] .. lo[g] + length[g] - 1`` of every group ``g``, concatenated."""
+    total = int(length.sum())
+    starts = np.repeat(lo - np.cumsum(length) + length, length)
+    return starts + np.arange(total)
+
+
+def _aligned(cell_list, entries, first, prompts, gens, logits, verdict_table):
+    """``load``'s fast path: every table sorted by (cell, item) and compared as integer arrays.
+
+    Ids become their rank among the prompts' sorted ids and files their position, so no string
+    join runs. Returns ``None`` when anything does not line up (an id missing, extra or repeated,
+    a shared file, an unknown quadrant): then ``_joined`` finds and names it.
+    """
+    n_cells = len(cell_list)
+    per_cell = {k: [str(e[k]) for e in cell_list] for k in ("parsed", "logits")}
+    verdict_paths = [str(e["verdicts"]) for e in entries]
+    if any(len(set(p)) != len(p) for p in (*per_cell.values(), verdict_paths)):
+        return None
+    if not (prompts.height and verdict_table.height) or verdict_table["quadrant"].is_in(STATES).not_().any():
+        return None
+    ids = prompts["id"].unique().sort()
+    width, enum = len(ids), pl.Enum(ids)
+
+    def keyed(table: pl.DataFrame, group_of_file: np.ndarray, paths: list[str]):
+        code = table["id"].cast(enum, strict=False).to_physical()
+        if code.null_count():
+            return None
+        key = group_of_file[_file_index(table, paths)].astype(np.int64) * width + code.to_numpy()
+        if (key[1:] >= key[:-1]).all():  # files usually list ids in order: nothing to move
+            return key, None
+        order = np.argsort(key, kind="stable")
+        return key[order], order
+
+    prompt_paths = list(dict.fromkeys(str(e["prompts"]) for e in cell_list))
+    kp, op = keyed(prompts, np.arange(len(prompt_paths)), prompt_paths)
+    if (kp[1:] == kp[:-1]).any():  # a prompts file repeats an id
+        return None
+    of_prompts = {p: i for i, p in enumerate(prompt_paths)}
+    cell_prompts = np.array([of_prompts[str(e["prompts"])] for e in cell_list])
+    rows = _expand(*_spans(kp, cell_prompts, width))  # each cell's prompt rows, in cell order
+    cell_of_row = np.repeat(np.arange(n_cells), _spans(kp, cell_prompts, width)[1])
+    expected = cell_of_row.astype(np.int64) * width + kp[rows] % width
+    sorted_tables = []
+    for table, paths in ((gens, per_cell["parsed"]), (logits, per_cell["logits"])):
+        got = keyed(table, np.arange(n_cells), paths)
+        if got is None or not np.array_equal(got[0], expected):
+            return None
+        sorted_tables.append((table if got[1] is None else table[got[1]]).drop("file"))
+
+    # An item's index within its bench: its rank among the bench's ids (ranks follow the codes).
+    benches = list(dict.fromkeys(e["bench"] for e in cell_list))
+    bench_of_prompts = np.empty(len(prompt_paths), np.int64)
+    for e in cell_list:
+        bench_of_prompts[of_prompts[str(e["prompts"])]] = benches.index(e["bench"])
+    prompt_bench = bench_of_prompts[kp // width]
+    codes = kp % width
+    rank = np.full((len(benches), width), -1, np.int64)
+    items = {}
+    for b, bench in enumerate(benches):
+        held = np.unique(codes[prompt_bench == b])
+        rank[b, held] = np.arange(len(held))
+        items[bench] = ids.gather(held).to_list()
+    bench_of_cell = np.array([benches.index(e["bench"]) for e in cell_list])
+    idx = rank[bench_of_cell[cell_of_row], expected % width]
+    P = prompts.select("id", "answer", "abstain_letter")[rows if op is None else op[rows]]
+    T = pl.concat(
+        [pl.DataFrame({"c": cell_of_row, "idx": idx}), P, *(t.drop("id") for t in sorted_tables)],
+        how="horizontal",
+    )
+
+    # Verdicts: one file per entry (cell x judge), holding its cell's ids.
+    position = {key: c for c, key in enumerate(first)}
+    cell_of_entry = np.array([position[e["model"], e["bench"], e["variant"], e["seed"]] for e in entries])
+    cell_lo, cell_n = _spans(expected, np.arange(n_cells), width)
+    vrows = _expand(cell_lo[cell_of_entry], cell_n[cell_of_entry])
+    entry_of_row = np.repeat(np.arange(len(entries)), cell_n[cell_of_entry])
+    got = keyed(verdict_table, np.arange(len(entries)), verdict_paths)
+    if got is None or not np.array_equal(
+        got[0], entry_of_row.astype(np.int64) * width + expected[vrows] % width
+    ):
+        return None
+    state = {q: j for j, q in enumerate(STATES)}
+    code = verdict_table["quadrant"].replace_strict(state, return_dtype=pl.Int8).to_numpy()
+    code = code if got[1] is None else code[got[1]]
+    vidx = idx[vrows]
+    verdicts = {}
+    starts = np.concatenate([[0], np.cumsum(cell_n[cell_of_entry])])
+    for k, e in enumerate(entries):
+        out = np.full(len(items[e["bench"]]), -1, np.int8)
+        out[vidx[starts[k] : starts[k + 1]]] = code[starts[k] : starts[k + 1]]
+        verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = out
+    return items, T, verdicts
+
+
+def _joined(cell_list, entries, first, prompts, gens, logits, verdict_table):
+    """``load``'s checked path: joins on (cell, id); any disagreement raises a message naming it."""
+    position = {key: c for c, key in enumerate(first)}
     # Every table keyed by its cell's index c (a parsed/logits file belongs to one cell; a
     # prompts file to every model's cell of its bench, variant and seed).
     keys = pl.DataFrame(
@@ -345,11 +515,7 @@ def load(entries: Iterable[Entry]) -> Study:
     items = {b: t["id"].to_list() for (b,), t in item_ids.partition_by("bench", as_dict=True).items()}
     items = {b: items[b] for b in dict.fromkeys(e["bench"] for e in cell_list)}
     index = item_ids.with_columns(idx=pl.int_range(pl.len()).over("bench"))
-    Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "idx")
-    cell_keys = list(first)
-    prefilled = {
-        cell_keys[c] for c in P.filter(pl.col("prefill").fill_null("") != "")["c"].unique().to_list()
-    }
+    Pi = P.join(index, on=["bench", "id"]).select("c", "id", "answer", "abstain_letter", "idx")
     T = Pi.join(G, on=["c", "id"]).join(L, on=["c", "id"]).sort("c", "idx")
     # No file repeats an id, so a cell's files hold the same ids exactly when all of them and
     # their join have the same count: counting is cheap; the anti-joins run only on a suspect.
@@ -360,14 +526,13 @@ def load(entries: Iterable[Entry]) -> Study:
         only = pl.col("c").is_in(suspects.tolist())
         bad = _first_bad_cell(*(t.filter(only).select("c", "id") for t in (P, G, L)))
         e = cell_list[bad if bad is not None else int(suspects[0])]
-        _in_cell(e, _read_cell, _read_prompts(e["prompts"]))  # names the files and ids
+        _in_cell(e, lambda e: _read_cell(e, _read_prompts(e["prompts"])))  # names the files and ids
         raise InputError(f"cell {_cell_name(e)}: ids differ across the files of the cell")
-    cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()})))
 
     # Verdicts: one per entry (cell x judge).
     ekeys = pl.DataFrame(
         {"e": range(len(entries)), "verdicts": [str(e["verdicts"]) for e in entries],
-         "c": [list(first).index((e["model"], e["bench"], e["variant"], e["seed"])) for e in entries]},
+         "c": [position[e["model"], e["bench"], e["variant"], e["seed"]] for e in entries]},
         schema_overrides={"e": pl.Int64, "c": pl.Int64},
     )  # fmt: skip
     V = verdict_table.join(ekeys, left_on="file", right_on="verdicts")
@@ -401,10 +566,12 @@ def load(entries: Iterable[Entry]) -> Study:
         lo, hi = starts[k], starts[k + 1]
         codes[idx[lo:hi]] = code[lo:hi]
         verdicts[e["model"], e["bench"], e["variant"], e["seed"], e["judge"]] = codes
-    return Study(items, cells, verdicts, entries, prefilled)
+    return items, T, verdicts
 
 
-def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> list[Cell]:
+def _cells(
+    cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int], groups: dict[str, np.ndarray]
+) -> list[Cell]:
     """Every cell's arrays from the joined table ``T`` (sorted by cell ``c``, then item ``idx``)."""
     has = set(T.columns)
     nan = pl.lit(float("nan"))
@@ -430,7 +597,10 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
         scored=scored,
         entropy=score("entropy"), p_correct=score("p_correct"), p_target=score("p_target"),
         argmax_agrees=agrees,
-        think_chars=pl.col("think").str.len_chars().cast(pl.Float64).fill_null(nan),
+        think_chars=pl.col("think_chars").cast(pl.Float64).fill_null(nan),
+        abstained=pl.when(pl.col("abstain_letter").is_not_null())
+        .then((pl.col("answer_letter") == pl.col("abstain_letter")).fill_null(False).cast(pl.Float64))
+        .otherwise(nan),
     )  # fmt: skip
     arrays = {c: V[c].to_numpy() for c in V.columns}
     starts = np.searchsorted(arrays["c"], np.arange(len(cell_list) + 1))
@@ -462,12 +632,15 @@ def _cells(cell_list: list[Entry], T: pl.DataFrame, n_items: dict[str, int]) -> 
 
         present = np.zeros(n, bool)
         present[rows] = True
+        correct = spread("correct")
         out.append(
             Cell(
-                entry=entry, present=present, correct=spread("correct"), parse_ok=spread("parse_ok"),
+                entry=entry, present=present, correct=correct,
+                correct_circular=circular_correct(correct, present, groups[entry["bench"]]),
+                parse_ok=spread("parse_ok"),
                 answered=spread("answered"), entropy=spread("entropy"), p_correct=spread("p_correct"),
                 p_target=spread("p_target"), argmax_agrees=spread("argmax_agrees"),
-                think_chars=spread("think_chars"),
+                think_chars=spread("think_chars"), abstained=spread("abstained"),
                 positions={p: int(positions.get(c, {}).get(p, 0)) for p in POSITIONS}
                 if "answer_position" in has else dict.fromkeys(POSITIONS),
                 missing_reason=reasons.get(c), rules=rules.get(c, {}),
@@ -488,10 +661,12 @@ def _judged(study: Study, key: tuple[str, str, str, int], judge: str) -> np.ndar
 def _item_values(cell: Cell) -> dict[str, np.ndarray]:
     return {
         "accuracy": cell.correct,
+        "accuracy_circular": cell.correct_circular,
         "parse_ok": cell.parse_ok,
         "mean_entropy": cell.entropy,
         "mean_p_correct": cell.p_correct,
         "mean_p_target": cell.p_target,
+        "abstain_rate": cell.abstained,
     }
 
 
@@ -645,7 +820,7 @@ def _resampled(
 def _boot(study: Study, boot: stats.Bootstrap) -> dict[str, tuple[np.ndarray, _Bench]]:
     out = {}
     for bench, groups in _groups(study).items():
-        w = stats.item_weights(len(study.items[bench]), bench, boot)
+        w = study.weights(bench, boot)
         out[bench] = (w, _resampled(study, w, bench, groups))
     return out
 
@@ -662,7 +837,8 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
     seed, still gets a real interval.
 
     Returns:
-        Columns ``model, bench, variant, judge, n_seeds, n`` (observations), ``n_items``, then
+        Columns ``model, bench, variant, judge, n_seeds, n`` (observations), ``n_items``,
+        ``n_original_items`` (fewer than ``n_items`` when items are rotations of one item), then
         ``<metric>, <metric>_lo, <metric>_hi`` for each of ``METRICS``, and ``note`` (why a
         metric is empty). Sorted by model, bench, judge, variant (``base`` first).
     """
@@ -677,10 +853,12 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
                 if (model, bench, variant, seeds[0], judge) not in study.verdicts:
                     continue
                 acc = b.column[model, variant, None, "accuracy"]
+                held = np.any([study.cells[model, bench, variant, s].present for s in seeds], axis=0)
                 row: dict[str, Any] = {
                     "model": model, "bench": bench, "variant": variant, "judge": judge,
                     "n_seeds": len(seeds), "n": int(b.n_obs[acc]),
-                    "n_items": int(np.any([study.cells[model, bench, variant, s].present for s in seeds], axis=0).sum()),
+                    "n_items": int(held.sum()),
+                    "n_original_items": len(np.unique(study.groups[bench][held])),
                 }  # fmt: skip
                 notes = []
                 for metric in METRICS:
@@ -697,7 +875,7 @@ def summary_rows(study: Study, analysis: Analysis | None = None, _boot_cache=Non
                 row["note"] = "; ".join(notes) or None
                 rows.append(row)
     schema: dict[str, Any] = {k: pl.String for k in ("model", "bench", "variant", "judge")}
-    schema |= {"n_seeds": pl.Int64, "n": pl.Int64, "n_items": pl.Int64}
+    schema |= {"n_seeds": pl.Int64, "n": pl.Int64, "n_items": pl.Int64, "n_original_items": pl.Int64}
     for metric in METRICS:
         schema |= dict.fromkeys([metric, f"{metric}_lo", f"{metric}_hi"], pl.Float64)
     schema["note"] = pl.String
@@ -892,7 +1070,22 @@ def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[
     return row | {"note": None}
 
 
-def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT) -> pl.DataFrame:
+def _per_model(fn, models: list[str], threads: int) -> list:
+    """``fn(model)`` for each model, in order, in up to ``threads`` threads.
+
+    The resampling loops spend their time in numpy, which releases the GIL; BLAS is held to one
+    thread for the whole pool (its limit is process-wide, so it is set here, not per worker).
+    """
+    with stats.one_blas_thread():
+        if threads <= 1 or len(models) < 2:
+            return [fn(m) for m in models]
+        with ThreadPoolExecutor(min(threads, len(models))) as pool:
+            return list(pool.map(fn, models))
+
+
+def auroc_rows(
+    study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT, threads: int = 1
+) -> pl.DataFrame:
     """How well base-prompt confidence predicts staying correct under each perturbation.
 
     Each (seed, item) observation with letter scores on the base prompt is labelled "answered
@@ -911,9 +1104,10 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
     analysis = analysis or Analysis()
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     paired = _paired(study, base)
-    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
-    rows = []
-    for model in dict.fromkeys(m for m, _ in paired):
+    weights = {b: study.weights(b, boot) for b in study.items}
+
+    def one(model: str) -> list[dict[str, Any]]:
+        rows = []
         benches = [b for (m, b) in paired if m == model]
         parts = [paired[model, b] for b in benches]
         variants = parts[0].variants
@@ -936,7 +1130,7 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
                     )
                 )
         if any(d.variants != variants for d in parts):
-            continue  # benchmarks with different variants: no pooled rows
+            return rows  # benchmarks with different variants: no pooled rows
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         w = np.vstack([weights[b] for b in benches])
         item = np.concatenate([d.item + o for d, o in zip(parts, offsets)])
@@ -955,6 +1149,10 @@ def auroc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_
         rows.append(
             _auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level)
         )
+        return rows
+
+    models = list(dict.fromkeys(m for m, _ in paired))
+    rows = [r for part in _per_model(one, models, threads) for r in part]
     table = pl.DataFrame(rows, schema=AUROC_SCHEMA, orient="row")
     table = table.with_columns((pl.col("bench") == ALL).alias("_all"))
     return _sorted(table, ["model", "_all", "bench"], base).drop("_all")
@@ -989,7 +1187,7 @@ def _base_observations(
     return {k: tuple(np.concatenate(x) for x in v) for k, v in out.items()}
 
 
-def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT):
+def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_VARIANT, threads: int = 1):
     """Selective prediction on P_base: the risk-coverage table and its area (AURC) per model.
 
     The base prompt's scored (seed, item) observations, the lowest P_base rejected first
@@ -1003,31 +1201,32 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
     analysis = analysis or Analysis()
     boot, level = analysis.bootstrap, analysis.bootstrap.level
     obs = _base_observations(study, base)
-    weights = {b: stats.item_weights(len(ids), b, boot) for b, ids in study.items.items()}
-    rows, curves = [], []
+    weights = {b: study.weights(b, boot) for b in study.items}
 
-    def add(model, bench, w, item, score, error):
+    def add(model, bench, w, item, score, error) -> tuple[dict[str, Any], pl.DataFrame | None]:
         if len(item) == 0:
-            rows.append({"model": model, "bench": bench, "n": 0, "note": "no scored item on the base prompt"})
-            return
+            return {"model": model, "bench": bench, "n": 0, "note": "no scored item on the base prompt"}, None
         point, res = stats.aurc(w, item, score, error)
         lo, hi = stats.percentile(res, level)
-        rows.append(
-            {"model": model, "bench": bench, "n": len(item), "accuracy": float(1 - error.mean())}
-            | {"aurc": point, "aurc_lo": _f(lo[0]), "aurc_hi": _f(hi[0]), "note": None}
-        )
         coverage, risk = stats.risk_coverage(score, error)
-        curves.append(pl.DataFrame({"model": model, "bench": bench, "coverage": coverage, "risk": risk}))
+        return (
+            {"model": model, "bench": bench, "n": len(item), "accuracy": float(1 - error.mean())}
+            | {"aurc": point, "aurc_lo": _f(lo[0]), "aurc_hi": _f(hi[0]), "note": None},
+            pl.DataFrame({"model": model, "bench": bench, "coverage": coverage, "risk": risk}),
+        )
 
-    for model in dict.fromkeys(m for m, _ in obs):
+    def one(model: str) -> tuple[dict[str, Any], pl.DataFrame | None]:
         benches = [b for (m, b) in obs if m == model]
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         parts = [obs[model, b] for b in benches]
-        add(
+        return add(
             model, ALL, np.vstack([weights[b] for b in benches]),
             np.concatenate([p[0] + o for p, o in zip(parts, offsets)]),
             np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
         )  # fmt: skip
+
+    done = _per_model(one, list(dict.fromkeys(m for m, _ in obs)), threads)
+    rows, curves = [row for row, _ in done], [curve for _, curve in done if curve is not None]
     curve = pl.concat(curves) if curves else pl.DataFrame(schema=CURVE_SCHEMA)
     return pl.DataFrame(rows, schema=AURC_SCHEMA, orient="row"), curve.cast(CURVE_SCHEMA)  # type: ignore[arg-type]
 
@@ -1035,17 +1234,23 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
 # ---------------------------------------------------------------- everything at once
 
 
-def compute_metrics(entries: Iterable[Entry], analysis: Analysis | None = None) -> dict[str, pl.DataFrame]:
-    """Every table of the ``compute_metrics`` rule: cells, summary, effects, auroc, aurc, risk_coverage."""
+def compute_metrics(
+    entries: Iterable[Entry], analysis: Analysis | None = None, threads: int = 1
+) -> dict[str, pl.DataFrame]:
+    """Every table of the ``compute_metrics`` rule: cells, summary, effects, auroc, aurc, risk_coverage.
+
+    ``threads``: models whose AUROC and AURC resamples are computed at once (polars reads with its
+    own pool).
+    """
     analysis = analysis or Analysis()
     study = load(entries)
     boots = _boot(study, analysis.bootstrap)
-    aurc, curve = aurc_rows(study, analysis)
+    aurc, curve = aurc_rows(study, analysis, threads=threads)
     return {
         "cells": cell_rows(study, analysis.max_unparsed),
         "summary": summary_rows(study, analysis, _boot_cache=boots),
         "effects": effect_rows(study, analysis, _boot_cache=boots),
-        "auroc": auroc_rows(study, analysis),
+        "auroc": auroc_rows(study, analysis, threads=threads),
         "aurc": aurc,
         "risk_coverage": curve,
     }

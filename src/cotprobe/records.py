@@ -24,6 +24,16 @@ from typing import Any
 
 LETTERS = "ABCDEFGHIJ"
 
+# A circular benchmark's samples are the rotations of an original item: ``<item id>~<rotation>``
+# (``mmbench-241~2``, ``3dsrbench-VIN6MS3J~flip-1``). Metrics aggregate per original item.
+CIRCULAR_SEP = "~"
+
+
+def original_item(sample_id: str) -> str:
+    """The original item a sample id belongs to: the id itself unless it names a rotation."""
+    return sample_id.split(CIRCULAR_SEP, 1)[0]
+
+
 # Quadrants of the think/answer consistency x correctness grid, plus the explicit failure state.
 QUADRANTS = (
     "consistent_correct",
@@ -85,6 +95,8 @@ class Prompt:
             variants, the answer for correct_*), or None when the variant pushes nowhere.
         caption: The caption put before the question, or None.
         variant_version: Version of the variant plugin that made this record.
+        abstain_letter: The letter of the added "I'm not sure" option (the abstain variants), or
+            None when the prompt offers none; answering it is an abstention.
     """
 
     id: str
@@ -101,6 +113,7 @@ class Prompt:
     target_letter: str | None = None
     caption: str | None = None
     variant_version: int = 1
+    abstain_letter: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,7 +205,7 @@ class ParsedAnswer:
 
 @dataclass
 class LetterScores:
-    """Distribution over a sample's option letters at the first answer-letter position.
+    """Distribution over the answer letters at the first answer-letter position.
 
     One row of ``results/logits/...parquet``.
 
@@ -210,6 +223,8 @@ class LetterScores:
         missing_reason: None for a real distribution. Otherwise why the backend could not read
             one (e.g. the API returned no log-probabilities); then ``probs`` is empty,
             ``entropy`` and ``p_correct`` are NaN, ``p_target`` is None, ``argmax_letter`` is "".
+        letter_set: ``options`` (``letters`` are the sample's own option letters) or ``fixed``
+            (the paper's A-D, plus the sample's letters past D); the model's ``generation.letters``.
     """
 
     id: str
@@ -221,6 +236,7 @@ class LetterScores:
     argmax_letter: str
     answer_position: str
     missing_reason: str | None = None
+    letter_set: str = "options"
 
 
 @dataclass

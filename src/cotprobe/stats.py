@@ -146,7 +146,7 @@ def _scan(x: np.ndarray, carry: np.ndarray) -> np.ndarray:
     return x
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Small matrix products in a loop: BLAS threads cost more than they give (10x on 2 busy cores)."""
     from threadpoolctl import threadpool_limits
 
@@ -242,7 +242,7 @@ def auroc_many(
             return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
     ones = np.ones((n_items, 1), np.float32)
-    with _one_blas_thread():
+    with one_blas_thread():
         at_data, resampled = totals(ones), totals(w)
         return [(run(ones, at_data, s)[0], run(w, resampled, s)) for s in scores]
 
@@ -282,7 +282,7 @@ def aurc(w: np.ndarray, item: np.ndarray, score: np.ndarray, error: np.ndarray) 
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(kept_prev > 0, area / np.where(kept_prev > 0, kept_prev, 1), np.nan)
 
-    with _one_blas_thread():
+    with one_blas_thread():
         return float(run(np.ones((w.shape[0], 1), np.float32))[0]), run(w)
 
 

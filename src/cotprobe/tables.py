@@ -5,7 +5,12 @@
 * ``table_auroc``: AUROC of P_base and of −H and their difference, model, pooled over
   benchmarks and perturbing variants (the paper's headline);
 * ``table3_agreement``: judge agreement per benchmark, all models (the paper's Table 3);
+* ``table_abstain``: the abstain option under each attack: abstain rate (%) and accuracy (%) per
+  (model, bench, abstain variant), beside the accuracy of the same prompt without the option;
 * ``audit``: the per-cell audit, cells over ``analysis.max_unparsed`` flagged.
+
+Table 1 adds a ``<bench> (circular)`` column for a benchmark with rotations (``accuracy_circular``:
+an item counts only if every rotation of it is correct), beside the raw accuracy.
 
 ``tables.html`` shows them all on one page for the Snakemake report.
 """
@@ -26,12 +31,13 @@ from cotprobe.metrics import ALL, BASE_VARIANT, MAX_UNPARSED, _sorted, write_csv
 
 log = logging.getLogger("cotprobe.tables")
 PathLike = str | os.PathLike
-NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "audit")
+NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "table_abstain", "audit")
 TITLES = {
     "table1_accuracy": "Table 1: accuracy on the base prompt (%), 95% interval",
     "table_delta": "Δ accuracy against base (points), mean over benchmarks, 95% paired interval",
     "table_auroc": "AUROC for staying correct under perturbation (benchmarks and variants pooled)",
     "table3_agreement": "Table 3: judge agreement per benchmark (all models)",
+    "table_abstain": "Abstention: abstain rate and accuracy (%) with the abstain option, and accuracy without it",
     "audit": "Per-cell audit",
 }
 
@@ -61,6 +67,10 @@ def table1(summary: pl.DataFrame) -> pl.DataFrame:
         return _wide([], "model", [])
     base = base.filter(pl.col("judge") == base["judge"][0])
     benches = base["bench"].unique(maintain_order=True).to_list()
+    rotated = set()
+    if "n_original_items" in base.columns:
+        rotated = set(base.filter(pl.col("n_original_items") < pl.col("n_items"))["bench"].to_list())
+    columns = [c for b in benches for c in ([b, f"{b} (circular)"] if b in rotated else [b])]
     rows = []
     for model in base["model"].unique(maintain_order=True).to_list():
         row: dict[str, Any] = {"model": model}
@@ -68,8 +78,46 @@ def table1(summary: pl.DataFrame) -> pl.DataFrame:
             hit = base.filter((pl.col("model") == model) & (pl.col("bench") == bench))
             r = hit.row(0, named=True) if hit.height else {}
             row[bench] = fmt(r.get("accuracy"), r.get("accuracy_lo"), r.get("accuracy_hi"), 100)
+            if bench in rotated:
+                row[f"{bench} (circular)"] = fmt(
+                    r.get("accuracy_circular"),
+                    r.get("accuracy_circular_lo"),
+                    r.get("accuracy_circular_hi"),
+                    100,
+                )
         rows.append(row)
-    return _wide(rows, "model", benches)
+    return _wide(rows, "model", columns)
+
+
+ABSTAIN_COLUMNS = ["bench", "variant", "abstain_rate", "accuracy", "without", "accuracy_without"]
+
+
+def table_abstain(summary: pl.DataFrame) -> pl.DataFrame:
+    """One row per (model, bench, variant) that offers the abstain option; ``without`` names the
+    same prompt without it (``wrong_caption`` for ``wrong_caption_abstain``, ``base`` for ``abstain``)."""
+    schema = {"model": pl.String} | dict.fromkeys(ABSTAIN_COLUMNS, pl.String)
+    if summary.is_empty() or "abstain_rate" not in summary.columns:
+        return pl.DataFrame(schema=schema)
+    summary = summary.filter(pl.col("judge") == summary["judge"][0])
+    rows = []
+    for r in summary.filter(pl.col("abstain_rate").is_not_null()).iter_rows(named=True):
+        without = r["variant"].removesuffix("_abstain") if r["variant"] != "abstain" else BASE_VARIANT
+        hit = summary.filter(
+            (pl.col("model") == r["model"]) & (pl.col("bench") == r["bench"]) & (pl.col("variant") == without)
+        )
+        w = hit.row(0, named=True) if hit.height else {}
+        rows.append(
+            {
+                "model": r["model"],
+                "bench": r["bench"],
+                "variant": r["variant"],
+                "abstain_rate": fmt(r["abstain_rate"], r["abstain_rate_lo"], r["abstain_rate_hi"], 100),
+                "accuracy": fmt(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"], 100),
+                "without": without if hit.height else None,
+                "accuracy_without": fmt(w.get("accuracy"), w.get("accuracy_lo"), w.get("accuracy_hi"), 100),
+            }
+        )
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def table_delta(effects: pl.DataFrame) -> pl.DataFrame:
@@ -208,6 +256,7 @@ def write_tables(
         "table_delta": table_delta(read("effects")),
         "table_auroc": table_auroc(read("auroc")),
         "table3_agreement": table3(read("agreement")),
+        "table_abstain": table_abstain(read("summary")),
         "audit": audit(read("cells"), max_unparsed),
     }
     if not tables["audit"].is_empty():

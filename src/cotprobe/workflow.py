@@ -51,13 +51,13 @@ FIGURES = tuple(f"results/figures/{name}.{ext}" for name in FIGURE_NAMES for ext
 AGREEMENT = "results/metrics/judge_agreement.csv"
 AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
 # The paper's tables (cotprobe.tables), as CSV and as one HTML page for the report.
-TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "audit")
+TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "table_abstain", "audit")
 TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tables/tables.html")
 # Ensembles added when a study lists several judges and configures none (majority, strict).
 AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 
 # Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
-METRICS_VERSION = 3
+METRICS_VERSION = 4
 FIGURES_VERSION = 3  # 3: Glasbey colours past ten series
 
 
@@ -200,10 +200,17 @@ class Grid:
                     f"config.models.{mid}: set either `path` or `build`, not both "
                     f"(built models live in {BUILT_MODEL.format(model=mid)})"
                 )
-            unknown = set(m.get("generation", {})) - set(defaults)
+            # `letters` has no default here: a study that does not set it keeps its specs (no rerun).
+            allowed = {*defaults, "letters"}
+            letters = {**shared_gen, **m.get("generation", {})}.get("letters", "options")
+            if letters not in ("options", "fixed"):
+                raise ConfigError(
+                    f"config.models.{mid}.generation.letters: {letters!r} is not options or fixed"
+                )
+            unknown = set(m.get("generation", {})) - allowed
             if unknown:
                 raise ConfigError(
-                    f"config.models.{mid}.generation: unknown key(s) {sorted(unknown)}; allowed: {sorted(defaults)}"
+                    f"config.models.{mid}.generation: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
                 )
             models[mid] = ModelSpec(
                 id=mid,
@@ -211,7 +218,12 @@ class Grid:
                 path=m.get("path") or BUILT_MODEL.format(model=mid),
                 build={"seed": 0, **build} if build is not None else None,
                 settings=dict(m.get("settings", {})),
-                generation={**shared_gen, **m.get("generation", {})},
+                # `letters: options` is the unset default: the same spec, so nothing reruns.
+                generation={
+                    k: v
+                    for k, v in {**shared_gen, **m.get("generation", {})}.items()
+                    if (k, v) != ("letters", "options")
+                },
                 gpus=m.get("gpus"),
             )
         benchmarks = {

@@ -135,3 +135,18 @@ def test_table_has_intervals_from_the_config_bootstrap(tmp_path):
     assert row["agreement_lo"] <= 0.5 <= row["agreement_hi"]
     again = agreement_rows(entries, ["a", "b", "c"], {"bootstrap": {"n": 300, "seed": 1}})
     assert again.equals(table)  # seeded
+
+
+def test_rotations_of_one_item_are_resampled_together():
+    import numpy as np
+
+    from cotprobe import agreement, stats
+
+    boot = stats.Bootstrap(n=50)
+    ids = ["q1~0", "q1~1", "q2~0", "q2~1", "q3"]
+    w = agreement._item_weights(ids, "b", boot)
+    assert w.shape == (5, 50)
+    assert np.array_equal(w[0], w[1]) and np.array_equal(w[2], w[3])
+    assert np.array_equal(w[[0, 2, 4]], stats.item_weights(3, "b", boot))
+    plain = ["a", "b", "c"]  # no rotations: the draws of the plain item bootstrap, unchanged
+    assert np.array_equal(agreement._item_weights(plain, "b", boot), stats.item_weights(3, "b", boot))

@@ -254,3 +254,29 @@ def test_results_get_the_mode_of_a_plain_write(cell):
         os.umask(old)
     for name in ("gen.jsonl", "logits.parquet"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+def test_generate_records_the_letter_set_with_the_logits(tmp_path, monkeypatch):
+    import polars as pl
+
+    from cotprobe.records import Sample
+
+    monkeypatch.chdir(tmp_path)
+    two = [Sample(f"s{i}", "x.png", "Which is closer?", {"A": "dog", "B": "bench"}, "AB"[i % 2], "closer_camera")
+           for i in range(4)]  # fmt: skip
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, (p.to_dict() for p in perturb(two, "abstain", bench="cvbench", seed=0)))
+    out = {}
+    for letters in ("options", "fixed"):
+        spec = {**SPEC, "generation": {**SPEC["generation"], "letters": letters}}
+        (tmp_path / letters).mkdir()
+        assert generate(tmp_path / letters, prompts, spec) == 0
+        out[letters] = (
+            rows(tmp_path / letters / "gen.jsonl"),
+            pl.read_parquet(tmp_path / letters / "logits.parquet"),
+        )
+    assert out["options"][0] == out["fixed"][0]  # the letter set changes the scores, never the generations
+    assert out["options"][1]["letters"].to_list() == [["A", "B", "C"]] * 4  # C: the abstain option
+    assert out["fixed"][1]["letters"].to_list() == [["A", "B", "C", "D"]] * 4
+    assert out["options"][1]["letter_set"].to_list() == ["options"] * 4
+    assert out["fixed"][1]["letter_set"].to_list() == ["fixed"] * 4

@@ -178,6 +178,8 @@ def _set(field, value, row=1):
     [
         ("parsed", lambda rows: rows + [rows[0]], r"parsed\.jsonl: duplicate id 's0'"),
         ("parsed", lambda rows: rows[:3], r"parsed\.jsonl lacks id 's3'"),
+        ("parsed", _set("id", "s0"), r"parsed\.jsonl: duplicate id 's0'"),  # same count, one id twice
+        ("prompts", _set("id", "s0"), r"prompts\.jsonl: duplicate id 's0'"),
         ("parsed", _set("parse_status", None), r"parsed\.jsonl:2: field 'parse_status' is null"),
         ("parsed", _set("answer_rule", None), r"parsed\.jsonl:2: field 'answer_rule' is null"),
         ("prompts", _set("answer", None), r"prompts\.jsonl:2: field 'answer' is null"),
@@ -209,6 +211,41 @@ def test_bad_files_in_a_grid_name_the_cell_file_row_and_field(tmp_path, kind, ed
         _rewrite_jsonl(bad[kind], edit)
     with pytest.raises(InputError, match=r"^cell m2/shapes/wrong_think/seed1: .*" + message):
         metrics.load(entries)
+
+
+def test_the_fast_read_equals_the_checked_joins(tmp_path, monkeypatch):
+    """``load`` aligns tables by sorting integer keys; the string joins it falls back on agree."""
+    import random
+
+    rng = random.Random(0)
+    ids = [f"q{i}" for i in (7, 3, 11, 0, 5, 9, 2, 8)]  # neither sorted nor in file order
+    letters, states = list("ABC") + [None], sorted(metrics.STATES)
+    entries = []
+    for m in ("m1", "m2"):
+        for v in ("base", "wrong_think", "abstain"):
+            for s in (0, 1):
+                e = write_cell(tmp_path, v, s, [rng.choice(letters) for _ in ids], [rng.choice(states) for _ in ids],
+                               ids=ids, model=m, p_correct=[rng.random() for _ in ids])  # fmt: skip
+                for kind in ("parsed", "verdicts"):  # each file in its own row order
+                    _rewrite_jsonl(e[kind], lambda rows: rng.sample(rows, len(rows)))
+                entries.append(e)
+    seen = []
+    aligned = metrics._aligned
+    monkeypatch.setattr(metrics, "_aligned", lambda *a: seen.append(aligned(*a)) or seen[-1])
+    fast = metrics.load(entries)
+    monkeypatch.setattr(metrics, "_aligned", lambda *a: None)
+    checked = metrics.load(entries)
+    assert seen[0] is not None  # the fast path ran
+    assert fast.items == checked.items == {"shapes": sorted(ids)}
+    assert fast.verdicts.keys() == checked.verdicts.keys()
+    for key, codes in fast.verdicts.items():
+        np.testing.assert_array_equal(codes, checked.verdicts[key])
+    assert fast.cells.keys() == checked.cells.keys()
+    for key, cell in fast.cells.items():
+        other = checked.cells[key]
+        for field in ("present", "correct", "parse_ok", "answered", "entropy", "p_correct", "argmax_agrees"):
+            np.testing.assert_array_equal(getattr(cell, field), getattr(other, field))
+        assert (cell.positions, cell.rules) == (other.positions, other.rules)
 
 
 def test_a_cell_without_scored_items_gives_empty_values_with_a_reason(tmp_path):
@@ -470,3 +507,87 @@ def test_write_csv_round_trip(tmp_path):
     assert back.columns == table.columns
     assert back["mean_entropy_lo"].is_null().all()
     assert list(path.parent.iterdir()) == [path]
+
+
+def test_models_in_threads_give_the_tables_of_one_thread(tmp_path):
+    """AUROC and AURC resample several models at once; the rows are those of a serial run."""
+    import random
+
+    rng = random.Random(1)
+    entries = [
+        write_cell(
+            tmp_path,
+            v,
+            s,
+            [rng.choice("ABC") for _ in IDS],
+            QUADS4,
+            model=m,
+            p_correct=[rng.random() for _ in IDS],
+        )
+        for m in ("m1", "m2", "m3")
+        for v in ("base", "wrong_think")
+        for s in (0, 1)
+    ]
+    study = metrics.load(entries)
+    a = analysis(200)
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(metrics.auroc_rows(study, a, threads=1), metrics.auroc_rows(study, a, threads=3))
+    for serial, pooled in zip(metrics.aurc_rows(study, a, threads=1), metrics.aurc_rows(study, a, threads=3)):
+        assert_frame_equal(serial, pooled)
+    assert metrics.auroc_rows(study, a)["model"].unique().len() == 3
+
+
+def test_abstain_rate_counts_answers_of_the_abstain_option(tmp_path):
+    # The abstain variants offer "I'm not sure" as C here: two of four answers take it.
+    entry = write_cell(tmp_path, "wrong_caption_abstain", 0, ["C", "A", "C", None], QUADS4)
+    _rewrite_jsonl(entry["prompts"], lambda rows: [r | {"abstain_letter": "C"} for r in rows])
+    plain = write_cell(tmp_path, "base", 0, ["C", "A", "C", None], QUADS4)
+    study = study_of([plain, entry])
+    cells = metrics.cell_rows(study)
+    assert cells["abstain_rate"].to_list() == [None, pytest.approx(0.5)]
+    summary = metrics.summary_rows(study, analysis(200)).filter(pl.col("variant") == "wrong_caption_abstain")
+    row = summary.row(0, named=True)
+    assert (
+        row["abstain_rate"] == pytest.approx(0.5) and row["abstain_rate_lo"] <= 0.5 <= row["abstain_rate_hi"]
+    )
+    assert row["accuracy"] == pytest.approx(0.25)  # an abstention is not a correct answer
+
+
+# Two original items in three rotations each (ids name item and rotation), one plain item.
+CIRC_IDS = ["q1~0", "q1~1", "q1~2", "q2~0", "q2~1", "q2~2", "q3"]
+
+
+def test_circular_accuracy_needs_every_rotation_correct(tmp_path):
+    # q1: all three right; q2: one rotation wrong; q3: plain and right.
+    answers = ["A", "A", "A", "A", "B", "A", "A"]
+    entry = write_cell(tmp_path, "base", 0, answers, ["consistent_correct"] * 7, ids=CIRC_IDS)
+    study = study_of([entry])
+    row = metrics.cell_rows(study).row(0, named=True)
+    assert row["accuracy"] == pytest.approx(6 / 7)  # the raw accuracy, per rotation, kept beside it
+    assert row["accuracy_circular"] == pytest.approx(2 / 3)
+    assert study.groups["shapes"].tolist() == [0, 0, 0, 1, 1, 1, 2]
+
+
+def test_the_bootstrap_resamples_original_items_with_all_their_rotations(tmp_path):
+    answers = ["A", "A", "A", "A", "B", "A", "A"]
+    entry = write_cell(tmp_path, "base", 0, answers, ["consistent_correct"] * 7, ids=CIRC_IDS)
+    a = analysis(300)
+    row = metrics.summary_rows(study_of([entry]), a).row(0, named=True)
+    # Brute force: draw original items (3 of them), each bringing all its rotations.
+    members = {0: [0, 1, 2], 1: [3, 4, 5], 2: [6]}
+    correct = [float(x == "A") for x in answers]
+    raw, circ = [], []
+    for draw in stats.resample_indices(3, "shapes", a.bootstrap):
+        rows = [i for g in draw for i in members[g]]
+        raw.append(sum(correct[i] for i in rows) / len(rows))
+        circ.append(np.mean([min(correct[i] for i in members[g]) for g in draw]))
+    assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx(tuple(np.quantile(raw, [0.025, 0.975])))
+    assert (row["accuracy_circular_lo"], row["accuracy_circular_hi"]) == pytest.approx(
+        tuple(np.quantile(circ, [0.025, 0.975]))
+    )
+
+
+def test_without_rotations_circular_accuracy_is_accuracy(tmp_path):
+    row = metrics.cell_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]))
+    assert row["accuracy_circular"][0] == row["accuracy"][0] == pytest.approx(0.5)

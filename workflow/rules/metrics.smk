@@ -42,8 +42,9 @@ rule compute_metrics:
         axes=grid_axes(),
         analysis=as_json(GRID.analysis),
         version=METRICS_VERSION,
+    threads: 2
     shell:
-        "python -m cotprobe metrics --axes {params.axes:q} --analysis {params.analysis:q}"
+        "python -m cotprobe metrics --axes {params.axes:q} --analysis {params.analysis:q} --threads {threads}"
         " --cells {output.cells} --summary {output.summary} --effects {output.effects}"
         " --auroc {output.auroc} --aurc {output.aurc} --risk-coverage {output.risk_coverage}"
         " > {log} 2>&1"
@@ -84,6 +85,7 @@ rule paper_tables:
         delta="results/tables/table_delta.csv",
         auroc="results/tables/table_auroc.csv",
         agreement="results/tables/table3_agreement.csv",
+        abstain="results/tables/table_abstain.csv",
         audit="results/tables/audit.csv",
         html=report(
             "results/tables/tables.html",

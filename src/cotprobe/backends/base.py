@@ -11,13 +11,14 @@ Light module: no torch, no transformers.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from cotprobe.io import InputError
 from cotprobe.parsing import parse_response
-from cotprobe.records import Generation, LetterScores, Prompt
+from cotprobe.records import LETTERS, Generation, LetterScores, Prompt
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN = "<answer>"
@@ -377,6 +378,35 @@ class LocalLetterScoring:
                     f"sample {prompt.id!r}: letter {letter!r} does not tokenise as one token after the "
                     f"scoring context ending {context[-40:]!r}"
                 )
+
+
+# The letter set the distribution is read over: the sample's own option letters, or the paper's
+# fixed A-D (plus a sample's own letters past D, e.g. the abstain option's E, so the answer and the
+# pushed letter always have a probability).
+LETTER_SETS = ("options", "fixed")
+FIXED_LETTERS = "ABCD"
+
+
+def scoring_letters(options: Sequence[str], letter_set: str) -> list[str]:
+    """The letters scored for a prompt with option letters ``options`` under ``letter_set``.
+
+    Raises:
+        ValueError: For an unknown letter set.
+    """
+    if letter_set not in LETTER_SETS:
+        raise ValueError(f"letters: {letter_set!r} is not one of {', '.join(LETTER_SETS)}")
+    if letter_set == "options":
+        return list(options)
+    return [x for x in LETTERS if x in FIXED_LETTERS or x in options]
+
+
+def for_scoring(prompt: Prompt, letter_set: str) -> Prompt:
+    """``prompt`` with the options every backend scores: those of ``scoring_letters`` (a letter the
+    prompt does not show gets an empty text; scoring reads only the letters, never the texts)."""
+    letters = scoring_letters(list(prompt.options), letter_set)
+    if letters == list(prompt.options):
+        return prompt
+    return dataclasses.replace(prompt, options={x: prompt.options.get(x, "") for x in letters})
 
 
 def letter_distribution(

@@ -16,6 +16,10 @@ Common args (every adapter):
         (counted in the report as ``missing_image`` / ``broken_image``).
     image_root: Folder that relative image paths resolve against (default: the source file's folder).
     cache_dir: Download cache for image URLs (default: $COTPROBE_CACHE/images or ~/.cache/cotprobe/images).
+    circular: Expand every item into its rotations (MMBench's CircularEval): rotation k shows the
+        option texts shifted by k places (k = 0 is the source order), ids ``<item id>~<k>``; the
+        metrics count an item correct only if every rotation is (``accuracy_circular``) and
+        resample original items. ``limit`` counts original items.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from cotprobe.benchmarks.sources import (
     unique_keys,
 )
 from cotprobe.io import InputError
-from cotprobe.records import Sample
+from cotprobe.records import CIRCULAR_SEP, LETTERS, Sample, original_item
 
 log = logging.getLogger("cotprobe")
 
@@ -57,6 +61,7 @@ COMMON_DEFAULTS: Mapping[str, Any] = {
     "on_missing_image": "error",
     "image_root": None,
     "cache_dir": None,
+    "circular": False,
 }
 _SLUG = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -83,6 +88,9 @@ class Item:
         checksum: (algorithm, hex) to check a fetched image against, or None.
         extra_images: Further images of a multi-image row (saved beside, listed in meta).
         meta: Source facts kept with the sample.
+        original: For a source that ships rotations of its items: the original item's key; the
+            sample id is then ``<name>-<original>~<rotation>``.
+        rotation: Which rotation of ``original`` the row is (``0``, ``1``, ``flip``, ``flip-1``).
     """
 
     question: str
@@ -94,6 +102,8 @@ class Item:
     checksum: tuple[str, str] | None = None
     extra_images: list[Any] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    original: str | None = None
+    rotation: str | None = None
 
 
 def need(row: Any, key: str, where: str) -> Any:
@@ -110,6 +120,31 @@ def sample_slug(key: str) -> str:
     head = re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-")[:24]
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return f"{head}-{digest}" if head else digest
+
+
+def rotations(sample: Sample) -> list[Sample]:
+    """The n rotations of an n-option sample (CircularEval): rotation k shows the option texts
+    shifted by k places, so every text takes every letter once; k = 0 is the sample itself.
+
+    Ids are ``<id>~<k>``; the image is shared. ``meta`` gains ``circular_of`` and ``rotation``.
+    """
+    texts = list(sample.options.values())
+    n, answer = len(texts), list(sample.options).index(sample.answer)
+    out = []
+    for k in range(n):
+        shifted = texts[k:] + texts[:k]
+        out.append(
+            Sample(
+                id=f"{sample.id}{CIRCULAR_SEP}{k}",
+                image=sample.image,
+                question=sample.question,
+                options=dict(zip(LETTERS, shifted, strict=False)),
+                answer=LETTERS[(answer - k) % n],
+                category=sample.category,
+                meta={**sample.meta, "circular_of": sample.id, "rotation": str(k)},
+            )
+        )
+    return out
 
 
 def natural(text: str) -> list[Any]:
@@ -136,6 +171,13 @@ class SourceBenchmark(Benchmark):
         self.check_int("seed", 0)
         if args["on_missing_image"] not in ("error", "skip"):
             raise self.arg_error("on_missing_image", "must be 'error' or 'skip'")
+        if not isinstance(args["circular"], bool):
+            raise self.arg_error("circular", "must be true or false")
+        if args["circular"] and args.get("keep_circular"):
+            raise self.arg_error(
+                "circular",
+                "and keep_circular both make rotations: keep the source's (keep_circular) or make them",
+            )
         for key in ("path", "hub_id", "config", "split", "image_root", "cache_dir"):
             if args[key] is not None and not isinstance(args[key], str):
                 raise self.arg_error(key, "must be a string")
@@ -205,7 +247,14 @@ class SourceBenchmark(Benchmark):
             except Drop as drop:
                 dropped[drop.reason] += 1
                 continue
-            sample_id = f"{self.name}-{sample_slug(keys[i])}"
+            if item.original is not None:
+                sample_id = f"{self.name}-{sample_slug(item.original)}{CIRCULAR_SEP}{item.rotation}"
+                item.meta |= {
+                    "circular_of": f"{self.name}-{sample_slug(item.original)}",
+                    "rotation": item.rotation,
+                }
+            else:
+                sample_id = f"{self.name}-{sample_slug(keys[i])}"
             stem = out_dir / "images" / sample_id
             try:
                 paths = [
@@ -250,6 +299,9 @@ class SourceBenchmark(Benchmark):
                     meta=meta,
                 )
             )
+        n_items = len(samples)
+        if self.args["circular"]:
+            samples = [r for s in samples for r in rotations(s)]
         samples.sort(key=lambda s: natural(s.id))
         self._report = {
             "kind": self.name,
@@ -259,6 +311,7 @@ class SourceBenchmark(Benchmark):
             "n_rows": table.n_rows,
             "n_examined": examined,
             "n_samples": len(samples),
+            "n_items": n_items if self.args["circular"] else len({original_item(s.id) for s in samples}),
             "dropped": dict(sorted(dropped.items())),
         }
         log.info(

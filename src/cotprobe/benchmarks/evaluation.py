@@ -5,7 +5,10 @@ Every adapter also reads the VLMEvalKit TSV of its benchmark (``question``, opti
 
 Kinds and what each drops (counted in ``report.json``; everything else that does not parse is an
 InputError naming file, row and field):
-- ``3dsrbench``: circular rotations (``qid`` ending ``-N``) unless ``keep_circular``.
+- ``3dsrbench``: circular rotations (``qid`` ending ``-N``) unless ``keep_circular``. The flipped
+  questions (``-flip``) of the TSVs are kept as rotations of their question (ids
+  ``3dsrbench-<qid[:8]>~flip``, ``~1``, ``~flip-1``), so ``accuracy_circular`` is the benchmark's
+  own flip (+ circular) protocol and ``accuracy`` the raw one.
 - ``cvbench``: nothing.
 - ``spatial-mm``: ``subset: obj`` drops the rows whose answer letter and answer text disagree
   (``answer_text_contradicts_letter``; datasets.md counts 6 such rows in the released files).
@@ -16,8 +19,9 @@ InputError naming file, row and field):
   RNG per row and lettered.
 - ``vstar``: nothing.
 - ``mme-realworld-lite``: nothing.
-- ``mmbench``: circular copies (``index >= 1e6``) unless ``keep_circular``, and rows without an
-  answer (the test split's answers are hidden: ``hidden_answer``).
+- ``mmbench``: circular copies (``index >= 1e6``) unless ``keep_circular`` (then ids
+  ``mmbench-<index % 1e6>~<index // 1e6>``), and rows without an answer (the test split's answers
+  are hidden: ``hidden_answer``). ``circular: true`` (any kind) makes the rotations instead.
 """
 
 from __future__ import annotations
@@ -98,15 +102,22 @@ def missing_image(value: Any) -> bool:
     return value is None or (isinstance(value, str) and missing(value))
 
 
+# 3DSRBench qids: XXXXXXXX, XXXXXXXX-N (circular), XXXXXXXX-flip, XXXXXXXX-flip-N.
+_QID = re.compile(r"^([A-Za-z0-9]{8})(?:-(flip(?:-\d+)?|\d+))?$")
+
+
 class ThreeDSRBench(SourceBenchmark):
     """3DSRBench (``ccvl/3DSRBench``; the raw table's images are COCO URLs, fetched and cached).
 
     Args (besides the common ones): keep_circular: keep the circular rotations of the circular
-    TSV (``qid`` ``XXXXXXXX-N``); flipped questions (``-flip``) are always kept.
+    TSV (``qid`` ``XXXXXXXX-N``); flipped questions (``-flip``) are always kept. A question with
+    rotations or a flip in the table is named ``<qid[:8]>~<rotation>`` (``0`` for the question
+    itself), which is what the metrics group on.
     """
 
     name = "3dsrbench"
-    version = 1
+    version = 2
+    _has_flips = False
     hub_ids = ("ccvl/3DSRBench",)
     defaults = defaults(config="benchmark", split="test", keep_circular=False)
 
@@ -123,6 +134,8 @@ class ThreeDSRBench(SourceBenchmark):
         choices = letter_mcq(row, where, "ABCD")
         native = str(row.get("category") or "")
         field = image_field(row, "image", "image_url")
+        m = _QID.match(qid)
+        rotated = m is not None and (self.args["keep_circular"] or self._has_flips)
         return Item(
             question=str(need(row, "question", where)).strip(),
             choices=choices,
@@ -130,7 +143,15 @@ class ThreeDSRBench(SourceBenchmark):
             image=row.get(field),
             image_field=field,
             meta={"source_category": native, "qid": qid or None, "flip": "-flip" in qid},
+            original=m.group(1) if rotated else None,
+            rotation=(m.group(2) or "0") if rotated else None,
         )
+
+    def load(self) -> Table:
+        table = super().load()
+        qids = table.get_column("qid") if table.has("qid") else []
+        self._has_flips = any("-flip" in str(q) for q in qids if not missing(q))
+        return table
 
 
 class CVBench(SourceBenchmark):
@@ -496,7 +517,7 @@ class MMBench(SourceBenchmark):
     """
 
     name = "mmbench"
-    version = 1
+    version = 2
     hub_ids = ("lmms-lab-encoder/MMBench", "lmms-lab/MMBench")
     defaults = defaults(config="en", split="dev", keep_circular=False)
 
@@ -535,4 +556,6 @@ class MMBench(SourceBenchmark):
                 "hint": None if missing(hint) else str(hint),
                 "circular_group": index % CIRCULAR_BASE,
             },
+            original=str(index % CIRCULAR_BASE) if self.args["keep_circular"] else None,
+            rotation=str(index // CIRCULAR_BASE) if self.args["keep_circular"] else None,
         )

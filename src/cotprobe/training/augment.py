@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from cotprobe.records import Prompt, Sample
 from cotprobe.variants import VARIANTS
 
-AUGMENT_VERSION = 1
+AUGMENT_VERSION = 2
 AUGMENTATIONS = ("correct_caption", "wrong_caption", "correct_think", "wrong_think")
 PAPER_PROBABILITY = 0.1
 

@@ -23,6 +23,8 @@ _TABLE = {
     "correct_caption": f"{_SUITE}:CorrectCaption",
     "correct_think": f"{_SUITE}:CorrectThink",
     "abstain": f"{_SUITE}:Abstain",
+    "wrong_caption_abstain": f"{_SUITE}:WrongCaptionAbstain",
+    "wrong_think_abstain": f"{_SUITE}:WrongThinkAbstain",
 }
 # The suite in its canonical (paper) order, for configs and figure axes.
 VARIANT_NAMES = tuple(_TABLE)

@@ -11,7 +11,7 @@ import abc
 import random
 from typing import ClassVar
 
-from cotprobe.records import Prompt, Sample
+from cotprobe.records import CIRCULAR_SEP, Prompt, Sample, original_item
 
 INSTRUCTION = (
     "Think step by step inside <think> </think> tags, "
@@ -45,7 +45,8 @@ def wrong_letter(sample: Sample, *, bench: str, seed: int) -> str:
 
     Drawn from ``random.Random(f"{seed}:{bench}:{sample.id}")``: string seeds hash with SHA-512,
     so the draw is stable across processes, and it ignores the variant, so every wrong_* variant
-    pushes the same letter.
+    pushes the same letter. The rotations of one item (ids ``<item>~<rotation>``) draw once per
+    item, among the wrong options' texts, so every rotation pushes the same wrong text.
 
     Raises:
         ValueError: When the sample has no option other than its answer.
@@ -53,6 +54,10 @@ def wrong_letter(sample: Sample, *, bench: str, seed: int) -> str:
     wrong = sorted(letter for letter in sample.options if letter != sample.answer)
     if not wrong:
         raise ValueError(f"sample {sample.id!r}: no wrong option to push")
+    if CIRCULAR_SEP in sample.id:
+        texts = sorted(sample.options[letter] for letter in wrong)
+        text = random.Random(f"{seed}:{bench}:{original_item(sample.id)}").choice(texts)
+        return next(letter for letter in wrong if sample.options[letter] == text)
     return random.Random(f"{seed}:{bench}:{sample.id}").choice(wrong)
 
 
@@ -90,6 +95,7 @@ class PromptVariant(abc.ABC):
         caption: str | None = None,
         prefill: str = "",
         target_letter: str | None = None,
+        abstain_letter: str | None = None,
     ) -> Prompt:
         """Build this variant's Prompt from the sample and the parts the variant changes.
 
@@ -114,4 +120,5 @@ class PromptVariant(abc.ABC):
             target_letter=target_letter,
             caption=caption,
             variant_version=self.version,
+            abstain_letter=abstain_letter,
         )

@@ -238,3 +238,15 @@ def test_every_backend_is_a_context_manager_that_closes_on_every_path():
         cls = BACKENDS.get(name)
         assert callable(cls.close) and hasattr(cls, "__enter__") and hasattr(cls, "__exit__"), name
     DummyBackend().close()  # the base close is a no-op, safe to call more than once
+
+
+def test_scoring_letters_options_or_the_papers_fixed_a_to_d():
+    from cotprobe.backends.base import scoring_letters
+
+    assert scoring_letters(["A", "B"], "options") == ["A", "B"]
+    assert scoring_letters(["A", "B"], "fixed") == ["A", "B", "C", "D"]
+    # Letters past D (MME-RealWorld's E, the abstain option) stay scorable: the answer may be one.
+    assert scoring_letters(list("ABCDE"), "fixed") == list("ABCDE")
+    assert scoring_letters(["A", "B", "C"], "fixed") == list("ABCD")
+    with pytest.raises(ValueError, match="'all' is not one of options, fixed"):
+        scoring_letters(["A"], "all")

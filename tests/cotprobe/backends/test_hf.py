@@ -172,3 +172,20 @@ def test_corrupt_image_is_an_input_error(backend, make_prompt, tmp_path):
 def test_unknown_setting_is_an_error(tiny_model_dir):
     with pytest.raises(TypeError):
         BACKENDS.get("hf")(str(tiny_model_dir), temprature=0.5)
+
+
+def test_fixed_letters_score_a_to_d_and_restrict_to_the_options_distribution(backend, make_prompt):
+    from cotprobe.backends.base import for_scoring
+
+    # Two- and three-option prompts (CV-Bench 3D, 3DSRBench) and a five-option one (A-E).
+    prompts = [make_prompt(20 + i, n_options=n) for i, n in enumerate((2, 3, 5))]
+    gens = backend.generate(prompts, model_id="tiny", seed=0, sampling=GREEDY)
+    own = backend.letter_scores(prompts, gens)
+    fixed = backend.letter_scores([for_scoring(p, "fixed") for p in prompts], gens)
+    for prompt, o, f in zip(prompts, own, fixed):
+        assert f.letters == sorted(set("ABCD") | set(prompt.options))
+        assert math.isclose(sum(f.probs), 1.0, abs_tol=1e-9)
+        # The same logits: renormalised onto the sample's own letters, fixed gives the options' distribution.
+        mass = [f.probs[f.letters.index(x)] for x in o.letters]
+        assert np.allclose(np.array(mass) / sum(mass), o.probs, atol=1e-5)
+        assert f.p_correct <= o.p_correct + 1e-9

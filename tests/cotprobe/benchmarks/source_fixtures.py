@@ -265,6 +265,32 @@ def write_tsv(path: pathlib.Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def threedsr_circular_tsv(root: pathlib.Path) -> pathlib.Path:
+    """3dsrbench_v1_vlmevalkit_circular.tsv: ``qid`` XXXXXXXX / -N / -flip / -flip-N, base64 images,
+    two-option rows with empty C/D; a short image cell reuses another row's image (VLMEvalKit)."""
+    b64 = base64.b64encode(png(0, "JPEG")).decode()
+    flipped = base64.b64encode(png(1, "JPEG")).decode()
+    q = "Consider the real-world 3D locations of the objects. Which object has a higher location?"
+    common = {"category": "height_higher", "image_source": "MS-COCO", "C": "", "D": ""}
+    rows = [
+        {"index": 0, "qid": "VIN6MS3J", "image": b64, "question": q, "A": "baseball glove", "B": "red hat",
+         "answer": "B", **common},
+        {"index": 1, "qid": "VIN6MS3J-1", "image": "0", "question": q, "A": "red hat", "B": "baseball glove",
+         "answer": "A", **common},
+        {"index": 2, "qid": "VIN6MS3J-flip", "image": flipped, "question": q, "A": "baseball glove",
+         "B": "red hat", "answer": "B", **common},
+        {"index": 3, "qid": "VIN6MS3J-flip-1", "image": "2", "question": q, "A": "red hat",
+         "B": "baseball glove", "answer": "A", **common},
+        {"index": 4, "qid": "K2P0QX7A", "image": b64, "question": "Which object is closer to the camera?",
+         "A": "dog", "B": "bench", "answer": "A", **common, "category": "location_closer_to_camera"},
+        {"index": 5, "qid": "K2P0QX7A-1", "image": "4", "question": "Which object is closer to the camera?",
+         "A": "bench", "B": "dog", "answer": "B", **common, "category": "location_closer_to_camera"},
+    ]  # fmt: skip
+    path = root / "3dsrbench_v1_vlmevalkit_circular.tsv"
+    write_tsv(path, rows)
+    return path
+
+
 def mme_realworld(root: pathlib.Path) -> dict:
     """VLMEvalKit mme_realworld_lite.tsv: base64 images, stringified option lists, a short image cell."""
     b64 = base64.b64encode(png(2, "JPEG")).decode()

@@ -14,7 +14,7 @@ from cotprobe.benchmarks import BENCHMARKS
 from cotprobe.benchmarks.choices import from_embedded, parse_letter
 from cotprobe.cli import main
 from cotprobe.io import InputError, read_jsonl
-from cotprobe.records import LETTERS
+from cotprobe.records import LETTERS, original_item
 from cotprobe.variants import perturb
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -36,17 +36,17 @@ EXPECTED = {
 }
 # bench id -> (sample id, category, words the wrong caption must contain besides the option text).
 RENDERED = {
-    "3dsrbench": ("3dsrbench-VIN6MS3J", "higher", "higher up in the scene"),
-    "cvbench": ("cvbench-3D-1", "closer_camera", "closer to the camera"),
-    "spatial-mm-obj": (None, "direction", "From the camera's perspective, the direction is"),
-    "spatial-mm-multihop": (None, "attribute", "The object in question is"),
-    "whatsup": (None, "caption_match", "The caption that fits this image is"),
-    "vstar": ("vstar-0", "attribute", "The object in question is"),
-    "mme-realworld-lite": ("mme-realworld-lite-1533", "number", "Counting them in the image"),
-    "mmbench": ("mmbench-241", "emotion", "The mood this image conveys is"),
-    "sat": (None, "motion", "Comparing the frames, the movement is"),
-    "pixmo-count": (None, "number", "Counting them in the image"),
-    "geometry3k": ("geometry3k-2417", "geometry", "Solving the problem from the diagram gives"),
+    "3dsrbench": ("3dsrbench-VIN6MS3J", "higher", "sits higher up than the other objects"),
+    "cvbench": ("cvbench-3D-1", "closer_camera", "nearer to the camera"),
+    "spatial-mm-obj": (None, "direction", "Seen from the camera, the object in question points"),
+    "spatial-mm-multihop": (None, "attribute", "the object in question is"),
+    "whatsup": (None, "caption_match", ""),
+    "vstar": ("vstar-0", "attribute", "the object in question is"),
+    "mme-realworld-lite": ("mme-realworld-lite-1533", "number", "of them visible in the image"),
+    "mmbench": ("mmbench-241", "emotion", "The scene in this image conveys"),
+    "sat": (None, "motion", "Between the frames"),
+    "pixmo-count": (None, "number", "of them visible in the image"),
+    "geometry3k": ("geometry3k-2417", "geometry", "The measurements marked in the diagram work out to"),
 }
 
 
@@ -100,7 +100,8 @@ def test_rendered_wrong_caption_and_think_read_naturally(prepared, bench):
     think = perturb([sample], "wrong_think", bench=bench, seed=0)[0]
     wrong = sample.options[caption.target_letter]
     assert caption.target_letter != sample.answer
-    assert wrong in caption.caption and words in caption.caption
+    assert wrong.rstrip(".").lower() in caption.caption.lower() and words in caption.caption
+    assert "answer" not in caption.caption.lower() and caption.target_letter not in caption.caption.split()
     assert wrong in think.prefill and think.prefill.endswith(f"So the answer is {think.target_letter}.")
     assert "the the " not in caption.caption.lower() + think.prefill.lower()
 
@@ -158,9 +159,62 @@ def test_mmbench_keep_circular_groups_rotations(sources, tmp_path):
     _, args = sources["mmbench"]
     samples = BENCHMARKS.get("mmbench")(**args, keep_circular=True).prepare(tmp_path)
     groups = {s.id: s.meta["circular_group"] for s in samples}
-    assert groups["mmbench-1000241"] == groups["mmbench-241"] == 241
-    rotated = {s.id: s for s in samples}["mmbench-1000241"]
+    # Ids name the original item and the rotation: what the metrics group on.
+    assert groups["mmbench-241~1"] == groups["mmbench-241~0"] == 241
+    assert {original_item(s.id) for s in samples} == {"mmbench-241", "mmbench-300"}
+    rotated = {s.id: s for s in samples}["mmbench-241~1"]
     assert rotated.options[rotated.answer] == "happiness"
+    assert rotated.meta["circular_of"] == "mmbench-241" and rotated.meta["rotation"] == "1"
+
+
+@pytest.mark.parametrize("bench", ["mmbench", "cvbench", "mme-realworld-lite"])
+def test_circular_expands_every_item_into_its_rotations(sources, tmp_path, bench):
+    kind, args = sources[bench]
+    plain = BENCHMARKS.get(kind)(**args)
+    plain_samples = plain.prepare(tmp_path / "plain")
+    circ = BENCHMARKS.get(kind)(**args, circular=True)
+    samples = circ.prepare(tmp_path / "circ")
+    assert len(samples) == sum(len(s.options) for s in plain_samples)
+    assert circ.report(samples)["n_items"] == len(plain_samples)
+    by_id = {s.id: s for s in samples}
+    for s in plain_samples:
+        n = len(s.options)
+        rots = [by_id[f"{s.id}~{k}"] for k in range(n)]
+        assert rots[0].options == s.options and rots[0].answer == s.answer
+        # Every rotation keeps the right text right, and puts it under each letter once.
+        assert {r.options[r.answer] for r in rots} == {s.options[s.answer]}
+        assert sorted(r.answer for r in rots) == list(LETTERS[:n])
+        assert {pathlib.Path(r.image).name for r in rots} == {pathlib.Path(s.image).name}  # one image file
+        assert len({r.image for r in rots}) == 1 and all(r.meta["circular_of"] == s.id for r in rots)
+        assert all(sorted(r.options.values()) == sorted(s.options.values()) for r in rots)
+
+
+def test_circular_with_keep_circular_is_a_clear_error(sources):
+    _, args = sources["mmbench"]
+    with pytest.raises(ValueError, match="keep_circular"):
+        BENCHMARKS.get("mmbench")(**args, keep_circular=True, circular=True)
+    with pytest.raises(ValueError, match="'circular' must be true or false"):
+        BENCHMARKS.get("cvbench")(**sources["cvbench"][1], circular="yes")
+
+
+def test_3dsrbench_flip_and_circular_tsv_groups_every_rotation(tmp_path):
+    path = fx.threedsr_circular_tsv(tmp_path)
+    samples = BENCHMARKS.get("3dsrbench")(path=str(path), keep_circular=True).prepare(tmp_path / "out")
+    ids = sorted(s.id for s in samples)
+    assert ids == sorted(
+        ["3dsrbench-VIN6MS3J~0", "3dsrbench-VIN6MS3J~1", "3dsrbench-VIN6MS3J~flip", "3dsrbench-VIN6MS3J~flip-1",
+         "3dsrbench-K2P0QX7A~0", "3dsrbench-K2P0QX7A~1"]
+    )  # fmt: skip
+    assert {original_item(i) for i in ids} == {"3dsrbench-VIN6MS3J", "3dsrbench-K2P0QX7A"}
+    flip = {s.id: s for s in samples}["3dsrbench-VIN6MS3J~flip"]
+    assert flip.meta["flip"] and flip.options[flip.answer] == "red hat"
+    # Without keep_circular the circular copies go; the flip stays grouped with its question.
+    plain = BENCHMARKS.get("3dsrbench")(path=str(path)).prepare(tmp_path / "plain")
+    assert sorted(s.id for s in plain) == [
+        "3dsrbench-K2P0QX7A~0",
+        "3dsrbench-VIN6MS3J~0",
+        "3dsrbench-VIN6MS3J~flip",
+    ]
 
 
 def test_hub_id_aliases_accept_the_lmms_lab_rename(monkeypatch, sources):

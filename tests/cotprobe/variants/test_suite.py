@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import string
 import subprocess
 import sys
@@ -20,10 +21,11 @@ from cotprobe.variants import VARIANT_NAMES, VARIANTS, perturb, render_user_text
 from cotprobe.variants.base import INSTRUCTION
 from cotprobe.variants.suite import ABSTAIN_TEXT, STOP_THINK_PREFILL
 
-WRONG = ("wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer")
+WRONG = ("wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer", "wrong_caption_abstain",
+         "wrong_think_abstain")  # fmt: skip
 CORRECT = ("correct_think", "correct_caption")
-CAPTIONED = ("wrong_caption", "wrong_caption_disclaimer", "correct_caption")
-THINKING = ("wrong_think", "wrong_think_but", "correct_think")
+CAPTIONED = ("wrong_caption", "wrong_caption_disclaimer", "correct_caption", "wrong_caption_abstain")
+THINKING = ("wrong_think", "wrong_think_but", "correct_think", "wrong_think_abstain")
 
 words = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8)
 seeds = st.integers(0, 2**31)
@@ -58,8 +60,8 @@ def _dump(prompts):
 # --- registry ---------------------------------------------------------------------------------
 
 
-def test_all_nine_variants_are_registered_under_their_own_name():
-    assert len(VARIANT_NAMES) == 9
+def test_all_eleven_variants_are_registered_under_their_own_name():
+    assert len(VARIANT_NAMES) == 11
     assert VARIANTS.names() == sorted(VARIANT_NAMES)
     for name in VARIANT_NAMES:
         assert VARIANTS.get(name).name == name
@@ -140,6 +142,24 @@ def test_pushless_variants(sample, bench, seed):
     assert list(abstain.options)[-1] == letter
     assert f"\n{letter}. {ABSTAIN_TEXT}\n" in abstain.user_text
     assert {p.target_letter for p in (base, stop, abstain)} == {None}
+    assert (base.abstain_letter, stop.abstain_letter, abstain.abstain_letter) == (None, None, letter)
+
+
+@settings(deadline=None)
+@given(sample=samples(), bench=benches, seed=seeds)
+def test_abstain_under_attack_is_the_attack_plus_the_abstain_option(sample, bench, seed):
+    letter = LETTERS[len(sample.options)]
+    for attack in ("wrong_caption", "wrong_think"):
+        plain = perturb([sample], attack, bench, seed)[0]
+        both = perturb([sample], f"{attack}_abstain", bench, seed)[0]
+        assert both.options == {**sample.options, letter: ABSTAIN_TEXT} and both.abstain_letter == letter
+        assert (both.caption, both.prefill, both.target_letter) == (
+            plain.caption,
+            plain.prefill,
+            plain.target_letter,
+        )
+        assert both.user_text == render_user_text(sample.question, both.options, plain.caption)
+        assert plain.abstain_letter is None
 
 
 @settings(deadline=None)
@@ -238,16 +258,89 @@ def test_templates_cover_the_shapes_categories():
 @pytest.mark.parametrize("category", [*templates.TEMPLATES, "generic"])
 def test_templates_use_only_known_slots(category):
     tpl = templates.TEMPLATES.get(category, templates.GENERIC)
-    for pattern in (tpl.caption, tpl.think):
-        slots = {field for _, field, _, _ in string.Formatter().parse(pattern) if field is not None}
-        assert slots <= {"text", "letter"} and "text" in slots
-    assert tpl.caption.endswith(".")  # the disclaimer replaces this full stop
+    slots = {field for _, field, _, _ in string.Formatter().parse(tpl.think) if field is not None}
+    assert slots <= {"text", "letter"} and "text" in slots
+    slots = {field for _, field, _, _ in string.Formatter().parse(tpl.caption) if field is not None}
+    assert slots == {"text"}  # a caption never has the letter
 
 
-def test_unknown_category_falls_back_to_generic():
+def test_unknown_category_falls_back_to_a_description_of_the_option():
     assert templates.templates_for("depth") is templates.GENERIC
-    assert templates.caption("depth", "the chair", "B") == "The answer is the chair."
-    assert templates.caption("depth", "the chair", "B", disclaimer=True) == (
-        "The answer is the chair, but I could be wrong."
+    assert templates.caption("depth", "the chair") == "The image shows the chair."
+    assert templates.caption("depth", "the chair", disclaimer=True) == (
+        "The image shows the chair, but I could be wrong."
     )
     assert templates.think("depth", "the chair", "B").endswith("So the answer is B.")
+
+
+# Option texts in the forms the real benchmarks hold (datasets.md): object names, direction
+# words, yes/no, numbers, colours, What'sUp captions that start with the article "A", a
+# 3DSRBench object phrase, MME-RealWorld's "The image does not feature ..." option.
+REAL_TEXTS = (
+    "baseball glove",
+    "red hat of the person in red in the back",
+    "left",
+    "in front of",
+    "yes",
+    "No",
+    "3",
+    "blue",
+    "A mug to the left of a plate",
+    "A photo of a dog to the right of a bench",
+    "The image does not feature the car.",
+    "rotated right",
+    "2\\sqrt{3}",
+    "happiness",
+)
+_LETTER = re.compile(r"\b[A-J]\b")
+
+
+@pytest.mark.parametrize("category", [*templates.TEMPLATES, "generic", "depth"])
+@pytest.mark.parametrize("disclaimer", [False, True])
+def test_no_caption_names_a_letter_or_an_answer(category, disclaimer):
+    for text in REAL_TEXTS:
+        sentence = templates.caption(category, text, disclaimer=disclaimer)
+        assert "answer" not in sentence.lower(), (category, text, sentence)
+        assert not re.search(r"\b(option|choice|letter)\b", sentence.lower()), sentence
+        # Whatever the option text itself holds ("A mug ...") aside, no letter stands alone.
+        words = text.rstrip(".")
+        rest = sentence.replace(templates.DISCLAIMER, ".")  # its "I" is the speaker, not option I
+        rest = rest.replace(words, " ").replace(words[:1].upper() + words[1:], " ")
+        assert not _LETTER.search(rest), (category, text, sentence)
+        assert sentence.endswith("."), sentence
+
+
+def test_yes_no_captions_describe_whether_the_relation_holds():
+    assert templates.caption("yes_no", "yes") == templates.YES_NO_CAPTIONS["yes"]
+    assert templates.caption("yes_no", "No") == templates.YES_NO_CAPTIONS["no"]
+    assert templates.caption("caption_match", "a mug on a plate") == "A mug on a plate."
+
+
+@given(sample=samples(), seed=seeds, bench=benches)
+@settings(max_examples=60, deadline=None)
+def test_caption_variants_never_name_a_letter(sample, seed, bench):
+    for variant in CAPTIONED:
+        prompt = perturb([sample], variant, bench, seed)[0]
+        text = sample.options[prompt.target_letter]
+        rest = prompt.caption.replace(templates.DISCLAIMER, ".").replace(text, " ")
+        assert "answer" not in rest.lower()
+        assert not _LETTER.search(rest), prompt.caption
+
+
+def test_rotations_of_one_item_push_the_same_wrong_text():
+    from cotprobe.benchmarks.adapter import rotations
+
+    sample = Sample("mmbench-241", "x.png", "Mood?", {"A": "happiness", "B": "anger", "C": "sadness", "D": "fear"},
+                    "A", "emotion")  # fmt: skip
+    for seed in range(5):
+        texts = set()
+        for rotated in rotations(sample):
+            prompt = perturb([rotated], "wrong_caption", "mmbench", seed)[0]
+            texts.add(rotated.options[prompt.target_letter])
+        assert len(texts) == 1 and texts != {"happiness"}
+    pushed = {
+        perturb([r], "wrong_caption", "mmbench", s)[0].caption
+        for s in range(12)
+        for r in rotations(sample)[:1]
+    }
+    assert len(pushed) > 1  # the draw still varies with the seed

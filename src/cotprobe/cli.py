@@ -451,7 +451,9 @@ def cmd_samples(args) -> None:
     log.info("%d samples joined into %s; browser at %s", table.height, args.table, page)
 
 
-def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
+def _training_prompts(args, spec: dict[str, Any], images: dict[str, list[str]] | None = None) -> list[Prompt]:
+    """The run's prompts; ``images`` (when given) receives every image of multi-image samples by id,
+    and without it a multi-image sample is an error (the trl backend shows one image)."""
     from cotprobe.training.augment import training_prompts
 
     prompts = []
@@ -459,8 +461,17 @@ def _training_prompts(args, spec: dict[str, Any]) -> list[Prompt]:
         bench, sep, path = item.partition("=")
         if not sep:
             raise InputError(f"--samples {item!r}: expected BENCH=PATH")
+        samples = load_samples(path)
+        for s in samples:
+            if len(s.meta.get("images") or []) > 1:
+                if images is None:
+                    raise InputError(
+                        f"{path}: sample {s.id!r} has {len(s.meta['images'])} images; this backend shows one "
+                        "(use backend verl, or the training set's multi_image: drop)"
+                    )
+                images[s.id] = list(s.meta["images"])
         prompts += training_prompts(
-            load_samples(path),
+            samples,
             bench=bench,
             seed=args.seed,
             augment=bool(spec.get("augment", True)),
@@ -494,9 +505,11 @@ def cmd_verl_prepare(args) -> None:
 
     spec = _spec(args.spec)
     template = AutoProcessor.from_pretrained(args.base).chat_template
+    images: dict[str, list[str]] = {}
+    prompts = _training_prompts(args, spec, images)
     paths = verl_backend.prepare(
-        spec, base=args.base, prompts=_training_prompts(args, spec), seed=args.seed, out=Path(args.out),
-        chat_template=template, name=args.name,
+        spec, base=args.base, prompts=prompts, seed=args.seed, out=Path(args.out),
+        chat_template=template, name=args.name, images=images,
     )  # fmt: skip
     log.info("verl files: %s", {k: str(v) for k, v in paths.items()})
 
@@ -507,7 +520,18 @@ def cmd_training_curves(args) -> None:
     from cotprobe import metrics
     from cotprobe.training import curves
 
-    table = curves.curve_rows(pl.read_csv(args.summary, infer_schema_length=None), _spec(args.runs))
+    runs = _spec(args.runs)
+    diagnostics = None
+    if args.parsed_axes:
+        from cotprobe.io import read_jsonl
+        from cotprobe.workflow import PARSED
+
+        def read(model, bench, variant, seed):
+            path = PARSED.format(model=model, bench=bench, variant=variant, seed=seed)
+            return read_jsonl(path, required=("id", "think", "answer_text"))
+
+        diagnostics = curves.diagnostic_rows(runs, _spec(args.parsed_axes), read)
+    table = curves.curve_rows(pl.read_csv(args.summary, infer_schema_length=None), runs, diagnostics)
     metrics.write_csv(table, args.out)
     curves.plot_curves(table, args.figure, judge=args.judge)
     log.info("training curves: %d rows written to %s", table.height, args.out)
@@ -713,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", required=True, help="JSON: run -> base model and (seed, step, model) list")
     s.add_argument("--out", required=True, help="results/metrics/training_curves.csv")
     s.add_argument("--judge", default=None, help="judge whose consistency the figure draws (default: first)")
+    s.add_argument("--parsed-axes", default=None,
+                   help="JSON {benchmarks, variants, seeds}: add the think diagnostics from results/parsed")  # fmt: skip
     s.add_argument("--figure", required=True, help="output .png (a .pdf is written beside it)")
     s.set_defaults(func=cmd_training_curves)
 

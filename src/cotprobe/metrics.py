@@ -67,15 +67,23 @@ PathLike = str | os.PathLike
 
 @dataclass(frozen=True)
 class Analysis:
-    """The config slice ``analysis`` (bootstrap and audit threshold)."""
+    """The config slice ``analysis`` (bootstrap and audit threshold), plus the models whose
+    pre-fills reach them as a user instruction (``prefill_by_instruction``, derived from the
+    models' ``prefill_mode``): their pre-filled variants are left out of the effects, which
+    compare pre-filled assistant turns."""
 
     bootstrap: stats.Bootstrap = field(default_factory=stats.Bootstrap)
     max_unparsed: float = MAX_UNPARSED
+    prefill_by_instruction: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, analysis: Mapping[str, Any] | None) -> Analysis:
         analysis = analysis or {}
-        return cls(stats.Bootstrap.from_config(analysis), float(analysis.get("max_unparsed", MAX_UNPARSED)))
+        return cls(
+            stats.Bootstrap.from_config(analysis),
+            float(analysis.get("max_unparsed", MAX_UNPARSED)),
+            frozenset(analysis.get("prefill_by_instruction") or ()),
+        )
 
 
 @dataclass
@@ -115,6 +123,7 @@ class Study:
     verdicts: dict[tuple[str, str, str, int, str], np.ndarray]  # state index per item, -1 absent
     entries: list[Entry]
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # bench -> original item index per item
+    prefilled: set[tuple[str, str, str, int]] = field(default_factory=set)  # cells with a pre-fill
 
     @property
     def judges(self) -> list[str]:
@@ -217,7 +226,7 @@ def _same_ids(entry: Entry, tables: dict[str, pl.DataFrame]) -> None:
 
 
 # abstain_letter: absent from prompt files written before the abstain variants recorded it (null).
-PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "abstain_letter": pl.String}
+PROMPT_SCHEMA = {"id": pl.String, "answer": pl.String, "abstain_letter": pl.String, "prefill": pl.String}
 
 
 def _read_prompts(path: PathLike) -> pl.DataFrame:
@@ -356,6 +365,10 @@ def load(entries: Iterable[Entry]) -> Study:
 
     prompts = read("prompts", cell_list, _ndjson_batch(PROMPT_SCHEMA, ("id", "answer")),
                    lambda e, p: _read_prompts(p))  # fmt: skip
+    # Cells with a pre-fill (read from their prompts; the column is not needed past here).
+    with_prefill = set(prompts.filter(pl.col("prefill").fill_null("") != "")["file"].unique().to_list())
+    prefilled = {key for key, e in first.items() if str(e["prompts"]) in with_prefill}
+    prompts = prompts.drop("prefill")
     gens = read("parsed", cell_list, _ndjson_batch(PARSED_SCHEMA, PARSED_REQUIRED),
                 lambda e, p: _ndjson(p, PARSED_SCHEMA, PARSED_REQUIRED))  # fmt: skip
     gens = gens.with_columns(think_chars=pl.col("think").str.len_chars()).drop("think")  # all that is used
@@ -373,7 +386,7 @@ def load(entries: Iterable[Entry]) -> Study:
     items, T, verdicts = fast
     groups = {b: item_groups(ids) for b, ids in items.items()}
     cells = dict(zip(first, _cells(cell_list, T, {b: len(ids) for b, ids in items.items()}, groups)))
-    return Study(items, cells, verdicts, entries, groups)
+    return Study(items, cells, verdicts, entries, groups, prefilled)
 
 
 def _file_index(table: pl.DataFrame, paths: list[str]) -> np.ndarray:
@@ -911,6 +924,10 @@ def effect_rows(study: Study, analysis: Analysis | None = None, base: str = BASE
         for (model, variant), seeds in groups[bench].items():
             if variant == base or (model, base) not in groups[bench]:
                 continue
+            if model in analysis.prefill_by_instruction and any(
+                (model, bench, variant, s) in study.prefilled for s in seeds
+            ):
+                continue  # the pre-fill was an instruction in the user turn, not a pre-filled turn
             row: dict[str, Any] = {"model": model, "bench": bench, "variant": variant, "n_benches": 1}
             deltas = []
             for m in EFFECTS:

@@ -256,6 +256,9 @@ class Verdict:
         judge_output: The raw text of a model-based judge (None for the rule judge, and for
             samples it was not asked about, e.g. a generation without a think).
         votes: For an ensemble, each member judge's quadrant (None for a single judge).
+        judge_thinking: A model judge's thinking mode as set in its config
+            (``chat_template_kwargs.enable_thinking``: True or False), None where nothing set it
+            (the rule judge, ensembles, models without the switch).
     """
 
     id: str
@@ -269,6 +272,7 @@ class Verdict:
     judge_version: int = 1
     judge_output: str | None = None
     votes: dict[str, str] | None = None
+    judge_thinking: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -179,6 +179,10 @@ class Grid:
     training_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     judge_gpu_counts: dict[str, int] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=dict)
+    # analysis.judge and analysis.cross_check: which verdicts the figures draw and which judges the
+    # agreement table compares (not part of the metrics' param: metrics cover every judge).
+    primary_judge: str | None = None
+    cross_check: list[str] | None = None
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
 
@@ -230,6 +234,14 @@ class Grid:
             b: {"kind": v["kind"], "args": dict(v.get("args", {}))} for b, v in config["benchmarks"].items()
         }
         judges, judge_gpus = _judges(config["judges"], models)
+        analysis = dict(config.get("analysis") or {})
+        primary, cross = analysis.pop("judge", None), analysis.pop("cross_check", None)
+        for key, named in (("judge", [primary] if primary else []), ("cross_check", cross or [])):
+            unknown = [j for j in named if j not in judges]
+            if unknown:
+                raise ConfigError(
+                    f"config.analysis.{key}: {unknown[0]!r} is not a judge of this study (judges: {', '.join(judges)})"
+                )
         training = config.get("training") or {}
         training_data = {
             d: {"kind": v["kind"], "args": dict(v.get("args", {}))}
@@ -247,7 +259,9 @@ class Grid:
             training_data=training_data,
             training_runs=runs,
             judge_gpu_counts=judge_gpus,
-            analysis=_analysis(config.get("analysis") or {}),
+            analysis=_analysis(analysis, models),
+            primary_judge=primary,
+            cross_check=list(cross) if cross is not None else None,
         )
 
     def check_plugins(self) -> None:
@@ -402,6 +416,29 @@ class Grid:
             for run, r in self.training_runs.items()
         }
 
+    def training_parsed_axes(self) -> dict[str, Any]:
+        """The evaluation axes whose parsed thinks the training diagnostics read."""
+        return {
+            "benchmarks": list(self.benchmarks),
+            "variants": list(self.variants),
+            "seeds": list(self.seeds),
+        }
+
+    def training_parsed(self) -> list[str]:
+        """The parsed files of every training point (each saved step and each run's base model)."""
+        models = {
+            m
+            for axes in self.training_axes().values()
+            for m in (axes["base"], *(x["model"] for x in axes["models"]))
+        }
+        return [
+            PARSED.format(model=m, bench=b, variant=v, seed=s)
+            for m in sorted(models)
+            for b in self.benchmarks
+            for v in self.variants
+            for s in self.seeds
+        ]
+
     def judge_spec(self, judge: str) -> dict[str, Any]:
         """The judge's config, its plugin version and what else identifies its verdicts.
 
@@ -441,16 +478,20 @@ class Grid:
 
     @property
     def figure_judge(self) -> str:
-        """The judge the default figures draw: the first majority ensemble, else the first judge."""
-        majority = [j for j in self.ensemble_judges if self.judges[j]["args"]["rule"] == "majority"]
-        return (majority or list(self.judges))[0]
+        """The judge the figures and training curves draw: ``analysis.judge``, else the first judge
+        the config lists. Never chosen by how many judges there are, so adding a judge (or the
+        ensembles two judges bring) does not change the figures."""
+        return self.primary_judge or next(iter(self.judges))
 
     @property
     def agreement_judges(self) -> list[str]:
-        """Judges compared in the agreement table: the figure ensemble's members, else every judge
-        that reads generations; empty when fewer than two."""
-        judge = self.figure_judge
-        judges = self.ensemble_members(judge) if judge in self.ensemble_judges else self.base_judges
+        """Judges compared in the agreement table: ``analysis.cross_check``, else the figure
+        ensemble's members, else every judge that reads generations; empty when fewer than two."""
+        if self.cross_check is not None:
+            judges = list(self.cross_check)
+        else:
+            judge = self.figure_judge
+            judges = self.ensemble_members(judge) if judge in self.ensemble_judges else self.base_judges
         return judges if len(judges) >= 2 else []
 
     def judge_inputs(self, judge: str) -> list[str]:
@@ -560,10 +601,16 @@ class Grid:
         return f"--agreement {AGREEMENT}" if self.agreement_judges else ""
 
 
-def _analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them)."""
+def _analysis(analysis: dict[str, Any], models: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
+    """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them),
+    plus the models whose pre-fills are delivered as a user instruction (``prefill_mode: fallback``),
+    which the metrics keep out of the pre-fill comparisons."""
     boot = {"n": 2000, "seed": 0, "level": 0.95, **(analysis.get("bootstrap") or {})}
-    return {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
+    out = {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
+    by_instruction = [
+        m for m, spec in (models or {}).items() if spec.settings.get("prefill_mode") == "fallback"
+    ]
+    return {**out, "prefill_by_instruction": by_instruction} if by_instruction else out
 
 
 def _training_run(

@@ -38,6 +38,7 @@ def write_cell(
     bench="shapes",
     p_correct=None,
     missing=False,
+    prefill="",
 ):
     root = tmp_path / model / bench / variant / f"seed{seed}"
     paths = {k: root / f"{k}.jsonl" for k in ("prompts", "parsed", "verdicts")}
@@ -45,7 +46,9 @@ def write_cell(
     write_jsonl(
         paths["prompts"],
         [
-            Prompt(i, "shapes", variant, seed, "x.png", "Colour?", OPTIONS, "A", "left", "...").to_dict()
+            Prompt(
+                i, "shapes", variant, seed, "x.png", "Colour?", OPTIONS, "A", "left", "...", prefill
+            ).to_dict()
             for i in ids
         ],
     )
@@ -329,6 +332,34 @@ def test_identical_base_and_variant_give_no_effect(tmp_path):
         for m in metrics.EFFECTS:
             assert row[f"delta_{m}"] == 0 and row[f"delta_{m}_lo"] <= 0 <= row[f"delta_{m}_hi"]
         assert (row["n_pairs"], row["n_worse"], row["n_better"], row["mcnemar_p"]) == (8, 0, 0, 1.0)
+
+
+def test_prefills_delivered_as_instructions_stay_out_of_the_effects(tmp_path):
+    """A hosted model asked to begin with the pre-fill (prefill_mode fallback) was never pre-filled:
+    its pre-filled variants are not compared; its other variants and every local model's are."""
+    entries = [
+        write_cell(
+            tmp_path,
+            v,
+            0,
+            BASE_ANSWERS,
+            BASE_QUADRANTS,
+            model=m,
+            prefill="<think>B" if v == "wrong_think" else "",
+        )
+        for m in ("api", "tiny")
+        for v in ("base", "wrong_think", "wrong_caption")
+    ]
+    study = study_of(entries)
+    assert study.prefilled == {("api", "shapes", "wrong_think", 0), ("tiny", "shapes", "wrong_think", 0)}
+    kept = metrics.effect_rows(
+        study, metrics.Analysis(stats.Bootstrap(n=200), prefill_by_instruction=frozenset({"api"}))
+    )
+    rows = set(kept.select("model", "variant").unique().iter_rows())
+    assert rows == {("api", "wrong_caption"), ("tiny", "wrong_caption"), ("tiny", "wrong_think")}
+    every = metrics.effect_rows(study, metrics.Analysis(stats.Bootstrap(n=200)))
+    assert ("api", "wrong_think") in set(every.select("model", "variant").iter_rows())
+    assert metrics.Analysis.from_config({"prefill_by_instruction": ["api"]}).prefill_by_instruction == {"api"}
 
 
 def test_a_ten_point_drop_on_500_items_is_detected(tmp_path):

@@ -32,6 +32,12 @@ def test_default_config_is_valid_and_expands():
     assert g.model_gpus("grpo-s1-step4") == 0 and g.train_gpus("grpo") == 0
     assert "results/figures/accuracy.png" in g.final_targets()
     assert "results/metrics/training_curves.csv" in g.final_targets()
+    # The training curves' think diagnostics read the parsed thinks of every step and of the base.
+    parsed = g.training_parsed()
+    assert len(parsed) == 5 * 9 * 2 and len(set(parsed)) == len(parsed)
+    assert "results/parsed/grpo-s1-step4/shapes/wrong_think/seed1.jsonl" in parsed
+    assert "results/parsed/tiny/shapes/base/seed0.jsonl" in parsed
+    assert g.training_parsed_axes() == {"benchmarks": ["shapes"], "variants": g.variants, "seeds": [0, 1]}
 
 
 @pytest.mark.parametrize(
@@ -282,7 +288,8 @@ def test_two_judges_add_the_ensembles_and_the_agreement_targets():
     assert list(g.judges) == ["rule", "tiny-llm", "ensemble", "ensemble-strict"]
     assert g.base_judges == ["rule", "tiny-llm"] and g.ensemble_judges == ["ensemble", "ensemble-strict"]
     assert g.judge_spec("ensemble-strict")["args"] == {"judges": ["rule", "tiny-llm"], "rule": "strict"}
-    assert g.figure_judge == "ensemble" and g.agreement_judges == ["rule", "tiny-llm"]
+    # The figures draw the first judge listed: the second judge (and its ensembles) change nothing there.
+    assert g.figure_judge == "rule" and g.agreement_judges == ["rule", "tiny-llm"]
     assert "results/metrics/judge_agreement.csv" in g.final_targets()
     assert g.ensemble_inputs("ensemble", "tiny", "shapes", "base", 0) == [
         "results/verdicts/rule/tiny/shapes/base/seed0.jsonl",
@@ -302,11 +309,42 @@ def test_two_judges_add_the_ensembles_and_the_agreement_targets():
     assert not any("judge_agreement" in t for t in one.final_targets())
 
 
+def test_adding_a_judge_leaves_the_figure_judge_alone():
+    config = copy.deepcopy(DEFAULT)
+    config["judges"] = {"rule": {"kind": "rule"}}
+    config["analysis"] = {"judge": "rule"}
+    before = grid(config)
+    config["judges"]["r2"] = {"kind": "rule"}
+    after = grid(config)
+    assert after.ensemble_judges == ["ensemble", "ensemble-strict"]  # the second judge brings ensembles
+    assert before.figure_judge == after.figure_judge == "rule"
+    assert after.agreement_judges == ["rule", "r2"] and before.agreement_judges == []
+    # The figure judge's choice is not a metrics param: metrics cover every judge.
+    assert before.analysis == after.analysis and "judge" not in after.analysis
+    config["analysis"] = {"judge": "r2", "cross_check": ["rule", "r2"]}
+    g = grid(config)
+    assert g.figure_judge == "r2" and g.agreement_judges == ["rule", "r2"] and g.analysis == after.analysis
+    for key, value in (("judge", "qwen"), ("cross_check", ["rule", "qwen"])):
+        config["analysis"] = {key: value}
+        with pytest.raises(ConfigError, match=rf"config\.analysis\.{key}: 'qwen' is not a judge"):
+            grid(config)
+
+
 def test_paper_judges():
     g = grid(PAPER)
     assert g.base_judges == ["rule", "qwen3-32b", "gpt-oss-120b", "llama31-70b"]
     assert g.agreement_judges == ["qwen3-32b", "gpt-oss-120b", "llama31-70b"]  # Table 3: the LLM judges
-    assert g.figure_judge == "ensemble"
+    assert g.figure_judge == "qwen3-32b"  # analysis.judge: the paper's judge draws the figures
+    # The hosted models get their pre-fills as an instruction: the metrics keep them out of the
+    # pre-fill comparisons; a study without such a model keeps its metrics param unchanged.
+    assert g.analysis["prefill_by_instruction"] == ["o3", "o4-mini", "gemini-25-pro", "gemini-31-pro"]
+    assert "prefill_by_instruction" not in grid().analysis
+    # ... and gates the faithfulness reward of the run that has one.
+    [faithful] = [r for r in g.training_runs.values() if (r.get("reward") or {}).get("faithfulness")]
+    assert faithful["reward"]["judge"]["args"]["path"] == g.judges["qwen3-32b"]["args"]["path"]
+    # Qwen3's thinking mode is set, not left to the template's default.
+    for args in (g.judges["qwen3-32b"]["args"], faithful["reward"]["judge"]["args"]):
+        assert args["settings"]["chat_template_kwargs"] == {"enable_thinking": False}
     assert g.judge_gpus("qwen3-32b") == 1 and g.judge_gpus("gpt-oss-120b") == 0 and g.judge_gpus("rule") == 0
     g.check_plugins()
 
@@ -360,7 +398,9 @@ def test_explicit_ensemble_defaults_to_every_judge_and_is_checked():
     config["judges"] = {"rule": {"kind": "rule"}, "r2": {"kind": "rule"}, "vote": {"kind": "ensemble"}}
     g = grid(config)
     assert g.ensemble_judges == ["vote"] and g.ensemble_members("vote") == ["rule", "r2"]
-    assert g.figure_judge == "vote"
+    assert g.figure_judge == "rule" and g.agreement_judges == ["rule", "r2"]
+    config["analysis"] = {"judge": "vote"}
+    assert grid(config).figure_judge == "vote" and grid(config).agreement_judges == ["rule", "r2"]
     config["judges"]["vote"]["args"] = {"rule": "unanimous"}
     with pytest.raises(ConfigError, match=r"config\.judges\.vote\.args: .*'rule' must be one of"):
         grid(config).check_plugins()

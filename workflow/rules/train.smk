@@ -124,6 +124,8 @@ for _run, _r in GRID.training_runs.items():
 rule training_curves:
     input:
         summary="results/metrics/summary.csv",
+        # The thinks behind the reward-hacking diagnostics (think length, templated share, ...).
+        parsed=GRID.training_parsed(),
     output:
         curves=report(
             TRAINING_CURVES,
@@ -144,8 +146,10 @@ rule training_curves:
         "../../envs/plot.yaml"
     params:
         runs=as_json(GRID.training_axes()),
+        parsed_axes=as_json(GRID.training_parsed_axes()),
         judge=GRID.figure_judge,
         version=METRICS_VERSION,
     shell:
         "python -m cotprobe training-curves --summary {input.summary} --runs {params.runs:q}"
+        " --parsed-axes {params.parsed_axes:q}"
         " --out {output.curves} --figure {output.figure} --judge {params.judge} > {log} 2>&1"

@@ -10,6 +10,16 @@ variable holding the key come from the model's ``settings`` in config::
         path: qwen25vl                      # the served model name sent as ``model``
         settings: {base_url: "http://127.0.0.1:8000/v1", max_concurrency: 16}
 
+Reasoning models (``reasoning: true``; OpenAI's o3 / o4-mini) reject ``temperature`` and
+``top_p`` and count hidden reasoning in ``max_completion_tokens``: their requests carry
+``max_completion_tokens`` (the ``max_new_tokens`` setting) and ``reasoning_effort`` (when set)
+instead of ``temperature``, ``top_p`` and ``max_tokens``. ``chat_template_kwargs`` go to a vLLM
+server in the request body (e.g. ``{enable_thinking: false}`` for a Qwen3 judge).
+
+Failures: 429, 5xx, timeouts, connection errors and malformed bodies are retried; any other 4xx
+fails the request at once with the API's own message (a request the API rejects will not pass
+on a retry).
+
 Pre-fill delivery (``prefill_mode``):
 
 * ``continue`` (default): the pre-fill is a final assistant message, continued by the server
@@ -71,7 +81,8 @@ FALLBACK_INSTRUCTION = "\n\nBegin your response with exactly: {prefill}"
 DELIVERY_PREFILL, DELIVERY_FALLBACK, DELIVERY_IGNORED = "prefill", "fallback", "fallback_ignored"
 # Key sent to servers that need none (vLLM's convention); the openai client refuses an empty key.
 NO_KEY = "EMPTY"
-_RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
+_RETRY_STATUSES = frozenset({429})  # plus every 5xx
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
 _MASKED = re.compile(r"\S*\*{3,}\S*")  # "sk-ab***yz": a masked key as OpenAI quotes it
 
 
@@ -112,7 +123,7 @@ class OpenAIBackend(Backend):
             local server); a placeholder is sent.
         max_concurrency: Requests in flight at once.
         timeout: Seconds per request attempt.
-        max_retries: Retries after the first attempt, on 408/409/429/5xx, timeouts and connection
+        max_retries: Retries after the first attempt, on 429/5xx, timeouts and connection
             errors; other statuses fail at once.
         backoff: First retry delay in seconds; doubles per retry, times a random factor in
             [0.5, 1] (jitter). A Retry-After header (seconds or HTTP date) replaces it.
@@ -123,9 +134,13 @@ class OpenAIBackend(Backend):
         price_per_1k_input, price_per_1k_output: US dollars per 1000 prompt/completion tokens;
             ``cost_usd`` is recorded when both are set.
         image_format: ``PNG`` (lossless, default) or ``JPEG`` for the data URI of each image.
+        reasoning: A reasoning model (o3, o4-mini): see the module docstring.
+        reasoning_effort: ``minimal``, ``low``, ``medium`` or ``high`` (reasoning models only);
+            unset leaves the API's default.
+        chat_template_kwargs: Chat-template variables sent in each request body (vLLM servers).
     """
 
-    version = 1
+    version = 2
 
     def __init__(
         self,
@@ -143,6 +158,9 @@ class OpenAIBackend(Backend):
         price_per_1k_input: float | None = None,
         price_per_1k_output: float | None = None,
         image_format: str = "PNG",
+        reasoning: bool = False,
+        reasoning_effort: str | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__(
             path,
@@ -158,7 +176,16 @@ class OpenAIBackend(Backend):
             price_per_1k_input=price_per_1k_input,
             price_per_1k_output=price_per_1k_output,
             image_format=image_format,
+            reasoning=reasoning,
+            reasoning_effort=reasoning_effort,
+            chat_template_kwargs=chat_template_kwargs,
         )
+        if reasoning_effort is not None and (not reasoning or reasoning_effort not in REASONING_EFFORTS):
+            raise ValueError(
+                f"reasoning_effort {reasoning_effort!r}: needs reasoning: true and one of {REASONING_EFFORTS}"
+            )
+        if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
+            raise ValueError(f"chat_template_kwargs must be a mapping, got {chat_template_kwargs!r}")
         if prefill_mode not in PREFILL_MODES:
             raise ValueError(f"prefill_mode must be one of {PREFILL_MODES}, got {prefill_mode!r}")
         if int(max_concurrency) < 1 or int(max_retries) < 0 or int(top_logprobs) < 0:
@@ -178,6 +205,9 @@ class OpenAIBackend(Backend):
         self.top_logprobs = int(top_logprobs)
         self.prices = (price_per_1k_input, price_per_1k_output)
         self.image_format = image_format.upper()
+        self.reasoning = bool(reasoning)
+        self.reasoning_effort = reasoning_effort
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._openai = None
         self._client_lock = threading.Lock()
         self._images: dict[str, str] = {}
@@ -313,7 +343,29 @@ class OpenAIBackend(Backend):
         if assistant and not fallback:
             messages.append({"role": "assistant", "content": assistant})
             body["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        return self._with_template_kwargs(body)
+
+    def _with_template_kwargs(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.chat_template_kwargs:
+            body["extra_body"] = {
+                **body.get("extra_body", {}),
+                "chat_template_kwargs": self.chat_template_kwargs,
+            }
         return body
+
+    def _sampling_fields(self, s: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The request's sampling fields; a reasoning model gets only those it accepts."""
+        if self.reasoning:
+            out = {"max_completion_tokens": s["max_new_tokens"], "seed": seed}
+            if self.reasoning_effort is not None:
+                out["reasoning_effort"] = self.reasoning_effort
+            return out
+        return {
+            "temperature": s["temperature"],
+            "top_p": s["top_p"],
+            "max_tokens": s["max_new_tokens"],
+            "seed": seed,
+        }
 
     def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         price_in, price_out = self.prices
@@ -331,7 +383,8 @@ class OpenAIBackend(Backend):
         Prompts go out ``batch_size`` at a time (at most ``max_concurrency`` in flight), so a
         failure loses only the batch in flight; the CLI calls this once per batch and keeps
         what it wrote before. Prompt ``i`` is sent with ``seed + i``. Temperature, top_p,
-        max_tokens and seed are always sent, so no server-side default applies.
+        max_tokens and seed are always sent, so no server-side default applies (a reasoning model:
+        max_completion_tokens, seed and reasoning_effort).
         """
         s = check_sampling(sampling)
         fallback = self.prefill_mode == "fallback"
@@ -339,12 +392,7 @@ class OpenAIBackend(Backend):
         def one(item: tuple[int, Prompt]) -> Generation:
             i, prompt = item
             body = self._body(prompt, prompt.prefill, fallback=fallback)
-            body.update(
-                temperature=s["temperature"],
-                top_p=s["top_p"],
-                max_tokens=s["max_new_tokens"],
-                seed=seed + i,
-            )
+            body.update(self._sampling_fields(s, seed + i))
             reply = self._request(prompt.id, body)
             return self._record(prompt, reply, model_id, fallback)
 
@@ -359,14 +407,13 @@ class OpenAIBackend(Backend):
 
         def one(item: tuple[int, str]) -> Completion:
             i, text = item
-            body = {
-                "model": self.path,
-                "messages": [{"role": "user", "content": text}],
-                "temperature": sampling["temperature"],
-                "top_p": sampling["top_p"],
-                "max_tokens": sampling["max_new_tokens"],
-                "seed": seed + i,
-            }
+            body = self._with_template_kwargs(
+                {
+                    "model": self.path,
+                    "messages": [{"role": "user", "content": text}],
+                    **self._sampling_fields(sampling, seed + i),
+                }
+            )
             reply = self._request(f"text {i}", body)
             finish = "length" if reply.finish_reason == "length" else "stop"
             return Completion(reply.content, reply.prompt_tokens, reply.completion_tokens, finish)

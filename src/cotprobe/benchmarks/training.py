@@ -7,7 +7,9 @@ Kinds and what each drops:
 - ``sat`` (``array/SAT``): nothing. ``correct_answer`` is option text; the options are shown in a
   seeded shuffle (the card warns they are not randomised) and the letter follows. The known data
   bug "in the first frame" in answers is stripped (``meta.stripped_first_frame``). Rows with two
-  images keep the first as ``image`` and list all in ``meta.images``. The ``nv-njb/SAT`` repack
+  images (two frames) keep the first as ``image`` and list all in ``meta.images`` (the verl
+  backend sends them all) under ``multi_image: keep`` (default), or are dropped and counted
+  (``multi_image``) under ``multi_image: drop``. The ``nv-njb/SAT`` repack
   (``correct_answer_idx``) is read too.
 - ``pixmo-count`` (``allenai/pixmo-count``): nothing but unfetchable images under
   ``on_missing_image: skip``. There is no question: "How many {label} are in the image?"; the
@@ -53,9 +55,14 @@ class SAT(SourceBenchmark):
     """SAT, Spatial Aptitude Training (``array/SAT``); see the module docstring."""
 
     name = "sat"
-    version = 1
+    version = 2
     hub_ids = ("array/SAT",)
-    defaults = defaults(split="train")
+    defaults = defaults(split="train", multi_image="keep")
+
+    def check_args(self, args) -> None:
+        super().check_args(args)
+        if args["multi_image"] not in ("keep", "drop"):
+            raise self.arg_error("multi_image", "must be 'keep' or 'drop'")
 
     def keys(self, table: Table) -> list[Any]:
         questions = table.get_column("question")
@@ -79,11 +86,13 @@ class SAT(SourceBenchmark):
                 raise Contradiction(f"{where}: field 'correct_answer_idx': {idx!r} names no option")
             choices = Choices(texts, idx, [None] * len(texts))
         checked(choices, where, "answers")
+        images = image_list(row, "image_bytes", where)
+        if len(images) > 1 and self.args["multi_image"] == "drop":
+            raise Drop("multi_image")
         order = list(range(len(texts)))
         random.Random(rng_key).shuffle(order)
         qtype = str(row.get("question_type") or "")
         category = SAT_TYPES.get(qtype) or by_keywords(f"{qtype} {question}", SAT_KEYWORDS)
-        images = image_list(row, "image_bytes", where)
         return Item(
             question=question,
             choices=choices,

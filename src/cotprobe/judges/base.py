@@ -8,6 +8,7 @@ judge and live here, so a rule judge and an LLM judge classify alike.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 from cotprobe.io import InputError
@@ -73,6 +74,10 @@ class Judge(abc.ABC):
     def close(self) -> None:
         """Release what the judge loaded (a model-based judge's backend); a no-op here."""
 
+    def thinking(self) -> bool | None:
+        """The judge model's thinking mode, written into every verdict (None: no such switch)."""
+        return None
+
     @abc.abstractmethod
     def read_thinks(self, pairs: list[tuple[Prompt, Generation]]) -> list[ThinkReading]:
         """Read the option each think settles on; one reading per pair, in order.
@@ -97,7 +102,11 @@ class Judge(abc.ABC):
         pairs = self.pair(prompts, generations)
         readings = self.read_thinks(pairs)
         self.check_readings(pairs, readings)
-        return [build_verdict(judge_id, self.version, p, g, r) for (p, g), r in zip(pairs, readings)]
+        verdicts = [build_verdict(judge_id, self.version, p, g, r) for (p, g), r in zip(pairs, readings)]
+        thinking = self.thinking()
+        if thinking is not None:
+            verdicts = [dataclasses.replace(v, judge_thinking=thinking) for v in verdicts]
+        return verdicts
 
     def pair(self, prompts: list[Prompt], generations: list[Generation]) -> list[tuple[Prompt, Generation]]:
         """Pair each prompt with its generation by id, in the order of ``prompts``.

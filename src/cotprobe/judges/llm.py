@@ -13,6 +13,10 @@ that is not an option, or a line that contradicts itself (``think=B, agrees=YES`
 rather than a silent default. The raw reply is kept in the verdict (``judge_output``).
 A generation without a (non-empty) think is not sent: there is nothing to read.
 
+Qwen3's chat template thinks by default: a Qwen3 judge must set
+``settings.chat_template_kwargs.enable_thinking`` (true or false), and every verdict records it
+(``judge_thinking``).
+
 Light at import: the backend (and torch) load on the first ``read_thinks``.
 """
 
@@ -28,6 +32,8 @@ from typing import Any, ClassVar, NamedTuple
 from cotprobe.judges.base import Judge, ThinkReading
 from cotprobe.records import Generation, Prompt
 
+# Qwen3 checkpoints (Qwen/Qwen3-32B, a local copy named so): thinking mode must be set explicitly.
+QWEN3 = re.compile(r"qwen3(?![.\d])", re.IGNORECASE)
 SLOTS = frozenset({"question", "options", "think", "answer"})
 SAMPLING_DEFAULTS = {"max_new_tokens": 1024, "temperature": 0.0, "top_p": 1.0, "batch_size": 8}
 NO_ANSWER = "(no <answer> block)"
@@ -134,7 +140,7 @@ class LLMJudge(Judge):
         prompt: Name of the prompt template (``prompts/<name>.txt``).
     """
 
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     defaults: ClassVar[dict[str, Any]] = {
         "backend": "hf",
         "path": "",
@@ -153,6 +159,12 @@ class LLMJudge(Judge):
         if self.args["backend"] not in BACKENDS:
             raise ValueError(
                 f"LLMJudge: unknown backend {self.args['backend']!r} (known: {BACKENDS.names()})"
+            )
+        template_kwargs = self.args["settings"].get("chat_template_kwargs") or {}
+        if QWEN3.search(self.args["path"]) and not isinstance(template_kwargs.get("enable_thinking"), bool):
+            raise ValueError(
+                f"LLMJudge: {self.args['path']!r} is a Qwen3 model, whose chat template thinks unless told "
+                "not to: set settings.chat_template_kwargs.enable_thinking to true or false"
             )
         self.sampling = check_sampling({**SAMPLING_DEFAULTS, **self.args["sampling"]})
         self.template = load_template(self.args["prompt"])
@@ -187,6 +199,10 @@ class LLMJudge(Judge):
             else:
                 self._backend = cls(path=self.args["path"], **self.args["settings"])
         return self._backend
+
+    def thinking(self) -> bool | None:
+        value = (self.args["settings"].get("chat_template_kwargs") or {}).get("enable_thinking")
+        return value if isinstance(value, bool) else None
 
     def close(self) -> None:
         """Close the backend if one was loaded (a vLLM engine left open hangs the process's exit)."""

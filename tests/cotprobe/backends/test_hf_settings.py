@@ -240,3 +240,28 @@ def test_trust_remote_code_is_off_unless_set(tiny_model_dir, tmp_path):
     assert type(HF(str(model_dir), device="cpu").model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     trusted = HF(str(model_dir), device="cpu", trust_remote_code=True)
     assert type(trusted.model).__name__ == "RemoteModel"
+
+
+def test_the_papers_internvl3_runs_on_transformers_own_code():
+    """InternVL3-8B (the appendix model) is configured as its -hf repack, whose architecture
+    transformers implements: the hf backend's loader (AutoModelForImageTextToText) builds it
+    without the checkpoint's code, so trust_remote_code stays off, and no paper model sets it."""
+    from pathlib import Path
+
+    import yaml
+    from transformers import AutoModelForImageTextToText, InternVLConfig
+
+    paper = yaml.safe_load((Path(__file__).parents[3] / "config/paper.yaml").read_text())
+    spec = paper["models"]["internvl3-8b"]
+    assert spec["backend"] == "hf" and spec["path"] == "OpenGVLab/InternVL3-8B-hf"
+    assert not any(m.get("settings", {}).get("trust_remote_code") for m in paper["models"].values())
+    tiny = InternVLConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 28, "patch_size": 14},
+        text_config={"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 128},
+    )  # fmt: skip
+    assert tiny.model_type == "internvl"
+    model = AutoModelForImageTextToText.from_config(tiny)
+    assert type(model).__name__ == "InternVLForConditionalGeneration"
+    assert type(model).__module__.startswith("transformers.models.internvl.")

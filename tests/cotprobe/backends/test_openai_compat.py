@@ -488,3 +488,46 @@ def test_cli_keeps_finished_batches_when_a_request_fails(fake, make_prompt, tmp_
     resumed = [sample_of(b) for b in f.bodies[sent:] if "logprobs" not in b]
     assert sorted(resumed) == ["s2", "s3"]  # finished records were not asked again
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["s0", "s1", "s2", "s3"]
+
+
+def test_reasoning_models_get_no_temperature(fake, make_prompt):
+    """o3 / o4-mini: max_completion_tokens and reasoning_effort; no temperature, top_p or max_tokens."""
+    f = fake(lambda n, body: (200, {}, _completion()))
+    api = OpenAIBackend(
+        "o4-mini", base_url=f.url, prefill_mode="fallback", reasoning=True, reasoning_effort="high"
+    )
+    (gen,) = api.generate([make_prompt(0)], model_id="o4-mini", seed=3, sampling=GREEDY)
+    api.complete_texts(["judge this"], seed=0, sampling=GREEDY)
+    for body in f.bodies:
+        assert not {"temperature", "top_p", "max_tokens"} & set(body)
+        assert (body["max_completion_tokens"], body["reasoning_effort"]) == (6, "high")
+    assert f.bodies[0]["seed"] == 3 and gen.answer_letter == "A"
+    # Without an effort the API's default applies; an effort needs a reasoning model.
+    OpenAIBackend("o3", base_url=f.url, reasoning=True).generate(
+        [make_prompt(1)], model_id="o3", seed=0, sampling=GREEDY
+    )
+    assert "reasoning_effort" not in f.bodies[-1] and f.bodies[-1]["max_completion_tokens"] == 6
+    for bad in ({"reasoning_effort": "high"}, {"reasoning": True, "reasoning_effort": "max"}):
+        with pytest.raises(ValueError, match="reasoning_effort"):
+            OpenAIBackend("o3", base_url=f.url, **bad)
+
+
+def test_chat_template_kwargs_reach_the_server(fake, make_prompt):
+    f = fake(lambda n, body: (200, {}, _completion()))
+    api = OpenAIBackend("Qwen/Qwen3-32B", base_url=f.url, chat_template_kwargs={"enable_thinking": False})
+    api.complete_texts(["judge this"], seed=0, sampling=GREEDY)
+    api.generate([make_prompt(0, prefill="<think>")], model_id="q", seed=0, sampling=GREEDY)
+    assert [b["chat_template_kwargs"] for b in f.bodies] == [{"enable_thinking": False}] * 2
+    assert f.bodies[1]["continue_final_message"] is True  # merged with the continuation switches
+
+
+@pytest.mark.parametrize("status", [400, 404, 408, 409, 422])
+def test_a_4xx_other_than_429_fails_at_once_with_the_apis_message(fake, make_prompt, status):
+    message = "Unsupported parameter: 'temperature' is not supported with this model."
+    f = fake(lambda n, body: (status, {}, {"error": {"message": message, "type": "invalid_request_error"}}))
+    api = OpenAIBackend("o3", base_url=f.url, max_retries=3, **FAST)
+    with pytest.raises(
+        APIRequestError, match=rf"sample 's0'.*1 attempt\(s\): HTTP {status}: {re.escape(message)}"
+    ) as err:
+        api.generate([make_prompt(0)], model_id="o3", seed=0, sampling=GREEDY)
+    assert (err.value.status, err.value.attempts, len(f.bodies)) == (status, 1, 1)

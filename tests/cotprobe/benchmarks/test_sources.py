@@ -412,3 +412,17 @@ def test_option_parsers():
     assert [parse_letter(v) for v in ("(C)", "C", " b. ", "CC", None)] == ["C", "C", "B", None, None]
     q, opts = from_embedded("In which hand?\nA. left\nB. right", "dot")
     assert q == "In which hand?" and opts == [("A", "left"), ("B", "right")]
+
+
+def test_sat_two_frame_rows_are_kept_or_dropped_and_counted(tmp_path, sources):
+    kept = BENCHMARKS.get("sat")(**sources["sat"][1])
+    samples = kept.prepare(tmp_path / "keep")
+    assert sorted(len(s.meta.get("images", [s.image])) for s in samples) == [1, 2]
+    assert all(pathlib.Path(p).is_file() for s in samples for p in s.meta.get("images", []))
+    assert kept.report(samples)["dropped"] == {}
+    dropped = BENCHMARKS.get("sat")(**sources["sat"][1], multi_image="drop")
+    [only] = dropped.prepare(tmp_path / "drop")
+    assert "images" not in only.meta and only.category != "motion"
+    assert dropped.report([only])["dropped"] == {"multi_image": 1}
+    with pytest.raises(ValueError, match="multi_image"):
+        BENCHMARKS.get("sat")(**sources["sat"][1], multi_image="first")

@@ -161,3 +161,32 @@ def test_tiny_model_as_judge_gives_explicit_unparseable_verdicts(tiny_judge):
     # Greedy: the same question gets the same reply, in a batch of any size.
     again = tiny_judge.judge("tiny-llm", prompts[:1], gens[:1])
     assert again[0].judge_output == verdicts[0].judge_output
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"chat_template_kwargs": {}}, {"chat_template_kwargs": {"enable_thinking": "no"}}]
+)
+def test_a_qwen3_judge_must_set_its_thinking_mode(settings):
+    with pytest.raises(ValueError, match="Qwen3 model.*enable_thinking to true or false"):
+        LLMJudge(path="Qwen/Qwen3-32B", settings=settings)
+    judge = LLMJudge(path="Qwen/Qwen3-32B", settings={"chat_template_kwargs": {"enable_thinking": False}})
+    assert judge.thinking() is False
+    assert LLMJudge(path="Qwen/Qwen2.5-7B-Instruct").thinking() is None  # no switch to set
+
+
+def test_verdicts_record_the_judges_thinking_mode(tiny_model_dir):
+    from cotprobe.judges.rule import RuleJudge
+
+    judge = JUDGES.get("llm")(
+        backend="hf", path=str(tiny_model_dir), sampling={"max_new_tokens": 4, "batch_size": 2},
+        settings={"device": "cpu", "chat_template_kwargs": {"enable_thinking": True}},
+    )  # fmt: skip
+    prompts = [prompt(i) for i in range(2)]
+    gens = [
+        make_generation(p, model_id="tiny", completion=c, prompt_tokens=1, completion_tokens=1, seconds=0.0,
+                        finish_reason="stop")
+        for p, c in zip(prompts, [" so A.</think><answer>A</answer>", " no answer"])
+    ]  # fmt: skip
+    verdicts = judge.judge("j", prompts, gens)
+    assert [v.to_dict()["judge_thinking"] for v in verdicts] == [True, True]  # asked or not
+    assert [v.judge_thinking for v in RuleJudge().judge("rule", prompts, gens)] == [None, None]

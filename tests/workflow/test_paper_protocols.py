@@ -21,7 +21,8 @@ import source_fixtures as fx
 
 VARIANTS = ["base", "wrong_caption", "wrong_think", "wrong_caption_abstain", "wrong_think_abstain"]
 pytestmark = pytest.mark.slow
-DOWNSTREAM = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures", "all"}
+DOWNSTREAM = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures",
+              "sample_browser", "all"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -281,8 +281,9 @@ def test_generation_file_format(run, prompts):
             assert r["prompt_tokens"] > 16 and r["seconds"] > 0 and r["delivery"] == "prefill"
         logits = pl.read_parquet(run[key].with_suffix(".parquet"))
         assert logits.columns == ["id", "letters", "probs", "entropy", "p_correct", "p_target",
-                                  "argmax_letter", "answer_position", "missing_reason"]  # fmt: skip
+                                  "argmax_letter", "answer_position", "missing_reason", "letter_set"]  # fmt: skip
         assert logits["missing_reason"].is_null().all() and logits["id"].to_list() == [p.id for p in prompts]
+        assert logits["letter_set"].to_list() == ["options"] * len(prompts)
     assert not list(run["greedy"].parent.glob("*.part"))
 
 

@@ -135,6 +135,8 @@ def test_dag_build_imports_no_torch(configfile):
         "[g.model_spec(m) for m in g.models]; [g.bench_spec(b) for b in g.benchmarks];"
         "[g.variant_spec(v) for v in g.variants]; [g.judge_spec(j) for j in g.judges];"
         "[g.build_spec(m) for m in g.built_model_ids];"
+        "g.extractor = {'path': 'm', 'settings': {'base_url': 'http://127.0.0.1:1/v1'}};"
+        "g.check_plugins(); g.extractor_spec();"
         "heavy = [m for m in ('torch', 'transformers', 'vllm') if m in sys.modules];"
         "assert not heavy, heavy"
     )

@@ -164,9 +164,11 @@ class Extractor:
                 replies = complete(backend, texts, seed=0, sampling=self.sampling)
         except BackendError as err:
             # The backend names the request by its index among the texts sent; name the sample.
-            m = _SAMPLE.match(str(getattr(err, "sample_id", "")))
+            index = str(getattr(err, "sample_id", ""))
+            m = _SAMPLE.match(index)
             which = f" on sample {pairs[sent[int(m.group(1))]][0].id!r}" if m else ""
-            raise BackendError(f"{self.name} failed{which}: {err}") from None
+            why = str(err).removeprefix(f"sample {index!r}: ") if m else str(err)
+            raise BackendError(f"{self.name} failed{which}: {why}") from None
         for i, reply in zip(sent, replies):
             prompt, row = pairs[i]
             letter, why = parse_reply(reply.text, list(prompt.options), reply.finish_reason == "length")

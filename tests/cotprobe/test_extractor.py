@@ -142,8 +142,9 @@ def test_an_api_error_fails_with_a_message_naming_the_extractor_and_sample(cell)
     rows = [parse_record(p.id, g.text, p.options) for p, g in zip(prompts, gens)]
     server = FakeAPI(lambda n, body: (400, {}, {"error": {"message": "model not found"}}))
     try:
-        with pytest.raises(BackendError, match=r"LLM extractor fake-extractor \(extract_v1\) failed on sample 's1'.*"
-                                                r"model not found"):  # fmt: skip
+        with pytest.raises(BackendError, match=r"^LLM extractor fake-extractor \(extract_v1\) failed on sample 's1': "
+                                                r"chat completion at http://127\.0\.0\.1:\d+/v1 failed after 1 "
+                                                r"attempt\(s\): HTTP 400: model not found$"):  # fmt: skip
             Extractor(**_args(server.url, sampling={"batch_size": 1})).extract(list(zip(prompts, rows)))
     finally:
         server.close()

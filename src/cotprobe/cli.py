@@ -35,13 +35,13 @@ from cotprobe.threads import pin_threads
 log = logging.getLogger("cotprobe")
 
 
-def _spec(text: str) -> dict[str, Any]:
+def _spec(text: str, flag: str = "--spec") -> dict[str, Any]:
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InputError(f"--spec: not valid JSON ({err.msg})") from None
+        raise InputError(f"{flag}: not valid JSON ({err.msg})") from None
     if not isinstance(spec, dict):
-        raise InputError("--spec: expected a JSON object")
+        raise InputError(f"{flag}: expected a JSON object")
     return spec
 
 
@@ -344,6 +344,17 @@ def cmd_parse(args) -> None:
     if extra:
         raise InputError(f"{args.generations}: generation id {extra[0]!r} has no prompt in {args.prompts}")
     rows = [parse_record(p.id, generations[p.id].text, p.options) for p in prompts]
+    extractor_spec = None if args.extractor == "null" else _spec(args.extractor, "--extractor")
+    if extractor_spec:
+        from cotprobe.extractor import Extractor, is_sent
+
+        try:
+            extractor = Extractor.from_spec(extractor_spec)
+        except ValueError as err:
+            raise InputError(f"--extractor: {err}") from None
+        log.info("%s: %d answers the rules could not read go to the %s",
+                 args.out, sum(map(is_sent, rows)), extractor.name)  # fmt: skip
+        rows = extractor.extract(list(zip(prompts, rows)))
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.answer_rule] = counts.get(row.answer_rule, 0) + 1
@@ -651,6 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompts", required=True)
     s.add_argument("--generations", required=True)
     s.add_argument("--out", required=True, help="results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl")
+    s.add_argument(
+        "--extractor",
+        default="null",
+        help="JSON: the LLM extractor's spec for what the rules cannot read (null: off)",
+    )
     s.set_defaults(func=cmd_parse)
 
     s = sub.add_parser("ensemble", help="combine member judges' verdicts of one cell")

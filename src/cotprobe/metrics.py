@@ -38,7 +38,7 @@ import polars as pl
 
 from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
-from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES
+from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES, RULE_LLM
 from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE, original_item
 
 log = logging.getLogger("cotprobe.metrics")
@@ -711,7 +711,7 @@ def format_rules(counts: Mapping[str, int]) -> str | None:
 
     A rule this parser does not know (a parsed file of another version) comes last, by name.
     """
-    order = {r: i for i, r in enumerate((*ANSWER_RULES, *PARSE_FAILURES))}
+    order = {r: i for i, r in enumerate((*ANSWER_RULES, RULE_LLM, *PARSE_FAILURES))}
     ranked = sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
     return ", ".join(f"{rule} {n}" for rule, n in ranked if n) or None
 

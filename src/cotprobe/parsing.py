@@ -64,6 +64,8 @@ RULE_NO_ANSWER, RULE_EMPTY, RULE_AMBIGUOUS, RULE_NOT_OPTION, RULE_UNREAD = (
     "no_answer", "empty", "ambiguous", "not_an_option", "unread",
 )  # fmt: skip
 PARSE_FAILURES = (RULE_NO_ANSWER, RULE_EMPTY, RULE_AMBIGUOUS, RULE_NOT_OPTION, RULE_UNREAD)
+# The answer_rule of a letter read by the optional LLM extractor (cotprobe.extractor), never by these rules.
+RULE_LLM = "llm"
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

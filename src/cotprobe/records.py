@@ -186,8 +186,11 @@ class ParsedAnswer:
         parse_status: One of ``ok``, ``no_answer``, ``bad_answer``, ``no_think``.
         answer_rule: The rule that read the letter (``parsing.ANSWER_RULES``, e.g. ``bold``), else
             why none was read (``parsing.PARSE_FAILURES``, e.g. ``ambiguous``).
-        parse_reason: Why no letter was read, in words ("" when one was).
+        parse_reason: Why no letter was read, in words ("" when one was); for a letter read by the
+            optional LLM extractor (``answer_rule`` ``llm``), the extractor and what the rules found.
         parser_version: ``parsing.PARSER_VERSION`` of the parser that wrote the row.
+        extractor_output: The LLM extractor's raw reply on a row it was asked about (``cotprobe.extractor``),
+            else None.
     """
 
     id: str
@@ -198,6 +201,7 @@ class ParsedAnswer:
     answer_rule: str
     parse_reason: str
     parser_version: int
+    extractor_output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -183,6 +183,8 @@ class Grid:
     # agreement table compares (not part of the metrics' param: metrics cover every judge).
     primary_judge: str | None = None
     cross_check: list[str] | None = None
+    # The optional LLM answer extractor's args (cotprobe.extractor); None: off, the default.
+    extractor: dict[str, Any] | None = None
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
 
@@ -262,6 +264,7 @@ class Grid:
             analysis=_analysis(analysis, models),
             primary_judge=primary,
             cross_check=list(cross) if cross is not None else None,
+            extractor=dict(config["extractor"]) if config.get("extractor") else None,
         )
 
     def check_plugins(self) -> None:
@@ -303,6 +306,13 @@ class Grid:
                     reg.get(spec["kind"])(**spec["args"])
                 except (TypeError, ValueError) as err:
                     raise ConfigError(f"config.{section}.{pid}.args: {err}") from None
+        if self.extractor is not None:
+            from cotprobe.extractor import Extractor
+
+            try:
+                Extractor(**self.extractor)
+            except ValueError as err:
+                raise ConfigError(f"config.extractor: {err}") from None
 
     # ---- plugin versions (cheap: plugin modules import torch lazily) ----
     def _version(self, kind: str, name: str) -> int:
@@ -438,6 +448,15 @@ class Grid:
             for v in self.variants
             for s in self.seeds
         ]
+
+    def extractor_spec(self) -> dict[str, Any] | None:
+        """The parse rule's extractor param (``Extractor.spec``): None when the extractor is off, so
+        turning it on or changing it re-parses (and what reads the parsed files), never regenerates."""
+        if self.extractor is None:
+            return None
+        from cotprobe.extractor import Extractor
+
+        return Extractor.spec(self.extractor)
 
     def judge_spec(self, judge: str) -> dict[str, Any]:
         """The judge's config, its plugin version and what else identifies its verdicts.

@@ -123,6 +123,8 @@ def test_the_audit_counts_which_parsing_rule_read_each_answer(tmp_path):
     assert cells["answer_rules"].to_list() == [expected, expected]
     assert cells["unparsed"][0] == pytest.approx(2 / 8) and cells["accuracy"][0] == pytest.approx(3 / 8)
     assert metrics.format_rules({"letter": 0, "zz_new": 2, "bold": 1}) == "bold 1, zz_new 2"
+    # The LLM extractor's letters come after the rules' and before the failures.
+    assert metrics.format_rules({"unread": 1, "llm": 2, "bold": 1}) == "bold 1, llm 2, unread 1"
     assert metrics.format_rules({}) is None
 
 

@@ -135,6 +135,8 @@ def test_dag_build_imports_no_torch(configfile):
         "[g.model_spec(m) for m in g.models]; [g.bench_spec(b) for b in g.benchmarks];"
         "[g.variant_spec(v) for v in g.variants]; [g.judge_spec(j) for j in g.judges];"
         "[g.build_spec(m) for m in g.built_model_ids];"
+        "g.extractor = {'path': 'm', 'settings': {'base_url': 'http://127.0.0.1:1/v1'}};"
+        "g.check_plugins(); g.extractor_spec();"
         "heavy = [m for m in ('torch', 'transformers', 'vllm') if m in sys.modules];"
         "assert not heavy, heavy"
     )
@@ -404,3 +406,60 @@ def test_explicit_ensemble_defaults_to_every_judge_and_is_checked():
     config["judges"]["vote"]["args"] = {"rule": "unanimous"}
     with pytest.raises(ConfigError, match=r"config\.judges\.vote\.args: .*'rule' must be one of"):
         grid(config).check_plugins()
+
+
+EXTRACTOR = {"path": "gpt-x", "settings": {"base_url": "http://127.0.0.1:1/v1", "api_key_env": "SOME_KEY"}}
+
+
+def test_the_llm_extractor_is_off_by_default_and_its_spec_names_version_and_template():
+    from cotprobe.extractor import EXTRACTOR_VERSION, SLOTS
+    from cotprobe.judges.llm import load_template
+
+    assert grid().extractor is None and grid().extractor_spec() is None
+    config = {**copy.deepcopy(DEFAULT), "extractor": copy.deepcopy(EXTRACTOR)}
+    g = grid(config)
+    g.check_plugins()
+    spec = g.extractor_spec()
+    assert {k: spec[k] for k in ("backend", "path", "prompt", "version")} == {
+        "backend": "openai", "path": "gpt-x", "prompt": "extract_v1", "version": EXTRACTOR_VERSION,
+    }  # fmt: skip
+    assert spec["prompt_sha256"] == load_template("extract_v1", SLOTS).sha256 and spec["backend_version"] >= 1
+    # Only the parse rule takes it: every other rule's slice is the same as with the extractor off.
+    g0 = grid()
+    assert all(g.judge_spec(j) == g0.judge_spec(j) for j in g.judges)
+    assert all(g.model_spec(m) == g0.model_spec(m) for m in g.models)
+    config["extractor"]["sampling"] = {"max_new_tokens": 4}
+    assert grid(config).extractor_spec() != spec
+
+
+@pytest.mark.parametrize(
+    "extractor, expected",
+    [
+        (
+            {**EXTRACTOR, "backend": "hf"},
+            r"config\.extractor\.backend: unknown value 'hf'.*\(known: openai\)",
+        ),
+        ({"settings": {}}, r"config\.extractor: 'path' is a required property"),
+        (
+            {**EXTRACTOR, "sampling": {"max_tokens": 4}},
+            r"config\.extractor\.sampling: unknown key 'max_tokens'",
+        ),
+        ({**EXTRACTOR, "judge": "rule"}, r"config\.extractor: unknown key 'judge'"),
+    ],
+)
+def test_extractor_config_errors_name_the_bad_key(extractor, expected):
+    with pytest.raises(ConfigError, match=expected):
+        grid({**copy.deepcopy(DEFAULT), "extractor": extractor})
+
+
+@pytest.mark.parametrize(
+    "extractor, expected",
+    [
+        ({**EXTRACTOR, "settings": {"base_url": "http://x/v1", "max_retry": 1}},
+         r"config\.extractor: unknown setting 'max_retry'\. Did you mean 'max_retries'"),
+        ({**EXTRACTOR, "prompt": "consistency_v1"}, r"config\.extractor: prompt template 'consistency_v1' has slots"),
+    ],
+)  # fmt: skip
+def test_extractor_args_are_checked_before_any_job(extractor, expected):
+    with pytest.raises(ConfigError, match=expected):
+        grid({**copy.deepcopy(DEFAULT), "extractor": extractor}).check_plugins()

@@ -8,6 +8,7 @@ constant reaches the rules' params exactly as an edit of ``cotprobe.parsing`` wo
 import copy
 import importlib.util
 import json
+import shlex
 from pathlib import Path
 
 import polars as pl
@@ -19,7 +20,7 @@ from cotprobe.parsing import PARSER_VERSION
 _spec = importlib.util.spec_from_file_location("workflow_conftest", Path(__file__).with_name("conftest.py"))
 _conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_conftest)
-Study = _conftest.Study
+Study, dry_run_jobs = _conftest.Study, _conftest.dry_run_jobs
 
 VARIANTS = ["base", "wrong_think"]
 CONFIG = {
@@ -88,6 +89,28 @@ def test_a_parser_version_bump_reruns_parse_judge_and_metrics_never_generation(s
         f"results/verdicts/rule/{c}" for c in cells
     ]
     assert study.planned_jobs("dummy.yaml") == []  # the bump undone: up to date again
+
+
+def test_the_llm_extractor_reruns_parse_and_what_reads_it_never_generation_or_judges(study):
+    from cotprobe.extractor import Extractor
+
+    # Turned on (the server need not exist for a dry run), changed, then off again.
+    config = copy.deepcopy(CONFIG)
+    config["extractor"] = {"path": "extractor-model", "settings": {"base_url": "http://127.0.0.1:9/v1"}}
+    name = study.write_config("extractor.yaml", config)
+    proc = study.run("-n", "-p", "--configfile", name)
+    on, spec = dry_run_jobs(proc.stdout + proc.stderr), Extractor.spec(config["extractor"])
+    config["extractor"]["sampling"] = {"max_new_tokens": 4}
+    changed = study.planned_jobs(study.write_config("extractor_changed.yaml", config))
+    cells = [f"results/parsed/fake/shapes/{v}/seed0.jsonl" for v in VARIANTS]
+    for jobs in ([(j.rule, j.outputs[0] if j.outputs else "") for j in on], changed):
+        assert {r for r, _ in jobs} == PARSE_RULES - {"judge_completions"}
+        assert sorted(o for r, o in jobs if r == "parse_answers") == cells
+    # The parse command gets the extractor's whole spec, quoted intact.
+    for job in (j for j in on if j.rule == "parse_answers"):
+        argv = shlex.split(job.shell.split(" > ")[0])
+        assert json.loads(argv[argv.index("--extractor") + 1]) == spec
+    assert study.planned_jobs("dummy.yaml") == []  # off (absent) is what the study ran with
 
 
 def test_a_changed_generation_is_parsed_again(study):

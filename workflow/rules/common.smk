@@ -72,6 +72,10 @@ def training_data_spec(wildcards):
     return as_json(GRID.training_data_spec(wildcards.data))
 
 
+def extractor_spec(wildcards):
+    return as_json(GRID.extractor_spec())
+
+
 def judge_spec(wildcards):
     return as_json(GRID.judge_spec(wildcards.judge))
 

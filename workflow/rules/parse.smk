@@ -1,6 +1,7 @@
 # The answer letters of one cell's generations, read by the current parser (cotprobe.parsing).
 # Its version is a param here and on the judges, not on generation: a parser change re-reads the
-# answers (and reruns the verdicts and metrics) but never regenerates.
+# answers (and reruns the verdicts and metrics) but never regenerates. The optional LLM extractor
+# (config `extractor`, cotprobe.extractor) reads what the rules cannot; its spec is a param here only.
 rule parse_answers:
     input:
         prompts="results/prompts/{bench}/{variant}/seed{seed}.jsonl",
@@ -15,6 +16,7 @@ rule parse_answers:
         "../../envs/eval.yaml"
     params:
         parser=PARSER_VERSION,
+        extractor=extractor_spec,
     shell:
         "python -m cotprobe parse --prompts {input.prompts} --generations {input.generations}"
-        " --out {output.parsed} > {log} 2>&1"
+        " --extractor {params.extractor:q} --out {output.parsed} > {log} 2>&1"

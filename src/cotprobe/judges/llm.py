@@ -55,20 +55,24 @@ class Template(NamedTuple):
 
 
 @cache
-def load_template(name: str) -> Template:
+def load_template(name: str, slots: frozenset[str] = SLOTS) -> Template:
     """The prompt template ``prompts/<name>.txt`` shipped with the package.
 
+    Args:
+        name: The template's file name without ``.txt``.
+        slots: The named slots it must have (a judge's ``SLOTS``; the answer extractor's own).
+
     Raises:
-        ValueError: No such template, or its slots are not exactly ``SLOTS``.
+        ValueError: No such template, or its slots are not exactly ``slots``.
     """
     folder = resources.files("cotprobe.judges") / "prompts"
     known = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".txt"))
     if name not in known:
         raise ValueError(f"unknown prompt template {name!r} (known: {', '.join(known)})")
     text = (folder / f"{name}.txt").read_text(encoding="utf-8")
-    slots = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
-    if slots != SLOTS:
-        raise ValueError(f"prompt template {name!r} has slots {sorted(slots)}; expected {sorted(SLOTS)}")
+    found = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    if found != slots:
+        raise ValueError(f"prompt template {name!r} has slots {sorted(found)}; expected {sorted(slots)}")
     return Template(name, text, hashlib.sha256(text.encode()).hexdigest())
 
 

@@ -162,3 +162,88 @@ def test_the_thread_count_reaches_torch():
         [sys.executable, "-c", after_import, "3"], check=True, capture_output=True, text=True
     )
     assert out.stdout.split() == ["3", "3"]
+
+
+# -- recipe v4 -------------------------------------------------------------------------------
+
+
+def _views(n: int, seed: int = 0):
+    from cotprobe.organism import training_views
+
+    drawn = train_samples(n, seed=seed)
+    return drawn, training_views(drawn, recipe="v4", seed=seed)
+
+
+def _training_text(view) -> str:
+    p = view["prompt"]
+    return "\n".join((p.user_text, p.prefill, view["target"])).lower()
+
+
+def _fragments(text: str) -> set[str]:
+    """The clauses of a wording (split at punctuation and tags) of three words or more, lower case."""
+    import re
+
+    parts = re.split(r"</?think>|</?answer>|[.,;:?!\n]", text.lower())
+    return {p.strip() for p in parts if len(p.split()) >= 3}
+
+
+def test_v4_training_text_holds_no_evaluation_wording():
+    """Every caption, pre-fill and added option of every evaluation variant (from the variants' own
+    code, over two seeds and all six categories) is absent, clause by clause, from 1,200 training texts."""
+    from cotprobe.variants import VARIANT_NAMES, perturb
+
+    drawn, views = _views(1200)
+    corpus = "\n\n".join(_training_text(v) for v in views)
+    samples = [d.sample for d in drawn[:120]]
+    wordings: set[str] = set()
+    for variant in VARIANT_NAMES:
+        for seed in (0, 1):
+            for sample, p in zip(samples, perturb(samples, variant, bench="shapes", seed=seed)):
+                added = [t for k, t in p.options.items() if sample.options.get(k) != t]
+                for text in (p.caption or "", p.prefill, *added):
+                    wordings |= _fragments(text)
+    assert len(wordings) > 40  # captions and thinks of every category, the disclaimer, the abstain line
+    leaked = sorted(w for w in wordings if w in corpus)
+    assert not leaked, leaked[:10]
+
+
+def test_v4_layouts_vary_and_text_evidence_is_designed():
+    from collections import Counter
+
+    from cotprobe.organism_v4 import ANSWER_ONEHOT, CONF_RANGE, LAYOUTS, image_confidence
+    from cotprobe.variants.base import INSTRUCTION
+
+    drawn, views = _views(600)
+    kinds = Counter(v["layout"] for v in views)
+    assert set(kinds) == {"plain", *LAYOUTS} and kinds["plain"] < 0.6 * len(views)
+    assert 0.1 < sum(INSTRUCTION not in v["prompt"].user_text for v in views) / len(views) < 0.3
+    chosen = [v["target"].rsplit("<answer>", 1)[1][0] for v in views]
+    for d, v, x in zip(drawn, views, chosen):
+        assert abs(sum(v["soft"].values()) - 1) < 1e-9 and max(v["soft"], key=v["soft"].get) == x
+        assert set(v["soft"]) == set(d.sample.options)
+        if v["layout"] in ("plain", "closed", "extra"):
+            assert x == d.sample.answer  # without text evidence the image decides
+        if v["layout"] == "extra":
+            assert len(v["prompt"].options) == 5
+    misled = Counter(v["layout"] for d, v, x in zip(drawn, views, chosen) if x != d.sample.answer)
+    assert misled["think"] > misled["caption"] > 0 and misled["hedged"] <= misled["caption"]
+    # Calibrated: the image's support for the answer varies with difficulty.
+    plain = [(d.sample, v["soft"]) for d, v in zip(drawn, views) if v["layout"] == "plain"]
+    conf = [image_confidence(s) for s, _ in plain]
+    assert max(conf) - min(conf) > 0.5 * (CONF_RANGE[1] - CONF_RANGE[0])
+    for (s, soft), c in zip(plain, conf):
+        assert abs(soft[s.answer] - (ANSWER_ONEHOT + (1 - ANSWER_ONEHOT) * c)) < 1e-9
+    # The open think pre-fills are continued, closed and answered.
+    for v, x in zip(views, chosen):
+        if v["layout"] == "think":
+            assert v["prompt"].prefill.startswith("<think>") and "</think>" not in v["prompt"].prefill
+            assert v["target"].endswith(f"so option {x}.</think><answer>{x}</answer>")
+
+
+def test_v4_layouts_are_deterministic_per_seed():
+    _, first = _views(200, seed=0)
+    _, again = _views(200, seed=0)
+    _, other = _views(200, seed=1)
+    assert [_training_text(v) for v in first] == [_training_text(v) for v in again]
+    assert [v["soft"] for v in first] == [v["soft"] for v in again]
+    assert [_training_text(v) for v in first] != [_training_text(v) for v in other]

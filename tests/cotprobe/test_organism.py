@@ -11,7 +11,7 @@ from cotprobe.benchmarks.shapes import CATEGORIES, NUMBER_WORDS, Shapes
 from cotprobe.judges.rule import RuleJudge
 from cotprobe.organism import (
     HELD_OUT_ORDERS,
-    ORGANISM_VERSION,
+    RECIPE_VERSIONS,
     assistant_target,
     option_order,
     think_target,
@@ -119,7 +119,7 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert summary["final_loss"] < 0.6 * summary["initial_loss"]
     facts = json.loads((out / "cotprobe_model.json").read_text())
-    assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 150
+    assert facts["organism_version"] == RECIPE_VERSIONS["v3"] and facts["steps"] == 150
     assert facts["threads"] == 1 and facts["validation"] == summary["validation"]
     assert [row["step"] for row in facts["losses"]] == [50, 100, 150]
     assert not list(tmp_path.glob(".organism.*"))  # the temporary directory was renamed
@@ -247,3 +247,58 @@ def test_v4_layouts_are_deterministic_per_seed():
     assert [_training_text(v) for v in first] == [_training_text(v) for v in again]
     assert [v["soft"] for v in first] == [v["soft"] for v in again]
     assert [_training_text(v) for v in first] != [_training_text(v) for v in other]
+
+
+def _format_probability(model_dir, n: int = 12) -> float:
+    """Mean probability, teacher-forced on v4 training targets of val-split samples, of the format
+    tokens (think and answer tags, end of turn): how well the model keeps the output format, read
+    smoothly (greedy text of a short build is all or nothing)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cotprobe.organism import _collate, _encode_examples
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    tok = processor.tokenizer
+    tags = torch.tensor(
+        tok.convert_tokens_to_ids(["<think>", "</think>", "<answer>", "</answer>", tok.eos_token])
+    )
+    bench = Shapes(n=n, seed=0, split="val")
+    examples = _encode_examples(processor, [bench.draw(i, NOWHERE) for i in range(n)], recipe="v4")
+    probs = []
+    with torch.no_grad():
+        for e in examples:
+            batch = _collate([e], tok.pad_token_id)
+            labels = batch.pop("labels")[0, 1:]
+            logp = model(**batch).logits[0, :-1].log_softmax(-1)
+            at = torch.isin(labels, tags).nonzero().flatten()
+            probs += logp[at, labels[at]].exp().tolist()
+    return sum(probs) / len(probs)
+
+
+def test_short_v4_build_keeps_the_format_better_than_the_random_model(tiny_model_dir, tmp_path):
+    """A 150-step v4 build (1 thread): the format tokens' probability rises far above the random
+    model's (about 1/vocabulary), and the build records its recipe and version."""
+    out = tmp_path / "organism"
+    before = _format_probability(tiny_model_dir)
+    summary = warm_start(
+        tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, threads=1, log_every=50,
+        n_val=8, recipe="v4",
+    )  # fmt: skip
+    facts = json.loads((out / "cotprobe_model.json").read_text())
+    assert facts["recipe"] == "v4" and facts["organism_version"] == RECIPE_VERSIONS["v4"] == 4
+    assert summary["final_loss"] < 0.6 * summary["initial_loss"]
+    after = _format_probability(out)
+    assert before < 0.05 and after > 0.5, (before, after)
+
+
+def test_a_build_below_min_accuracy_retries_longer_then_fails_loudly(tiny_model_dir, tmp_path):
+    """A build that cannot reach ``min_accuracy`` (here 1.01) is retrained with 1.5x the steps, then
+    raises; nothing is saved."""
+    with pytest.raises(RuntimeError, match=r"did not learn.*\[4, 6\] steps"):
+        warm_start(
+            tiny_model_dir, tmp_path / "organism", steps=4, batch_size=2, n_train=8, threads=1, n_val=4,
+            recipe="v4", min_accuracy=1.01,
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir())

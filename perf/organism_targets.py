@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -69,12 +70,14 @@ def run(model_dir: Path, n: int, seeds: list[int], threads: int, variants: list[
 def interval(stat, n_items: int, rng: np.random.Generator) -> tuple[float, float, float]:
     """``stat(items)`` on all items and its 95 % percentile interval over item resamples."""
     full = stat(np.arange(n_items))
+    if full is None:
+        return float("nan"), float("nan"), float("nan")
     draws = []
     for _ in range(B):
         value = stat(rng.integers(0, n_items, n_items))
         if value is not None and np.isfinite(value):
             draws.append(value)
-    lo, hi = np.percentile(draws, [2.5, 97.5])
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"), float("nan"))
     return float(full), float(lo), float(hi)
 
 
@@ -93,7 +96,12 @@ def main() -> None:
     )
     variants = list(VARIANT_NAMES)
     t0 = time.perf_counter()
-    cells = run(args.model_dir, args.n, args.seeds, args.threads, variants)
+    saved = args.model_dir / f"targets-n{args.n}-seeds{'-'.join(map(str, args.seeds))}.pkl"
+    if saved.exists():  # answers of an earlier run of this script on this build
+        cells = pickle.loads(saved.read_bytes())
+    else:
+        cells = run(args.model_dir, args.n, args.seeds, args.threads, variants)
+        saved.write_bytes(pickle.dumps(cells))
     print(f"generated and scored in {time.perf_counter() - t0:.0f} s")
     seeds, n = args.seeds, args.n
     rng = np.random.default_rng(0)
@@ -134,7 +142,7 @@ def main() -> None:
                 "lo": lo,
                 "hi": hi,
                 "goal": target,
-                "met": bool(met(est, lo, hi)),
+                "met": None if met(est, lo, hi) is None else bool(met(est, lo, hi)),
             }
         )
 
@@ -166,7 +174,7 @@ def main() -> None:
             ">= 0.70, lo > 0.5",
             lambda e, lo, hi: e >= 0.70 and lo > 0.5,
         )
-        add(f"AUROC -H -> correct under {v}", auroc(v, "entropy", -1.0), "(reported)", lambda e, lo, hi: True)
+        add(f"AUROC -H -> correct under {v}", auroc(v, "entropy", -1.0), "(reported)", lambda e, lo, hi: None)
     for v in variants:
         rows.append(
             {

@@ -43,7 +43,12 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.records import Sample
 from cotprobe.variants import perturb
 
-ORGANISM_VERSION = 3
+ORGANISM_VERSION = 4
+# The training recipes: ``v3`` the plain base layout with hard targets, ``v4`` varied layouts, text
+# evidence and soft answer letters (``cotprobe.organism_v4``). A build's cache key carries its
+# recipe's version, so a change to one recipe reruns only the builds that use it.
+RECIPE_VERSIONS = {"v3": 3, "v4": 4}
+RECIPES = tuple(RECIPE_VERSIONS)
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +64,14 @@ _SEEN = {
     "largest": "In the image, the largest is {text}; largest: {text}.",
     "count": "The number of shapes in the image is {text}; number: {text}.",
 }
+# Recipe v4's: the count sentence of v3 is the evaluation's count caption, which v4 never trains on.
+_SEEN_V4 = {**_SEEN, "count": "In the image, the number is {text}; number: {text}."}
 _AXIS = {"left": 0, "right": 0, "above": 1, "below": 1}
 _LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
 _WARMUP = 0.05  # fraction of the steps spent warming up linearly
 
 
-def think_target(sample: Sample) -> str:
+def think_target(sample: Sample, chosen: str | None = None, *, recipe: str = "v3") -> str:
     """The templated reasoning for one sample (without tags).
 
     Names what is seen (for the spatial categories the colours of the two extreme shapes along
@@ -72,18 +79,26 @@ def think_target(sample: Sample) -> str:
     of shapes), re-copies the option lines ``A. text`` in order up to the matching option, then
     ``so option X.``.
 
+    ``chosen`` (default the answer) is the option the think settles on; when it is not the answer
+    (text misled the model), the think states its text where the image's would be.
+
     Raises:
         ValueError: For a category without a template.
     """
-    if sample.category not in _SEEN:
+    seen = _SEEN_V4 if recipe == "v4" else _SEEN
+    if sample.category not in seen:
         raise ValueError(f"sample {sample.id!r}: no think template for category {sample.category!r}")
-    text = sample.options[sample.answer]
-    lines = [_SEEN[sample.category].format(text=text, **_extremes(sample))]
+    chosen = chosen or sample.answer
+    text = sample.options[chosen]
+    extremes = _extremes(sample)
+    if extremes and chosen != sample.answer:
+        extremes["first" if sample.category in ("left", "above") else "last"] = text
+    lines = [seen[sample.category].format(text=text, **extremes)]
     for letter, option in sample.options.items():
         lines.append(f"{letter}. {option}")
-        if letter == sample.answer:
+        if letter == chosen:
             break
-    lines.append(f"so option {sample.answer}.")
+    lines.append(f"so option {chosen}.")
     return "\n".join(lines)
 
 
@@ -162,26 +177,90 @@ def train_samples(
     return out
 
 
-def _encode_examples(processor, drawn: list) -> list[dict[str, Any]]:
+def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[dict[str, Any]]:
+    """What each training sample is shown and taught, as text (no tokens, no images).
+
+    Returns:
+        Per sample: ``prompt`` (the Prompt rendered, its ``prefill`` included), ``target`` (the
+        assistant text after the pre-fill, without the end of turn), ``soft`` (letter ->
+        probability of the answer letter's soft target; None for a hard target), ``layout``
+        (``plain`` for ``v3``).
+    """
+    if recipe not in RECIPE_VERSIONS:
+        raise ValueError(f"unknown organism recipe {recipe!r} (known: {', '.join(RECIPES)})")
+    samples = [d.sample for d in drawn]
+    prompts = perturb(samples, "base", bench="shapes", seed=0)
+    if recipe == "v3":
+        return [
+            {"prompt": p, "target": assistant_target(s), "soft": None, "layout": "plain"}
+            for s, p in zip(samples, prompts)
+        ]
+    from dataclasses import replace
+
+    from cotprobe.organism_v4 import answer_target, extra_letter, layout_for, posterior, second_look
+    from cotprobe.variants import render_user_text
+    from cotprobe.variants.base import INSTRUCTION
+
+    views = []
+    for sample, prompt in zip(samples, prompts):
+        lay = layout_for(sample, seed)
+        options = dict(sample.options)
+        if lay.kind == "extra":
+            options[extra_letter(sample)] = lay.wording
+        caption = lay.wording if lay.kind in ("caption", "hedged") else None
+        user_text = render_user_text(sample.question, options, caption)
+        if lay.instruction:
+            user_text = user_text.replace(INSTRUCTION, lay.instruction)
+        prefill = lay.wording if lay.kind in ("think", "closed") else ""
+        post = posterior(sample, lay)
+        chosen = max(post, key=lambda x: (post[x], x == sample.answer))
+        answer = f"<answer>{chosen}</answer>"
+        if lay.kind == "think":
+            again = second_look(sample, chosen) if chosen != lay.asserted else ""
+            target = f"{again}\nso option {chosen}.</think>{answer}"
+        elif lay.kind == "closed":
+            target = answer
+        else:
+            target = f"<think>{think_target(sample, chosen, recipe='v4')}</think>{answer}"
+        views.append(
+            {
+                "prompt": replace(
+                    prompt, options=options, user_text=user_text, prefill=prefill, caption=caption
+                ),
+                "target": target,
+                "soft": answer_target(post, chosen),
+                "layout": lay.kind,
+            }
+        )
+    return views
+
+
+def _encode_examples(processor, drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[dict[str, Any]]:
     """Render each sample as the evaluation does and tokenise prompt + target once.
 
-    Labels are -100 on the prompt, so the loss covers the assistant tokens only (think, answer and
-    the end of turn).
+    Labels are -100 on the prompt (and its pre-fill), so the loss covers the assistant tokens the
+    model writes (think, answer and the end of turn). With a soft answer target, ``soft`` holds the
+    answer letter's position and ``(token id, probability)`` pairs.
     """
     import torch
 
     from cotprobe.backends.base import build_messages
 
     end = processor.tokenizer.eos_token
-    samples = [d.sample for d in drawn]
-    prompts = perturb(samples, "base", bench="shapes", seed=0)
+    answer_tag = processor.tokenizer.convert_tokens_to_ids("<answer>")
     examples = []
-    for d, prompt in zip(drawn, prompts):
+    for d, view in zip(drawn, training_views(drawn, recipe=recipe, seed=seed)):
+        prompt = view["prompt"]
         image = d.image.convert("RGB")
-        head = processor.apply_chat_template(
-            build_messages(prompt, image), tokenize=False, add_generation_prompt=True
-        )
-        enc = processor(text=[head + assistant_target(d.sample) + end], images=[image], return_tensors="pt")
+        if prompt.prefill:
+            head = processor.apply_chat_template(
+                build_messages(prompt, image), tokenize=False, continue_final_message=True
+            )
+        else:
+            head = processor.apply_chat_template(
+                build_messages(prompt, image), tokenize=False, add_generation_prompt=True
+            )
+        enc = processor(text=[head + view["target"] + end], images=[image], return_tensors="pt")
         head_ids = processor(text=[head], images=[image], return_tensors="pt")["input_ids"][0]
         ids = enc["input_ids"][0]
         n_head = len(head_ids)
@@ -191,10 +270,19 @@ def _encode_examples(processor, drawn: list) -> list[dict[str, Any]]:
             )
         labels = ids.clone()
         labels[:n_head] = -100
+        soft = None
+        if view["soft"] is not None:
+            at = (ids == answer_tag).nonzero().flatten()
+            pos = int(at[-1]) + 1
+            pairs = [(processor.tokenizer.convert_tokens_to_ids(x), p) for x, p in view["soft"].items()]
+            if int(ids[pos]) not in {t for t, _ in pairs}:
+                raise ValueError(f"sample {d.sample.id!r}: the answer letter is not one token after <answer>")
+            soft = (pos, pairs)
         examples.append(
             {
                 "input_ids": ids,
                 "labels": labels,
+                "soft": soft,
                 "mm_token_type_ids": enc["mm_token_type_ids"][0] if "mm_token_type_ids" in enc else None,
                 # Half precision halves the cache (64 patches x 1176 values per 112 px image).
                 "pixel_values": enc["pixel_values"].to(torch.float16),
@@ -271,6 +359,8 @@ def warm_start(
     categories: Sequence[str] | None = None,
     exclude_orders: Collection[tuple[int, ...]] = (),
     n_val: int = 48,
+    recipe: str = "v3",
+    min_accuracy: float = 0.0,
 ) -> dict[str, Any]:
     """Supervised warm start of a saved model on ``n_train`` shapes train samples.
 
@@ -296,6 +386,13 @@ def warm_start(
         exclude_orders: Option orders (see ``option_order``) left out of training.
         n_val: Samples of the ``val`` split the saved model answers (``validate``); the numbers
             are logged and stored as ``validation`` in ``cotprobe_model.json``. 0: skip.
+        recipe: ``v3`` (plain layout, hard targets) or ``v4`` (``cotprobe.organism_v4``).
+        min_accuracy: A build whose validation accuracy is below this did not learn: it is
+            retrained once from the start with 1.5 times the steps, and if that is still below,
+            the build fails (nothing is saved). 0: no check.
+
+    Raises:
+        RuntimeError: When the retried build is still below ``min_accuracy``.
 
     Returns:
         ``initial_loss``, ``final_loss`` (means over the first and last ``log_every`` steps),
@@ -307,74 +404,114 @@ def warm_start(
 
     t_start = time.perf_counter()
     base_dir, out_dir = Path(base_dir), Path(out_dir)
+    if recipe not in RECIPE_VERSIONS:
+        raise ValueError(f"unknown organism recipe {recipe!r} (known: {', '.join(RECIPES)})")
+    if min_accuracy and not n_val:
+        raise ValueError("min_accuracy needs a validation split (n_val > 0)")
     old_threads = torch.get_num_threads()
     # Explicit, and recorded: the thread count changes the order of reductions, so the trajectory.
     threads = threads or old_threads
-    torch.set_num_threads(threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            processor = AutoProcessor.from_pretrained(base_dir)
-            model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
-            examples = _encode_examples(
-                processor,
-                train_samples(n_train, seed=seed, categories=categories, exclude_orders=exclude_orders),
-            )
-            t_data = time.perf_counter()
-            log.info("encoded %d examples in %.1f s", len(examples), t_data - t_start)
-            losses, train_seconds = _train(
-                model,
-                examples,
-                pad_id=processor.tokenizer.pad_token_id,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                vision_lr_scale=vision_lr_scale,
-                seed=seed,
-                log_every=log_every,
-            )
-    finally:
-        torch.set_num_threads(old_threads)
-    summary = {
-        "initial_loss": losses[0][1],
-        "final_loss": losses[-1][1],
+    attempts: list[dict[str, Any]] = []
+    schedule = [steps, round(steps * 1.5)] if min_accuracy else [steps]
+    for attempt, n_steps in enumerate(schedule):
+        torch.set_num_threads(threads)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                processor = AutoProcessor.from_pretrained(base_dir)
+                model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+                examples = _encode_examples(
+                    processor,
+                    train_samples(n_train, seed=seed, categories=categories, exclude_orders=exclude_orders),
+                    recipe=recipe,
+                    seed=seed,
+                )
+                log.info("encoded %d examples in %.1f s", len(examples), time.perf_counter() - t_start)
+                losses, train_seconds = _train(
+                    model,
+                    examples,
+                    pad_id=processor.tokenizer.pad_token_id,
+                    steps=n_steps,
+                    batch_size=batch_size,
+                    lr=lr,
+                    vision_lr_scale=vision_lr_scale,
+                    seed=seed,
+                    log_every=log_every,
+                )
+        finally:
+            torch.set_num_threads(old_threads)
+        facts = {
+            "builder": "cotprobe.organism.warm_start",
+            "organism_version": RECIPE_VERSIONS[recipe],
+            "recipe": recipe,
+            "base": json.loads((base_dir / "cotprobe_model.json").read_text())
+            if (base_dir / "cotprobe_model.json").exists()
+            else None,
+            "steps": n_steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "vision_lr_scale": vision_lr_scale,
+            "n_train": n_train,
+            "seed": seed,
+            "threads": threads,
+            "categories": list(categories) if categories else None,
+            "exclude_orders": sorted(list(o) for o in exclude_orders),
+            "min_accuracy": min_accuracy,
+            "losses": [{"step": step, "loss": loss} for step, loss in losses],
+            "initial_loss": losses[0][1],
+            "final_loss": losses[-1][1],
+            "train_seconds": round(train_seconds, 2),
+            "torch": torch.__version__,
+            "validation": {},
+            "attempts": attempts,
+        }
+
+        def check(saved: Path, facts=facts) -> None:
+            if n_val:
+                facts["validation"] = validate(saved, n=n_val, seed=seed, threads=threads, recipe=recipe)
+                log.info("validation (%d val-split samples, greedy): %s", n_val, facts["validation"])
+            if min_accuracy and facts["validation"]["accuracy"] < min_accuracy:
+                raise _NotLearned(facts["validation"]["accuracy"])
+
+        try:
+            facts["seconds"] = round(time.perf_counter() - t_start, 2)
+            _save(model, processor, facts, out_dir, check=check)
+            break
+        except _NotLearned as e:
+            attempts.append({"steps": n_steps, "validation": facts["validation"]})
+            log.warning(
+                "attempt %d (%d steps): validation accuracy %.3f < min_accuracy %.3f",
+                attempt + 1, n_steps, e.accuracy, min_accuracy,
+            )  # fmt: skip
+    else:
+        raise RuntimeError(
+            f"the organism did not learn: validation accuracy {[a['validation']['accuracy'] for a in attempts]} "
+            f"after {[a['steps'] for a in attempts]} steps, below min_accuracy {min_accuracy} "
+            f"(recipe {recipe}, seed {seed}); nothing was saved"
+        )
+    return {
+        "initial_loss": facts["initial_loss"],
+        "final_loss": facts["final_loss"],
         "seconds": round(time.perf_counter() - t_start, 2),
-        "train_seconds": round(train_seconds, 2),
+        "train_seconds": facts["train_seconds"],
         "n_train": n_train,
-        "steps": steps,
+        "steps": n_steps,
+        "validation": facts["validation"],
+        "attempts": len(attempts) + 1,
     }
-    facts = {
-        "builder": "cotprobe.organism.warm_start",
-        "organism_version": ORGANISM_VERSION,
-        "base": json.loads((base_dir / "cotprobe_model.json").read_text())
-        if (base_dir / "cotprobe_model.json").exists()
-        else None,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "vision_lr_scale": vision_lr_scale,
-        "n_train": n_train,
-        "seed": seed,
-        "threads": threads,
-        "categories": list(categories) if categories else None,
-        "exclude_orders": sorted(list(o) for o in exclude_orders),
-        "losses": [{"step": step, "loss": loss} for step, loss in losses],
-        **{k: summary[k] for k in ("initial_loss", "final_loss", "seconds", "train_seconds")},
-        "torch": torch.__version__,
-    }
-    facts["validation"] = {}
-
-    def check(saved: Path) -> None:
-        if n_val:
-            facts["validation"] = validate(saved, n=n_val, seed=seed, threads=threads)
-            log.info("validation (%d val-split samples, greedy): %s", n_val, facts["validation"])
-
-    _save(model, processor, facts, out_dir, check=check)
-    summary["validation"] = facts["validation"]
-    return summary
 
 
-def validate(model_dir: Path, *, n: int, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+class _NotLearned(Exception):
+    """A build's validation accuracy fell below ``min_accuracy``."""
+
+    def __init__(self, accuracy: float) -> None:
+        super().__init__(accuracy)
+        self.accuracy = accuracy
+
+
+def validate(
+    model_dir: Path, *, n: int, seed: int = 0, threads: int | None = None, recipe: str = "v3"
+) -> dict[str, Any]:
     """How well a built organism does on ``n`` samples of the ``val`` split (base prompt, greedy).
 
     The split never overlaps training or evaluation, so these are the build's own numbers: a user
@@ -401,7 +538,9 @@ def validate(model_dir: Path, *, n: int, seed: int = 0, threads: int | None = No
         sampling = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
         gens = backend.generate(prompts, model_id="organism", seed=0, sampling=sampling)
     drawn = Shapes(n=n, seed=seed, split="val")
-    loss = target_loss(backend.model, backend.processor, [drawn.draw(i, Path("memory")) for i in range(n)])
+    loss = target_loss(
+        backend.model, backend.processor, [drawn.draw(i, Path("memory")) for i in range(n)], recipe=recipe
+    )
     judge = RuleJudge()
     correct = [g.answer_letter == s.answer for s, g in zip(samples, gens)]
     settled = [judge.settle(g.think, p.options).letter for p, g in zip(prompts, gens)]
@@ -419,11 +558,14 @@ def validate(model_dir: Path, *, n: int, seed: int = 0, threads: int | None = No
     }
 
 
-def target_loss(model, processor, drawn: list) -> float:
-    """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``."""
+def target_loss(model, processor, drawn: list, *, recipe: str = "v3") -> float:
+    """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``.
+
+    With soft answer targets (v4) the answer letter counts as its most likely letter.
+    """
     import torch
 
-    examples = _encode_examples(processor, drawn)
+    examples = _encode_examples(processor, drawn, recipe=recipe)
     total, tokens = 0.0, 0
     with torch.no_grad():
         for e in examples:
@@ -465,8 +607,9 @@ def _train(
                 order = list(range(len(examples)))
                 rng.shuffle(order)
             batch_ids.append(order.pop())
-        batch = _collate([examples[i] for i in batch_ids], pad_id)
-        loss = model(**batch).loss
+        chosen = [examples[i] for i in batch_ids]
+        batch = _collate(chosen, pad_id)
+        loss = _soft_loss(model, batch, chosen) if chosen[0]["soft"] is not None else model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -480,6 +623,27 @@ def _train(
             window = []
     model.eval()
     return losses, time.perf_counter() - t0
+
+
+def _soft_loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):
+    """Mean per-token cross-entropy, the answer letter against its soft target instead of its token."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1].float()
+    labels = labels[:, 1:].clone()
+    rows, cols, targets = [], [], torch.zeros(len(examples), logits.shape[-1])
+    for i, e in enumerate(examples):
+        pos, pairs = e["soft"]
+        labels[i, pos - 1] = -100
+        rows.append(i)
+        cols.append(pos - 1)
+        for token, p in pairs:
+            targets[i, token] = p
+    hard = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
+    soft = -(targets * F.log_softmax(logits[rows, cols], dim=-1)).sum()
+    return (hard + soft) / (int((labels != -100).sum()) + len(rows))
 
 
 def _save(model, processor, facts: dict[str, Any], out_dir: Path, check=None) -> None:

@@ -367,9 +367,9 @@ class Grid:
 
         spec = {**self.models[model].build, "version": TINY_MODEL_VERSION}
         if "warm_start" in spec:
-            from cotprobe.organism import ORGANISM_VERSION
+            from cotprobe.organism import RECIPE_VERSIONS
 
-            spec["warm_start_version"] = ORGANISM_VERSION
+            spec["warm_start_version"] = RECIPE_VERSIONS[spec["warm_start"].get("recipe", "v3")]
         return spec
 
     def training_data_spec(self, data: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from cotprobe.benchmarks.shapes import CATEGORIES, NUMBER_WORDS, Shapes
 from cotprobe.judges.rule import RuleJudge
 from cotprobe.organism import (
     HELD_OUT_ORDERS,
-    ORGANISM_VERSION,
+    RECIPE_VERSIONS,
     assistant_target,
     option_order,
     think_target,
@@ -119,7 +119,7 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert summary["final_loss"] < 0.6 * summary["initial_loss"]
     facts = json.loads((out / "cotprobe_model.json").read_text())
-    assert facts["organism_version"] == ORGANISM_VERSION and facts["steps"] == 150
+    assert facts["organism_version"] == RECIPE_VERSIONS["v3"] and facts["steps"] == 150
     assert facts["threads"] == 1 and facts["validation"] == summary["validation"]
     assert [row["step"] for row in facts["losses"]] == [50, 100, 150]
     assert not list(tmp_path.glob(".organism.*"))  # the temporary directory was renamed
@@ -162,3 +162,143 @@ def test_the_thread_count_reaches_torch():
         [sys.executable, "-c", after_import, "3"], check=True, capture_output=True, text=True
     )
     assert out.stdout.split() == ["3", "3"]
+
+
+# -- recipe v4 -------------------------------------------------------------------------------
+
+
+def _views(n: int, seed: int = 0):
+    from cotprobe.organism import training_views
+
+    drawn = train_samples(n, seed=seed)
+    return drawn, training_views(drawn, recipe="v4", seed=seed)
+
+
+def _training_text(view) -> str:
+    p = view["prompt"]
+    return "\n".join((p.user_text, p.prefill, view["target"])).lower()
+
+
+def _fragments(text: str) -> set[str]:
+    """The clauses of a wording (split at punctuation and tags) of three words or more, lower case."""
+    import re
+
+    parts = re.split(r"</?think>|</?answer>|[.,;:?!\n]", text.lower())
+    return {p.strip() for p in parts if len(p.split()) >= 3}
+
+
+def test_v4_training_text_holds_no_evaluation_wording():
+    """Every caption, pre-fill and added option of every evaluation variant (from the variants' own
+    code, over two seeds and all six categories) is absent, clause by clause, from 1,200 training texts."""
+    from cotprobe.variants import VARIANT_NAMES, perturb
+
+    drawn, views = _views(1200)
+    corpus = "\n\n".join(_training_text(v) for v in views)
+    samples = [d.sample for d in drawn[:120]]
+    wordings: set[str] = set()
+    for variant in VARIANT_NAMES:
+        for seed in (0, 1):
+            for sample, p in zip(samples, perturb(samples, variant, bench="shapes", seed=seed)):
+                added = [t for k, t in p.options.items() if sample.options.get(k) != t]
+                for text in (p.caption or "", p.prefill, *added):
+                    wordings |= _fragments(text)
+    assert len(wordings) > 40  # captions and thinks of every category, the disclaimer, the abstain line
+    leaked = sorted(w for w in wordings if w in corpus)
+    assert not leaked, leaked[:10]
+
+
+def test_v4_layouts_vary_and_text_evidence_is_designed():
+    from collections import Counter
+
+    from cotprobe.organism_v4 import ANSWER_ONEHOT, CONF_RANGE, LAYOUTS, image_confidence
+    from cotprobe.variants.base import INSTRUCTION
+
+    drawn, views = _views(600)
+    kinds = Counter(v["layout"] for v in views)
+    assert set(kinds) == {"plain", *LAYOUTS} and kinds["plain"] < 0.6 * len(views)
+    assert 0.1 < sum(INSTRUCTION not in v["prompt"].user_text for v in views) / len(views) < 0.3
+    chosen = [v["target"].rsplit("<answer>", 1)[1][0] for v in views]
+    for d, v, x in zip(drawn, views, chosen):
+        assert abs(sum(v["soft"].values()) - 1) < 1e-9 and max(v["soft"], key=v["soft"].get) == x
+        assert set(v["soft"]) == set(d.sample.options)
+        if v["layout"] in ("plain", "closed", "extra"):
+            assert x == d.sample.answer  # without text evidence the image decides
+        if v["layout"] == "extra":
+            assert len(v["prompt"].options) == 5
+    misled = Counter(v["layout"] for d, v, x in zip(drawn, views, chosen) if x != d.sample.answer)
+    assert misled["think"] > misled["caption"] > 0 and misled["hedged"] <= misled["caption"]
+    # Calibrated: the image's support for the answer varies with difficulty.
+    plain = [(d.sample, v["soft"]) for d, v in zip(drawn, views) if v["layout"] == "plain"]
+    conf = [image_confidence(s) for s, _ in plain]
+    assert max(conf) - min(conf) > 0.5 * (CONF_RANGE[1] - CONF_RANGE[0])
+    for (s, soft), c in zip(plain, conf):
+        assert abs(soft[s.answer] - (ANSWER_ONEHOT + (1 - ANSWER_ONEHOT) * c)) < 1e-9
+    # The open think pre-fills are continued, closed and answered.
+    for v, x in zip(views, chosen):
+        if v["layout"] == "think":
+            assert v["prompt"].prefill.startswith("<think>") and "</think>" not in v["prompt"].prefill
+            assert v["target"].endswith(f"so option {x}.</think><answer>{x}</answer>")
+
+
+def test_v4_layouts_are_deterministic_per_seed():
+    _, first = _views(200, seed=0)
+    _, again = _views(200, seed=0)
+    _, other = _views(200, seed=1)
+    assert [_training_text(v) for v in first] == [_training_text(v) for v in again]
+    assert [v["soft"] for v in first] == [v["soft"] for v in again]
+    assert [_training_text(v) for v in first] != [_training_text(v) for v in other]
+
+
+def _format_probability(model_dir, n: int = 12) -> float:
+    """Mean probability, teacher-forced on v4 training targets of val-split samples, of the format
+    tokens (think and answer tags, end of turn): how well the model keeps the output format, read
+    smoothly (greedy text of a short build is all or nothing)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cotprobe.organism import _collate, _encode_examples
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    tok = processor.tokenizer
+    tags = torch.tensor(
+        tok.convert_tokens_to_ids(["<think>", "</think>", "<answer>", "</answer>", tok.eos_token])
+    )
+    bench = Shapes(n=n, seed=0, split="val")
+    examples = _encode_examples(processor, [bench.draw(i, NOWHERE) for i in range(n)], recipe="v4")
+    probs = []
+    with torch.no_grad():
+        for e in examples:
+            batch = _collate([e], tok.pad_token_id)
+            labels = batch.pop("labels")[0, 1:]
+            logp = model(**batch).logits[0, :-1].log_softmax(-1)
+            at = torch.isin(labels, tags).nonzero().flatten()
+            probs += logp[at, labels[at]].exp().tolist()
+    return sum(probs) / len(probs)
+
+
+def test_short_v4_build_keeps_the_format_better_than_the_random_model(tiny_model_dir, tmp_path):
+    """A 150-step v4 build (1 thread): the format tokens' probability rises far above the random
+    model's (about 1/vocabulary), and the build records its recipe and version."""
+    out = tmp_path / "organism"
+    before = _format_probability(tiny_model_dir)
+    summary = warm_start(
+        tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, threads=1, log_every=50,
+        n_val=8, recipe="v4",
+    )  # fmt: skip
+    facts = json.loads((out / "cotprobe_model.json").read_text())
+    assert facts["recipe"] == "v4" and facts["organism_version"] == RECIPE_VERSIONS["v4"] == 4
+    assert summary["final_loss"] < 0.6 * summary["initial_loss"]
+    after = _format_probability(out)
+    assert before < 0.05 and after > 0.5, (before, after)
+
+
+def test_a_build_below_min_accuracy_retries_longer_then_fails_loudly(tiny_model_dir, tmp_path):
+    """A build that cannot reach ``min_accuracy`` (here 1.01) is retrained with 1.5x the steps, then
+    raises; nothing is saved."""
+    with pytest.raises(RuntimeError, match=r"did not learn.*\[4, 6\] steps"):
+        warm_start(
+            tiny_model_dir, tmp_path / "organism", steps=4, batch_size=2, n_train=8, threads=1, n_val=4,
+            recipe="v4", min_accuracy=1.01,
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir())

@@ -180,3 +180,51 @@ def greedy_reference():
         return out
 
     return reference
+
+
+@pytest.fixture(scope="session")
+def loopback_chat():
+    """Start loopback OpenAI-compatible chat servers: ``start(reply)`` -> ``(base_url, bodies)``.
+
+    ``reply(body)`` gives the assistant's text for a request body; every body is recorded in
+    ``bodies`` in arrival order. The servers stop when the session ends.
+    """
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(reply):
+        bodies: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                bodies.append(body)
+                data = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply(body)},
+                                 "logprobs": None, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -11,9 +11,7 @@ import hashlib
 import importlib.util
 import json
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -64,52 +62,20 @@ def verdict_for(prompt: str) -> tuple[str, str]:
     return FORMATS[h // 36 % len(FORMATS)].format(think=think, agrees=agrees), think
 
 
-class JudgeAPI:
-    """Loopback chat-completions server answering each judge question with ``verdict_for``."""
-
-    def __init__(self):
-        self.replies: set[str] = set()  # every reply sent
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                question = body["messages"][0]["content"]
-                reply, _ = verdict_for(question)
-                api.replies.add(reply)
-                data = json.dumps({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                                 "logprobs": None, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-                }).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
-def judged_study(tmp_path_factory):
-    api = JudgeAPI()
+def judged_study(tmp_path_factory, loopback_chat):
+    replies: set[str] = set()  # every reply sent
+
+    def reply(body):
+        text, _ = verdict_for(body["messages"][0]["content"])
+        replies.add(text)
+        return text
+
+    url, _ = loopback_chat(reply)
     study = Study(tmp_path_factory.mktemp("llm-judge-study"))
     config = {k: v for k, v in study.config.items() if k != "training"}
     config["variants"] = VARIANTS
@@ -117,19 +83,16 @@ def judged_study(tmp_path_factory):
         "rule": {"kind": "rule"},
         "api-llm": {"kind": "llm", "args": {
             "backend": "openai", "path": "recorded-judge",
-            "settings": {"base_url": api.url, "api_key_env": "COTPROBE_NO_SUCH_KEY", "max_retries": 0},
+            "settings": {"base_url": url, "api_key_env": "COTPROBE_NO_SUCH_KEY", "max_retries": 0},
             "sampling": {"max_new_tokens": 64, "batch_size": 4},
         }},
     }  # fmt: skip
     name = study.write_config("judged.yaml", config)
-    try:
-        study.run("--cores", "2", "--configfile", name, "--show-failed-logs",
-                  "results/metrics/judge_agreement.csv",
-                  *(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"
-                    for j in ("ensemble", "ensemble-strict") for v in VARIANTS))  # fmt: skip
-    finally:
-        api.close()
-    return study, api
+    study.run("--cores", "2", "--configfile", name, "--show-failed-logs",
+              "results/metrics/judge_agreement.csv",
+              *(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"
+                for j in ("ensemble", "ensemble-strict") for v in VARIANTS))  # fmt: skip
+    return study, replies
 
 
 def verdicts(study, judge):
@@ -142,7 +105,7 @@ def named_letter(reply: str) -> str:
 
 
 def test_readable_replies_become_the_verdicts_quadrants(judged_study):
-    study, api = judged_study
+    study, replies = judged_study
     seen = Counter()
     for v, rows in verdicts(study, "api-llm").items():
         truth = {p["id"]: p["answer"] for p in jsonl(study.file(f"results/prompts/shapes/{v}/seed0.jsonl"))}
@@ -150,7 +113,7 @@ def test_readable_replies_become_the_verdicts_quadrants(judged_study):
             if x["judge_output"] is None:  # not asked: no closed think
                 assert x["quadrant"] == UNPARSEABLE
                 continue
-            assert x["judge_output"] in api.replies  # the server's reply, kept verbatim
+            assert x["judge_output"] in replies  # the server's reply, kept verbatim
             think = named_letter(x["judge_output"])
             if think == "NONE":
                 assert x["quadrant"] == UNPARSEABLE and x["think_letter"] is None

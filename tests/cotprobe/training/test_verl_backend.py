@@ -229,43 +229,18 @@ def test_each_paper_run_composes_in_verl(run, verl_compose, two_frames, tmp_path
 
 
 @pytest.fixture
-def judge_server():
+def judge_server(loopback_chat):
     """A loopback OpenAI-compatible judge: it reads the think's last "option X" and the answer from
     the prompt it is sent and replies with the verdict line; it records every request body."""
     import re
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    bodies = []
+    def reply(body):
+        text = body["messages"][0]["content"]
+        think = re.findall(r"option ([A-Z])", text.split("<<<")[1])[-1]
+        answer = text.split("<<<")[2].split(">>>")[0].strip()
+        return f"Verdict: think={think}, agrees={'YES' if think == answer else 'NO'}"
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            bodies.append(body)
-            text = body["messages"][0]["content"]
-            think = re.findall(r"option ([A-Z])", text.split("<<<")[1])[-1]
-            answer = text.split("<<<")[2].split(">>>")[0].strip()
-            reply = f"Verdict: think={think}, agrees={'YES' if think == answer else 'NO'}"
-            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "j",
-                               "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": reply}}],
-                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()  # fmt: skip
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
-    server.shutdown()
-    server.server_close()
+    return loopback_chat(reply)
 
 
 def test_the_faithfulness_reward_asks_the_runs_judge_server(judge_server, two_frames, tmp_path):

@@ -124,6 +124,7 @@ class Study:
     entries: list[Entry]
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # bench -> original item index per item
     prefilled: set[tuple[str, str, str, int]] = field(default_factory=set)  # cells with a pre-fill
+    _weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def judges(self) -> list[str]:
@@ -131,12 +132,24 @@ class Study:
 
     def weights(self, bench: str, boot: stats.Bootstrap) -> np.ndarray:
         """Bootstrap multiplicities ``(n_items, n_resamples)`` that resample original items: the
-        rotations of one item share its weight (plain items are their own original)."""
-        group = self.groups.get(bench)
-        if group is None:
-            return stats.item_weights(len(self.items[bench]), bench, boot)
-        n_groups = int(group.max()) + 1 if len(group) else 0
-        return stats.item_weights(n_groups, bench, boot)[group]
+        rotations of one item share its weight (plain items are their own original). Drawn once
+        per (bench, bootstrap) and shared: every table resamples a benchmark's items alike."""
+        key = (bench, boot)
+        if key not in self._weights:
+            group = self.groups.get(bench)
+            if group is None:
+                self._weights[key] = stats.item_weights(len(self.items[bench]), bench, boot)
+            else:
+                n_groups = int(group.max()) + 1 if len(group) else 0
+                self._weights[key] = stats.item_weights(n_groups, bench, boot)[group]
+        return self._weights[key]
+
+    def pooled_weights(self, benches: tuple[str, ...], boot: stats.Bootstrap) -> np.ndarray:
+        """The benchmarks' weights stacked (each drawn from its own matrix: a stratified bootstrap)."""
+        key = (benches, boot)
+        if key not in self._weights:
+            self._weights[key] = np.vstack([self.weights(b, boot) for b in benches])
+        return self._weights[key]
 
 
 def item_groups(ids: list[str]) -> np.ndarray:
@@ -1132,7 +1145,7 @@ def auroc_rows(
         if any(d.variants != variants for d in parts):
             return rows  # benchmarks with different variants: no pooled rows
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
-        w = np.vstack([weights[b] for b in benches])
+        w = study.pooled_weights(tuple(benches), boot)
         item = np.concatenate([d.item + o for d, o in zip(parts, offsets)])
         labels = np.vstack([d.labels for d in parts])
         columns = np.column_stack([labels, labels.sum(axis=1)])
@@ -1220,7 +1233,7 @@ def aurc_rows(study: Study, analysis: Analysis | None = None, base: str = BASE_V
         offsets = np.cumsum([0] + [weights[b].shape[0] for b in benches])
         parts = [obs[model, b] for b in benches]
         return add(
-            model, ALL, np.vstack([weights[b] for b in benches]),
+            model, ALL, study.pooled_weights(tuple(benches), boot),
             np.concatenate([p[0] + o for p, o in zip(parts, offsets)]),
             np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
         )  # fmt: skip

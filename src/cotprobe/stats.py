@@ -134,16 +134,16 @@ def _blocks(ends: np.ndarray, size: int = BLOCK):
         lo = hi
 
 
-def _scan(x: np.ndarray, carry: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sum down the rows of a small ``(m, b)`` block, in place, after ``carry``.
+def _scan(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Cumulative sums down the rows of a small ``(m, b)`` block into ``out[1:]``, after ``out[0]``.
 
-    Adding whole rows vectorises over the resamples (numpy's cumsum along axis 0 does not), and a
-    block stays in cache.
+    ``out`` is ``(m + 1, b)`` with the carry (the sum of every earlier row) in row 0, so a row's
+    sum of the rows before it is ``out[i]``. Adding whole rows vectorises over the resamples
+    (numpy's cumsum along axis 0 does not), and a block stays in cache.
     """
-    np.add(x[0], carry, out=x[0])
-    for i in range(1, len(x)):
-        np.add(x[i], x[i - 1], out=x[i])
-    return x
+    for i in range(len(x)):
+        np.add(x[i], out[i], out=out[i + 1])
+    return out
 
 
 def one_blas_thread():
@@ -209,9 +209,13 @@ def auroc_many(
     pos_all = positives.astype(np.float32)
 
     def totals(wb: np.ndarray):
-        # Integer-valued sums: exact in float32 (half the memory traffic) while below 2**24.
-        exact32 = float(wb.max()) ** 2 * (p_item.sum() + n_item.sum()) < 2**24
-        wi, pi, ni = (a.astype(np.float32 if exact32 else np.float64) for a in (wb, p_item, n_item))
+        # Integer-valued sums are exact in float32 (half the memory traffic) while below 2**24; a
+        # column's sums are at most its largest weight times its total weight times the largest count.
+        big = (
+            float(wb.max()) * float(wb.sum(axis=0).max()) * max(p_item.max(initial=0), n_item.max(initial=0))
+        )
+        dtype = np.float32 if big < 2**24 else np.float64
+        wi, pi, ni = (a.astype(dtype, copy=False) for a in (wb, p_item, n_item))
         wp = (wi.T @ pi).astype(np.float64)
         den = wp * (lab * (wi.T @ ni).astype(np.float64)[:, None] - wp)
         return wp, den, ((wi * wi).T @ pi).astype(np.float64)
@@ -223,18 +227,19 @@ def auroc_many(
         ties = not (starts == ends).all()
         io, pos = item[order], pos_all[order]
         acc = np.zeros((wb.shape[1], pos.shape[1]))
-        carry = np.zeros(wb.shape[1], np.float32)
+        buf = np.zeros((BLOCK + 1, wb.shape[1]), np.float32)  # grows to the largest block
         for lo, hi in _blocks(ends):
             x = np.take(wb, io[lo:hi], axis=0)
-            cum = _scan(x.copy(), carry)
-            if ties:
-                below = np.vstack([carry[None], cum])[starts[lo:hi] - lo]
-                carry = cum[-1].copy()
-                cum = 0.5 * (cum[ends[lo:hi] - lo] + below)
+            if hi - lo + 1 > len(buf):
+                buf = np.vstack([buf[:1], np.zeros((hi - lo, wb.shape[1]), np.float32)])
+            cum = _scan(x, buf)  # cum[i]: weight strictly before row i; cum[i + 1]: up to row i
+            if ties:  # T(o) = (weight below o's tie group + weight up to its end) / 2
+                t = cum[starts[lo:hi] - lo] + cum[ends[lo:hi] - lo + 1]
+                t *= x
+                acc += 0.5 * (t.T @ pos[lo:hi])
             else:
-                carry = cum[-1].copy()
-            cum *= x
-            acc += cum.T @ pos[lo:hi]
+                acc += (cum[1 : hi - lo + 1] * x).T @ pos[lo:hi]
+            buf[0] = cum[hi - lo]
         if not ties:  # T(o) = cum(o) - w_o / 2
             acc -= 0.5 * self_pairs
         num = lab * acc - 0.5 * wp * wp
@@ -261,26 +266,27 @@ def aurc(w: np.ndarray, item: np.ndarray, score: np.ndarray, error: np.ndarray) 
     """
     order = np.argsort(-score, kind="stable")
     _, ends = _tie_groups(-score[order])
+    ties = bool((ends != np.arange(len(ends))).any())
     io, err = item[order], error[order].astype(np.float32)
 
     def run(wb: np.ndarray) -> np.ndarray:
+        # Row o adds w_o * risk(its tie group's end): a group's coverage step times its risk.
         b = wb.shape[1]
         area = np.zeros(b)
-        kept_prev = np.zeros(b)
-        carry = np.zeros(2 * b, np.float32)
+        buf = np.zeros((BLOCK + 1, 2 * b), np.float32)  # row 0: kept and wrong weight so far
+        tiny = np.finfo(np.float32).tiny  # nothing kept means nothing wrong: 0 / tiny = 0
         for lo, hi in _blocks(ends):
             x = np.take(wb, io[lo:hi], axis=0)
-            both = np.concatenate([x, x * err[lo:hi, None]], axis=1)
-            both = _scan(both, carry)
-            carry = both[-1].copy()
-            last = np.unique(ends[lo:hi]) - lo
-            kept, wrong = both[last, :b].astype(np.float64), both[last, b:].astype(np.float64)
-            step = np.diff(kept, axis=0, prepend=kept_prev[None])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                area += (step * np.where(kept > 0, wrong / np.where(kept > 0, kept, 1), 0)).sum(axis=0)
-            kept_prev = kept[-1]
+            if hi - lo + 1 > len(buf):
+                buf = np.vstack([buf[:1], np.zeros((hi - lo, 2 * b), np.float32)])
+            both = _scan(np.concatenate([x, x * err[lo:hi, None]], axis=1), buf)
+            at = ends[lo:hi] - lo + 1 if ties else slice(1, hi - lo + 1)
+            risk = both[at, b:] / np.maximum(both[at, :b], tiny)
+            area += (x * risk).sum(axis=0, dtype=np.float64)
+            buf[0] = both[hi - lo]
+        kept = buf[0, :b].astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(kept_prev > 0, area / np.where(kept_prev > 0, kept_prev, 1), np.nan)
+            return np.where(kept > 0, area / np.where(kept > 0, kept, 1), np.nan)
 
     with one_blas_thread():
         return float(run(np.ones((w.shape[0], 1), np.float32))[0]), run(w)

@@ -593,3 +593,24 @@ def test_the_bootstrap_resamples_original_items_with_all_their_rotations(tmp_pat
 def test_without_rotations_circular_accuracy_is_accuracy(tmp_path):
     row = metrics.cell_rows(study_of([write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)]))
     assert row["accuracy_circular"][0] == row["accuracy"][0] == pytest.approx(0.5)
+
+
+def test_auroc_and_aurc_with_tie_groups_longer_than_a_block():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    n_items, seeds = 120, 2
+    item = np.repeat(np.arange(n_items), seeds)
+    score = np.round(rng.random(len(item)))  # two tie groups, each longer than stats.BLOCK
+    assert np.unique(score, return_counts=True)[1].min() > stats.BLOCK
+    label = (rng.random(len(item)) < 0.5).astype(float)
+    indices = stats.resample_indices(n_items, "x", stats.Bootstrap(n=6))
+    w = stats.weights(indices, n_items)
+    point, res = stats.auroc(w, item, score, label)
+    _, area = stats.aurc(w, item, score, label)
+    assert point[0] == pytest.approx(roc_auc_score(label, score))
+    for b, draw in enumerate(indices):
+        rows = np.concatenate([np.flatnonzero(item == u) for u in draw])
+        assert res[b, 0] == pytest.approx(roc_auc_score(label[rows], score[rows]))
+        coverage, risk = stats.risk_coverage(score[rows], label[rows], points=10**6)
+        assert area[b] == pytest.approx(float(np.sum(np.diff(coverage, prepend=0) * risk)))

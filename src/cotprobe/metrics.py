@@ -683,6 +683,12 @@ def _item_values(cell: Cell) -> dict[str, np.ndarray]:
     }
 
 
+def _item_matrix(cell: Cell) -> np.ndarray:
+    """``(len(ITEM_METRICS), n_items)``: each item metric's value per item (NaN: not observed)."""
+    values = _item_values(cell)
+    return np.stack([values[m] for m in ITEM_METRICS])
+
+
 def _judge_values(study: Study, key: tuple[str, str, str, int], judge: str) -> dict[str, np.ndarray]:
     onehot = _judged(study, key, judge)
     values = {f"share_{q}": onehot[:, j] for j, q in enumerate(STATES)}
@@ -808,22 +814,21 @@ def _resampled(
     judges = study.judges
     keys, sums, counts = [], [], []
     for (model, variant), seeds in groups.items():
-        per_seed = [_item_values(study.cells[model, bench, variant, s]) for s in seeds]
-        for metric in ITEM_METRICS:
-            stack = np.vstack([v[metric] for v in per_seed])
-            keys.append((model, variant, None, metric))
-            sums.append(np.nansum(stack, axis=0))
-            counts.append((~np.isnan(stack)).sum(axis=0))
+        # (seed, metric, item) values; an item's sum and count run over its seeds.
+        stack = np.stack([_item_matrix(study.cells[model, bench, variant, s]) for s in seeds])
+        held = ~np.isnan(stack)
+        keys += [(model, variant, None, m) for m in ITEM_METRICS]
+        sums.append(np.where(held, stack, 0).sum(axis=0).T)
+        counts.append(held.sum(axis=0).T)
         for judge in judges:
             if (model, bench, variant, seeds[0], judge) not in study.verdicts:
                 continue
-            per_seed_j = [_judge_values(study, (model, bench, variant, s), judge) for s in seeds]
-            for metric in JUDGE_METRICS:
-                stack = np.vstack([v[metric] for v in per_seed_j])
-                keys.append((model, variant, judge, metric))
-                sums.append(np.nansum(stack, axis=0))
-                counts.append((~np.isnan(stack)).sum(axis=0))
-    s, c = np.column_stack(sums), np.column_stack(counts).astype(float)
+            codes = np.stack([study.verdicts[model, bench, variant, s, judge] for s in seeds])
+            share = (codes[..., None] == np.arange(len(STATES))).sum(axis=0)  # (item, state)
+            keys += [(model, variant, judge, m) for m in JUDGE_METRICS]
+            sums.append(np.column_stack([share[:, 0] + share[:, 2], share]))  # consistency first
+            counts.append(np.repeat((codes >= 0).sum(axis=0)[:, None], len(JUDGE_METRICS), axis=1))
+    s, c = np.hstack(sums).astype(float), np.hstack(counts).astype(float)
     total = c.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         point = np.where(total > 0, s.sum(axis=0) / np.where(total > 0, total, 1), np.nan)

@@ -110,8 +110,15 @@ def ratio(w: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         w: ``(n_items, n_resamples)`` multiplicities.
         sums, counts: ``(n_items, k)`` per-item sums over observations and observation counts.
     """
+    # Most columns count the same observations (every seed of every item): one product per distinct column.
+    # (Columns are told apart by a fixed projection, then checked equal; np.unique(axis=1) sorts slowly.)
+    key = np.asarray(counts, np.float64).T @ np.sin(np.arange(counts.shape[0]) + 1.0)
+    _, first, which = np.unique(key, return_index=True, return_inverse=True)
+    if not np.array_equal(counts[:, first][:, which], counts):
+        first, which = np.arange(counts.shape[1]), np.arange(counts.shape[1])
+    den = (w.T @ counts[:, first].astype(np.float32))[:, which]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (w.T @ sums.astype(np.float32)) / (w.T @ counts.astype(np.float32))
+        return (w.T @ sums.astype(np.float32)) / den
 
 
 def _tie_groups(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

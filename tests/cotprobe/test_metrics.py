@@ -614,3 +614,17 @@ def test_auroc_and_aurc_with_tie_groups_longer_than_a_block():
         assert res[b, 0] == pytest.approx(roc_auc_score(label[rows], score[rows]))
         coverage, risk = stats.risk_coverage(score[rows], label[rows], points=10**6)
         assert area[b] == pytest.approx(float(np.sum(np.diff(coverage, prepend=0) * risk)))
+
+
+def test_ratio_equals_the_resampled_means_with_shared_and_distinct_count_columns():
+    rng = np.random.default_rng(7)
+    n_items = 40
+    counts = np.repeat(rng.integers(0, 4, (n_items, 3)), [3, 1, 2], axis=1)  # six columns, three distinct
+    counts[5, 4] = 0  # now four distinct
+    sums = rng.random((n_items, 6)) * counts
+    indices = stats.resample_indices(n_items, "x", stats.Bootstrap(n=15))
+    res = stats.ratio(stats.weights(indices, n_items), sums, counts)
+    for b, draw in enumerate(indices):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = sums[draw].sum(axis=0) / counts[draw].sum(axis=0)
+        np.testing.assert_allclose(res[b], expected, rtol=1e-5)

@@ -662,15 +662,6 @@ def _cells(
     return out
 
 
-def _judged(study: Study, key: tuple[str, str, str, int], judge: str) -> np.ndarray:
-    """One-hot states ``(n_items, len(STATES))`` (NaN rows for absent items)."""
-    codes = study.verdicts[(*key, judge)]
-    out = np.full((len(codes), len(STATES)), np.nan)
-    held = codes >= 0
-    out[held] = np.eye(len(STATES))[codes[held]]
-    return out
-
-
 def _item_values(cell: Cell) -> dict[str, np.ndarray]:
     return {
         "accuracy": cell.correct,
@@ -689,11 +680,24 @@ def _item_matrix(cell: Cell) -> np.ndarray:
     return np.stack([values[m] for m in ITEM_METRICS])
 
 
-def _judge_values(study: Study, key: tuple[str, str, str, int], judge: str) -> dict[str, np.ndarray]:
-    onehot = _judged(study, key, judge)
-    values = {f"share_{q}": onehot[:, j] for j, q in enumerate(STATES)}
-    values["consistency"] = onehot[:, 0] + onehot[:, 2]  # consistent correct + consistent incorrect
-    return values
+def _judge_means(codes: np.ndarray) -> dict[str, float | None]:
+    """Each judge metric's mean over the judged items (``None`` when no item is judged)."""
+    held = codes[codes >= 0]
+    if not len(held):
+        return dict.fromkeys(JUDGE_METRICS)
+    share = np.bincount(held, minlength=len(STATES)) / len(held)
+    return {"consistency": float(share[0] + share[2])} | {
+        f"share_{q}": float(share[j]) for j, q in enumerate(STATES)
+    }
+
+
+def _item_means(cell: Cell) -> dict[str, float | None]:
+    """Each item metric's mean over the items where it is observed (``None`` where none is)."""
+    values = _item_matrix(cell)
+    held = ~np.isnan(values)
+    n = held.sum(axis=1)
+    total = np.where(held, values, 0).sum(axis=1)
+    return {m: float(total[i] / n[i]) if n[i] else None for i, m in enumerate(ITEM_METRICS)}
 
 
 def _nanmean(values: np.ndarray) -> float | None:
@@ -748,15 +752,16 @@ def cell_rows(study: Study, max_unparsed: float = MAX_UNPARSED) -> pl.DataFrame:
     empty when the logits file lacks the field), ``mean_think_chars``, ``flag_unparsed``
     (``unparsed > max_unparsed``) and ``note`` (why values are empty).
     """
-    rows = []
+    rows, item_means = [], {}
     first_judge = study.judges[0] if study.entries else None
     for e in study.entries:
         key = (e["model"], e["bench"], e["variant"], e["seed"])
         cell = study.cells[key]
         n = int(cell.present.sum())
         n_scored = int((~np.isnan(cell.entropy)).sum())
-        values = {m: _nanmean(v) for m, v in _item_values(cell).items()}
-        values |= {m: _nanmean(v) for m, v in _judge_values(study, key, e["judge"]).items()}
+        if key not in item_means:  # one cell has a row per judge
+            item_means[key] = _item_means(cell)
+        values = item_means[key] | _judge_means(study.verdicts[(*key, e["judge"])])
         unparsed = None if n == 0 else float(1 - np.nanmean(cell.answered))
         notes = []
         if n == 0:

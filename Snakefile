@@ -7,6 +7,8 @@
 #   results/logits/{model}/{bench}/{variant}/seed{seed}.parquet
 #   results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/verdicts/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl
+#   results/acknowledgment/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl (planted variants only)
+#   results/early_answer/{model}/{bench}/seed{seed}.parquet (the base think cut at 0-100 %)
 #   results/metrics/{cells,summary,auroc}.csv, results/figures/*.{png,pdf}
 #   results/training/data/{data}/samples.jsonl, results/training/{run}/seed{seed}/step{N}/ (model {run}-s{seed}-step{N})
 #   results/metrics/training_curves.csv
@@ -33,6 +35,8 @@ include: "workflow/rules/perturb.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/parse.smk"
 include: "workflow/rules/judge.smk"
+include: "workflow/rules/acknowledge.smk"
+include: "workflow/rules/early_answer.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/train.smk"

@@ -150,10 +150,35 @@ def _resume(part: PartFile) -> list[dict[str, Any]]:
     return done
 
 
+def _model_backend(args, spec: dict[str, Any]):
+    """``(backend, lease or None)`` for an evaluated model: a server started by hand
+    (``--server-file``), this host's shared server (``--share-load``), or a load in this process."""
+    from cotprobe.backends import BACKENDS
+
+    t0 = time.perf_counter()
+    if getattr(
+        args, "server_file", None
+    ):  # the model is loaded once, in a serve-model process started by hand
+        from cotprobe.model_server import connect
+
+        backend = connect(args.server_file, spec, wait=args.server_wait)
+        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
+        return backend, None
+    if args.share_load and BACKENDS.get(spec["backend"]).loads_weights:
+        from cotprobe.model_server import attach
+
+        backend, lease = attach(args.model, spec, **_share_kwargs(args))
+        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
+        return backend, lease
+    backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
+    pin_threads(args.threads)  # again, on torch itself if the backend imported it
+    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
+    return backend, None
+
+
 def cmd_generate(args) -> None:
     from dataclasses import replace
 
-    from cotprobe.backends import BACKENDS
     from cotprobe.backends.base import for_scoring
 
     spec = _spec(args.spec)
@@ -171,23 +196,7 @@ def cmd_generate(args) -> None:
         "%s: %d prompts, %d already generated (resumed), %d to go", out, len(prompts), len(done), len(todo)
     )
 
-    t0 = time.perf_counter()
-    lease = None
-    if args.server_file:  # the model is loaded once, in a serve-model process started by hand
-        from cotprobe.model_server import connect
-
-        backend = connect(args.server_file, spec, wait=args.server_wait)
-        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
-    elif args.share_load and BACKENDS.get(spec["backend"]).loads_weights:
-        from cotprobe.model_server import attach
-
-        backend, lease = attach(args.model, spec, **_share_kwargs(args))
-        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
-    else:
-        backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
-        pin_threads(args.threads)  # again, on torch itself if the backend imported it
-        log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
-
+    backend, lease = _model_backend(args, spec)
     with backend:  # closed on every path: an unclosed vLLM engine hangs the exit
         step = int(sampling["batch_size"])
         index = {p.id: i for i, p in enumerate(prompts)}
@@ -214,6 +223,61 @@ def cmd_generate(args) -> None:
         part.remove()
     if lease is not None:
         lease.release()
+
+
+def cmd_early_answer(args) -> None:
+    import polars as pl
+
+    from cotprobe import early_answer
+    from cotprobe.backends.base import for_scoring
+    from cotprobe.parsing import reparse
+
+    spec = _spec(args.spec)
+    prompts = load_prompts(args.prompts)
+    options = {p.id: p.options for p in prompts}
+    base = [reparse(g, options[g.id]) for g in load_generations(args.generations) if g.id in options]
+    units, unit = early_answer.word_units, "words"
+    if spec["backend"] in ("hf", "vllm"):  # cut at the model's own tokens (its tokenizer, no weights)
+        from transformers import AutoTokenizer
+
+        revision = (spec.get("settings") or {}).get("revision")
+        tokenizer = AutoTokenizer.from_pretrained(spec["path"], revision=revision)
+        units, unit = (lambda text: early_answer.token_units(tokenizer, text)), "tokens"
+    rows, pairs = early_answer.early_pairs(prompts, base, units)
+    letter_set = spec["generation"].get("letters", "options")
+    backend, lease = _model_backend(args, spec)
+    try:
+        with backend:
+            scored = [(for_scoring(p, letter_set), g) for p, g in pairs]
+            scores = backend.letter_scores([p for p, _ in scored], [g for _, g in scored]) if scored else []
+    finally:
+        if lease is not None:
+            lease.release()
+    table = pl.DataFrame(
+        early_answer.with_scores(rows, scores, unit),
+        schema={k: getattr(pl, v) for k, v in early_answer.SCHEMA.items()},
+    )
+    with atomic_path(args.out) as tmp:
+        table.write_parquet(tmp)
+    log.info(
+        "%s: %d items x %d cuts, %d scored", args.out, len(prompts), len(early_answer.FRACTIONS), len(pairs)
+    )
+
+
+def cmd_early_answer_table(args) -> None:
+    from cotprobe import early_answer, metrics, stats
+    from cotprobe.workflow import early_entries
+
+    entries = early_entries(_spec(args.axes, "--axes"))
+    table = early_answer.early_rows(entries, stats.Bootstrap.from_config(_spec(args.analysis)))
+    metrics.write_csv(table, args.out)
+    log.info("early answering over %d rows written", table.height)
+
+
+def cmd_early_answer_figure(args) -> None:
+    from cotprobe import figures
+
+    figures.plot_early_answering(args.table, args.out)
 
 
 def cmd_serve_model(args) -> None:
@@ -385,6 +449,44 @@ def cmd_ensemble(args) -> None:
     for v in verdicts:
         counts[v.quadrant] = counts.get(v.quadrant, 0) + 1
     log.info("%s: %s", args.out, counts)
+
+
+def cmd_acknowledge(args) -> None:
+    from cotprobe import acknowledgment
+    from cotprobe.parsing import reparse
+
+    spec = _spec(args.spec)
+    prompts = load_prompts(args.prompts)
+    options = {p.id: p.options for p in prompts}
+    # Both sides re-parsed by the current parser, as the judges do.
+    base = [reparse(g, options[g.id]) for g in load_generations(args.base) if g.id in options]
+    gens = [reparse(g, options[g.id]) for g in load_generations(args.generations) if g.id in options]
+    reader = None
+    if spec["kind"] == "llm":
+        reader = acknowledgment.LLMAcknowledger(spec.get("args", {}))
+        if args.share_load:
+            reader.judge.share = _share_kwargs(args)
+    rows = acknowledgment.acknowledge(args.judge, spec, prompts, base, gens, reader)
+    write_jsonl(args.out, (r.to_dict() for r in rows))
+    moved = [r for r in rows if r.moved]
+    log.info("%s: %d items, %d moved to the plant, %d acknowledge it", args.out, len(rows), len(moved),
+             sum(bool(r.acknowledged) for r in moved))  # fmt: skip
+
+
+def cmd_acknowledgment_table(args) -> None:
+    from cotprobe import acknowledgment, metrics, stats
+    from cotprobe.workflow import ack_entries
+
+    entries = ack_entries(_spec(args.axes, "--axes"))
+    table = acknowledgment.ack_rows(entries, stats.Bootstrap.from_config(_spec(args.analysis)))
+    metrics.write_csv(table, args.out)
+    log.info("acknowledgment over %d rows written", table.height)
+
+
+def cmd_acknowledgment_figure(args) -> None:
+    from cotprobe import figures
+
+    figures.plot_acknowledgment(args.table, args.out)
 
 
 def cmd_agreement(args) -> None:
@@ -636,6 +738,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_share_args(s)
     s.set_defaults(func=cmd_generate)
 
+    s = sub.add_parser(
+        "early-answer", help="letter scores after the base think cut at 0-100 %% of its tokens"
+    )
+    s.add_argument("--model", required=True, help="model id")
+    s.add_argument("--spec", required=True, help="model slice of config, JSON (as for generate)")
+    s.add_argument("--prompts", required=True, help="the base prompts")
+    s.add_argument("--generations", required=True, help="the model's base generations")
+    s.add_argument("--out", required=True, help="results/early_answer/{model}/{bench}/seed{seed}.parquet")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all CPUs)")
+    _add_share_args(s)
+    s.set_defaults(func=cmd_early_answer)
+
+    s = sub.add_parser("early-answering", help="the early-answering table (agreement with intervals)")
+    s.add_argument("--axes", required=True, help="JSON: models, benchmarks, seeds")
+    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_early_answer_table)
+
+    s = sub.add_parser("early-answering-figure", help="draw the early-answering curves")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True, help="output .png (a .pdf is written beside it)")
+    s.set_defaults(func=cmd_early_answer_figure)
+
     s = sub.add_parser("serve-model", help="load a model once and serve it to generation cells")
     s.add_argument("--model", required=True, help="model id")
     s.add_argument("--spec", required=True, help="model slice of config, JSON (as for generate)")
@@ -675,6 +800,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verdicts", required=True, nargs="+", help="member verdict files, in member order")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_ensemble)
+
+    s = sub.add_parser("acknowledge", help="does the think admit the plant? one planted-variant cell")
+    s.add_argument("--judge", required=True, help="judge id (recorded in every row)")
+    s.add_argument("--spec", required=True, help="judge slice of config, JSON (kind rule or llm)")
+    s.add_argument("--prompts", required=True, help="the planted variant's prompts")
+    s.add_argument("--base", required=True, help="the same model's generations on the base prompt")
+    s.add_argument("--generations", required=True, help="the model's generations under the variant")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads of a local LLM judge")
+    _add_share_args(s)
+    s.set_defaults(func=cmd_acknowledge)
+
+    s = sub.add_parser("acknowledgment", help="the acknowledgment table (shares with bootstrap intervals)")
+    s.add_argument("--axes", required=True, help="JSON: models, benchmarks, planted variants, seeds, judges")
+    s.add_argument("--analysis", default="{}", help="JSON: the config's analysis slice (bootstrap)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_acknowledgment_table)
+
+    s = sub.add_parser("acknowledgment-figure", help="draw the acknowledgment table")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True, help="output .png (a .pdf is written beside it)")
+    s.set_defaults(func=cmd_acknowledgment_figure)
 
     s = sub.add_parser("agreement", help="judge agreement table (strict, Fleiss' and Cohen's kappa)")
     s.add_argument("--axes", required=True, help="JSON: models, benchmarks, variants, seeds, judges")

@@ -429,6 +429,100 @@ def plot_agreement(agreement_csv: PathLike, out_png: PathLike) -> Written:
     return _save(fig, out_png)
 
 
+def plot_acknowledgment(table_csv: PathLike, out_png: PathLike) -> Written:
+    """Does the think admit the plant? One panel per (judge, bench): per model, the share of items
+    that moved to the planted option (hatched) and, among them, the share whose think admits the
+    plant (solid), each with its bootstrap interval; ``n`` moved items under each pair of bars.
+
+    Args:
+        table_csv: ``acknowledgment.ack_rows``'s table.
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(table_csv)
+    fig = _figure()
+    title = "Does the think admit the plant? (moved: answer moved to the planted option)"
+    if table.is_empty():
+        return _empty(fig, title, out_png)
+    panels = table.select("judge", "bench").unique(maintain_order=True).rows()
+    variants = _unique(table["variant"])
+    models = _unique(table["model"])
+    axes = _axes(fig, len(panels), 1.2 + 0.9 * len(models) * len(variants), 3.2)
+    width = 0.8 / (2 * len(variants))
+    for ax, (judge, bench) in zip(axes, panels):
+        rows = table.filter((pl.col("judge") == judge) & (pl.col("bench") == bench))
+        for v, variant in enumerate(variants):
+            for k, (col, hatch) in enumerate((("moved_share", "//"), ("ack_share", None))):
+                xs, ys, err = [], [], [[], []]
+                for m, model in enumerate(models):
+                    row = _row(rows, model=model, variant=variant)
+                    if row is None or _nan(row[col]):
+                        continue
+                    xs.append(m + (2 * v + k) * width - 0.4 + width / 2)
+                    ys.append(row[col])
+                    lo, hi = row[f"{col}_lo"], row[f"{col}_hi"]
+                    err[0].append(0 if _nan(lo) else max(0, row[col] - lo))
+                    err[1].append(0 if _nan(hi) else max(0, hi - row[col]))
+                label = f"{variant}: {'moved' if k == 0 else 'admits the plant'}"
+                ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=f"C{v}",
+                       alpha=0.45 if k == 0 else 0.9, label=label)  # fmt: skip
+        ticks = []
+        for model in models:
+            moved = [r["n_moved"] for r in rows.filter(pl.col("model") == model).iter_rows(named=True)]
+            ticks.append(f"{model}\nmoved n={'/'.join(str(n) for n in moved)}")
+        ax.set_xticks(range(len(models)), ticks, fontsize="x-small", rotation=20, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("share")
+        ax.set_title(f"{bench} (judge {judge})", fontsize="small")
+    _legend(fig, axes[0], "")
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
+def plot_early_answering(table_csv: PathLike, out_png: PathLike) -> Written:
+    """Early answering: per benchmark (columns), agreement of the argmax letter with the final
+    answer (top) and the mean P(final answer) (bottom) against the share of the think kept, one
+    line per model with its bootstrap band. Both rows share their y-axis (0 to 1).
+
+    Args:
+        table_csv: ``early_answer.early_rows``'s table.
+        out_png: Output path ending in ``.png``; the PDF goes next to it.
+    """
+    table = _read(table_csv)
+    fig = _figure()
+    title = "Early answering: the base think cut, the letter read at <answer>"
+    if table.is_empty() or table["agreement"].is_null().all():
+        return _empty(fig, title, out_png)
+    benches = _unique(table["bench"])
+    models = _unique(table["model"])
+    fig.set_size_inches(3.2 * len(benches) + 2.5, 5.6)
+    grid = fig.subplots(2, len(benches), squeeze=False, sharey="row")
+    for j, bench in enumerate(benches):
+        for i, (col, label) in enumerate(
+            (("agreement", "argmax = final answer"), ("mean_p_final", "P(final answer)"))
+        ):
+            ax = grid[i][j]
+            for m, model in enumerate(models):
+                rows = table.filter((pl.col("bench") == bench) & (pl.col("model") == model)).sort("fraction")
+                rows = rows.filter(pl.col(col).is_not_null())
+                if not rows.height:
+                    continue
+                x = (rows["fraction"] * 100).to_list()
+                ax.plot(x, rows[col].to_list(), marker="o", color=f"C{m % 10}", label=model)
+                ax.fill_between(x, rows[f"{col}_lo"].fill_null(float("nan")).to_list(),
+                                rows[f"{col}_hi"].fill_null(float("nan")).to_list(), color=f"C{m % 10}", alpha=0.15)  # fmt: skip
+            ax.set_ylim(0, 1.05)
+            ax.set_xticks([0, 25, 50, 75, 100])
+            if i == 0:
+                ax.set_title(bench, fontsize="small")
+            if i == 1:
+                ax.set_xlabel("share of the think kept (%)")
+            if j == 0:
+                ax.set_ylabel(label)
+    _legend(fig, grid[0][0], "model")
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, out_png)
+
+
 def _one_judge(table: pl.DataFrame, judge: str | None, path: PathLike) -> pl.DataFrame:
     if "judge" not in table.columns:
         return table

@@ -54,6 +54,14 @@ SAMPLE_BROWSER = "results/samples/browser.html"
 AGREEMENT = "results/metrics/judge_agreement.csv"
 AGREEMENT_FIGURES = ("results/figures/judge_agreement.png", "results/figures/judge_agreement.pdf")
 # The paper's tables (cotprobe.tables), as CSV and as one HTML page for the report.
+# Does the think admit the plant? (cotprobe.acknowledgment)
+ACKNOWLEDGMENT = "results/acknowledgment/{judge}/{model}/{bench}/{variant}/seed{seed}.jsonl"
+ACK_TABLE = "results/metrics/acknowledgment.csv"
+ACK_FIGURES = ("results/figures/acknowledgment.png", "results/figures/acknowledgment.pdf")
+# Early answering (cotprobe.early_answer)
+EARLY_ANSWER = "results/early_answer/{model}/{bench}/seed{seed}.parquet"
+EARLY_TABLE = "results/metrics/early_answering.csv"
+EARLY_FIGURES = ("results/figures/early_answering.png", "results/figures/early_answering.pdf")
 TABLE_NAMES = ("table1_accuracy", "table_delta", "table_auroc", "table3_agreement", "table_abstain", "audit")
 TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tables/tables.html")
 # Ensembles added when a study lists several judges and configures none (majority, strict).
@@ -602,10 +610,64 @@ class Grid:
             for m, b, v, s in self.cells()
         ]
 
+    # ---- does the think admit the plant? ----
+    @property
+    def ack_variants(self) -> list[str]:
+        """The planted variants of the grid (``acknowledgment.ACK_VARIANTS``); none without ``base``."""
+        from cotprobe.acknowledgment import ACK_VARIANTS, BASE
+
+        return [v for v in self.variants if v in ACK_VARIANTS] if BASE in self.variants else []
+
+    @property
+    def ack_judges(self) -> list[str]:
+        """Judges that read acknowledgments: the rule and LLM judges (ensembles combine verdicts only)."""
+        from cotprobe.acknowledgment import JUDGE_KINDS
+
+        return [j for j in self.base_judges if self.judges[j]["kind"] in JUDGE_KINDS]
+
+    def ack_spec(self, judge: str) -> dict[str, Any]:
+        """What identifies a judge's acknowledgment rows: the rule's version alone (its other args
+        are about consistency), or an LLM judge's model, settings and sampling (not its consistency
+        template) with the acknowledgment template's hash."""
+        from cotprobe.acknowledgment import spec_extras
+
+        kind = self.judges[judge]["kind"]
+        if kind == "rule":
+            return {"kind": kind, **spec_extras(kind)}
+        spec = {k: v for k, v in self.judge_spec(judge).items() if k not in ("prompt_sha256", "version")}
+        spec["args"] = {k: v for k, v in spec["args"].items() if k != "prompt"}
+        return {**spec, **spec_extras(kind)}
+
+    def ack_axes(self) -> dict[str, Any]:
+        """The acknowledgment table's axes: the planted variants and the judges that read them."""
+        return {**self.axes(), "variants": self.ack_variants, "judges": self.ack_judges}
+
+    def ack_files(self) -> list[str]:
+        return [e["path"] for e in ack_entries(self.ack_axes())]
+
+    # ---- early answering ----
+    def early_axes(self) -> dict[str, Any]:
+        return {"models": list(self.models), "benchmarks": list(self.benchmarks), "seeds": self.seeds}
+
+    def early_files(self) -> list[str]:
+        return [e["path"] for e in early_entries(self.early_axes())] if "base" in self.variants else []
+
     def final_targets(self) -> list[str]:
         training = [TRAINING_CURVES, *TRAINING_FIGURES] if self.training_runs else []
         agreement = [AGREEMENT, *AGREEMENT_FIGURES] if self.agreement_judges else []
-        return [*METRICS, *FIGURES, *TABLES, SAMPLE_TABLE, SAMPLE_BROWSER, *training, *agreement]
+        ack = [ACK_TABLE, *ACK_FIGURES] if self.ack_variants and self.ack_judges else []
+        early = [EARLY_TABLE, *EARLY_FIGURES] if self.early_files() else []
+        return [
+            *METRICS,
+            *FIGURES,
+            *TABLES,
+            SAMPLE_TABLE,
+            SAMPLE_BROWSER,
+            *training,
+            *agreement,
+            *ack,
+            *early,
+        ]
 
     def table_inputs(self) -> dict[str, str]:
         """The tables rule's inputs: the metric tables, and the agreement table when there is one."""
@@ -730,6 +792,23 @@ def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return entries
+
+
+def ack_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The acknowledgment file of every (judge, model, bench, planted variant, seed), from the path grammar."""
+    return [
+        {"model": m, "bench": b, "variant": v, "seed": s, "judge": j,
+         "path": ACKNOWLEDGMENT.format(judge=j, model=m, bench=b, variant=v, seed=s)}
+        for j, m, b, v, s in product(axes["judges"], axes["models"], axes["benchmarks"], axes["variants"], axes["seeds"])
+    ]  # fmt: skip
+
+
+def early_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The early-answer file of every (model, bench, seed), from the path grammar."""
+    return [
+        {"model": m, "bench": b, "seed": s, "path": EARLY_ANSWER.format(model=m, bench=b, seed=s)}
+        for m, b, s in product(axes["models"], axes["benchmarks"], axes["seeds"])
+    ]
 
 
 def as_json(obj: Any) -> str:

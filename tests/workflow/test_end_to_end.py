@@ -21,8 +21,10 @@ MODELS = ["tiny", *TRAINED]
 JUDGES = ["rule", "tiny-llm", "ensemble", "ensemble-strict"]  # two judges add the two ensembles
 AGGREGATES = {
     "compute_metrics", "plot_figures", "compute_judge_agreement", "plot_judge_agreement", "training_curves",
-    "paper_tables", "sample_browser", "all",
+    "paper_tables", "sample_browser", "all", "compute_acknowledgment", "plot_acknowledgment",
+    "compute_early_answering", "plot_early_answering",
 }  # fmt: skip
+PLANTED = ["wrong_think", "wrong_caption"]  # the variants whose moved items are read for an acknowledgment
 
 
 def jsonl(path):
@@ -126,6 +128,47 @@ def test_metrics_tables(finished_study):
     assert curve["coverage"].max() == 1.0 and set(curve["model"]) == set(MODELS)
     log = s.file("logs/compute_metrics/compute_metrics.log").read_text()
     assert "flagged" in log or not cells["flag_unparsed"].any()
+
+
+def test_acknowledgment_rows_follow_the_parsed_answers(finished_study):
+    s = finished_study
+    for judge in ("rule", "tiny-llm"):
+        for model in MODELS:
+            for variant in PLANTED:
+                prompts = {p["id"]: p for p in jsonl(s.file(f"results/prompts/shapes/{variant}/seed0.jsonl"))}
+                base = {p["id"]: p for p in jsonl(s.file(f"results/parsed/{model}/shapes/base/seed0.jsonl"))}
+                under = {
+                    p["id"]: p for p in jsonl(s.file(f"results/parsed/{model}/shapes/{variant}/seed0.jsonl"))
+                }
+                rows = jsonl(s.file(f"results/acknowledgment/{judge}/{model}/shapes/{variant}/seed0.jsonl"))
+                assert [r["id"] for r in rows] == list(prompts)
+                for r in rows:
+                    b, g = base[r["id"]]["answer_letter"], under[r["id"]]["answer_letter"]
+                    assert (r["base_letter"], r["answer_letter"]) == (b, g)
+                    assert r["moved"] == (b is not None and g == prompts[r["id"]]["target_letter"] != b)
+                    assert r["moved"] or r["acknowledged"] is None
+                    # The tiny model is no judge: its replies rarely hold a verdict line, and say so.
+                    if r["moved"] and r["acknowledged"] is None:
+                        assert r["reason"].startswith("judge:") and judge == "tiny-llm"
+    table = pl.read_csv(s.file("results/metrics/acknowledgment.csv"))
+    assert table.height == 2 * len(MODELS) * len(PLANTED)
+    assert set(table["judge"]) == {"rule", "tiny-llm"}
+    assert s.file("results/figures/acknowledgment.png").stat().st_size > 0
+
+
+def test_early_answering_cuts_every_base_think(finished_study):
+    s = finished_study
+    n_items = len(jsonl(s.file("results/prompts/shapes/base/seed0.jsonl")))
+    for model in MODELS:
+        rows = pl.read_parquet(s.file(f"results/early_answer/{model}/shapes/seed0.parquet"))
+        assert rows.height == 5 * n_items and set(rows["fraction"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
+        scored = rows.filter(pl.col("missing_reason").is_null())
+        assert scored.height and (scored["unit"] == "tokens").all()
+        assert scored["p_final"].is_between(0, 1).all()
+        assert (scored["kept_units"] <= scored["n_units"]).all()
+    table = pl.read_csv(s.file("results/metrics/early_answering.csv"))
+    assert table.height == 5 * len(MODELS)
+    assert s.file("results/figures/early_answering.png").stat().st_size > 0
 
 
 def test_paper_tables(finished_study):
@@ -258,7 +301,15 @@ def test_changing_the_llm_judge_reruns_only_its_cells(finished_study):
     judged = [out for r, out in jobs if r == "judge_completions"]
     assert len(judged) == len(VARIANTS) * len(MODELS)
     assert all(o.startswith("results/verdicts/tiny-llm/") for o in judged)
-    assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
+    # Its model also reads the acknowledgments: those cells rerun, the rule's do not.
+    acked = [out for r, out in jobs if r == "acknowledge_plants"]
+    assert len(acked) == len(PLANTED) * len(MODELS)
+    assert all(o.startswith("results/acknowledgment/tiny-llm/") for o in acked)
+    assert {r for r, _ in jobs} - AGGREGATES == {
+        "judge_completions",
+        "ensemble_verdicts",
+        "acknowledge_plants",
+    }
 
 
 def test_adding_a_judge_adds_only_its_cells(finished_study):
@@ -269,8 +320,15 @@ def test_adding_a_judge_adds_only_its_cells(finished_study):
     judged = [out for r, out in jobs if r == "judge_completions"]
     assert len(judged) == len(VARIANTS) * len(MODELS)
     assert all(o.startswith("results/verdicts/rule-strict/") for o in judged)
+    acked = [out for r, out in jobs if r == "acknowledge_plants"]
+    assert len(acked) == len(PLANTED) * len(MODELS)
+    assert all(o.startswith("results/acknowledgment/rule-strict/") for o in acked)
     # The automatic ensembles now have three members: they are recombined; no other judge reruns.
-    assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
+    assert {r for r, _ in jobs} - AGGREGATES == {
+        "judge_completions",
+        "ensemble_verdicts",
+        "acknowledge_plants",
+    }
 
 
 def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):
@@ -298,7 +356,8 @@ def test_changing_generation_settings_reruns_generation_not_prompts(finished_stu
     config["generation"]["max_new_tokens"] = 12
     rules = {r for r, _ in s.planned_jobs(s.write_config("gen_changed.yaml", config))}
     assert rules - AGGREGATES == {
-        "generate_completions", "parse_answers", "judge_completions", "ensemble_verdicts",
+        "generate_completions", "parse_answers", "judge_completions", "ensemble_verdicts", "acknowledge_plants",
+        "early_answer",
     }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import source_fixtures as fx
 VARIANTS = ["base", "wrong_caption", "wrong_think", "wrong_caption_abstain", "wrong_think_abstain"]
 pytestmark = pytest.mark.slow
 DOWNSTREAM = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures",
-              "sample_browser", "all"}  # fmt: skip
+              "sample_browser", "all", "acknowledge_plants", "compute_acknowledgment", "plot_acknowledgment"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,8 @@ def test_the_letter_set_reruns_scoring_and_what_follows_never_the_prompts(study)
     config["generation"]["letters"] = "fixed"
     jobs = study.planned_jobs(study.write_config("fixed.yaml", config))
     # Letters are scored in the generation job (one model load): its cells and what reads them rerun.
-    assert {r for r, _ in jobs} == {"generate_completions"} | DOWNSTREAM
+    early = {"early_answer", "compute_early_answering", "plot_early_answering"}  # the base cells' scores too
+    assert {r for r, _ in jobs} == {"generate_completions"} | DOWNSTREAM | early
     assert len([o for r, o in jobs if r == "generate_completions"]) == len(VARIANTS)
     # `options` is the default: set explicitly or not, the same cells, nothing reruns.
     config["generation"]["letters"] = "options"

@@ -34,6 +34,13 @@ CONFIG = {
 pytestmark = pytest.mark.slow
 PARSE_RULES = {"parse_answers", "judge_completions", "compute_metrics", "paper_tables", "plot_figures",
                "sample_browser", "all"}  # fmt: skip
+# The acknowledgment cells re-read the answer letters (like the judges), not the parsed files.
+ACK_RULES = {"acknowledge_plants", "compute_acknowledgment", "plot_acknowledgment"}
+EARLY_RULES = {
+    "early_answer",
+    "compute_early_answering",
+    "plot_early_answering",
+}  # read the base answer letter
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +89,9 @@ def test_a_parser_version_bump_reruns_parse_judge_and_metrics_never_generation(s
         jobs = study.planned_jobs("dummy.yaml")
     finally:
         study.file("workflow/rules/common.smk").write_text(backup)
-    assert {r for r, _ in jobs} == PARSE_RULES  # no generate_completions (nor logits, its output)
+    assert {
+        r for r, _ in jobs
+    } == PARSE_RULES | ACK_RULES | EARLY_RULES  # no generate_completions (nor logits, its output)
     cells = [f"fake/shapes/{v}/seed0.jsonl" for v in VARIANTS]
     assert sorted(o for r, o in jobs if r == "parse_answers") == [f"results/parsed/{c}" for c in cells]
     assert sorted(o for r, o in jobs if r == "judge_completions") == [

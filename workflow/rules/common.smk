@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from cotprobe.early_answer import EARLY_VERSION
 from cotprobe.workflow import (
     FIGURES_VERSION,
     METRICS_VERSION,
@@ -80,6 +81,10 @@ def judge_spec(wildcards):
     return as_json(GRID.judge_spec(wildcards.judge))
 
 
+def ack_spec(wildcards):
+    return as_json(GRID.ack_spec(wildcards.judge))
+
+
 def get_judge_inputs(wildcards):
     return GRID.judge_inputs(wildcards.judge)
 
@@ -151,6 +156,10 @@ localrules:
     compute_judge_agreement,
     plot_judge_agreement,
     paper_tables,
+    compute_acknowledgment,
+    plot_acknowledgment,
+    compute_early_answering,
+    plot_early_answering,
 
 
 def stop_model_servers():

@@ -83,11 +83,14 @@ class Prompt:
     Attributes:
         id: The sample id.
         bench, variant, seed: The cell.
-        image: Image path, untouched by every variant.
-        question: The sample's question (unperturbed).
+        image: Image path: the sample's under every textual variant; an image variant's own
+            transformed copy (``results/prompts/{bench}/{variant}/seed{seed}.images/<hash>.png``).
+        question: The sample's question, unperturbed by the textual variants; ``mirror`` swaps its
+            left/right words to match the mirrored image.
         options: Letter -> text as shown to the model (``abstain`` adds one).
-        answer: The correct letter.
-        category: The sample's category.
+        answer: The correct letter (an image variant relabels it where the transform moves it:
+            ``mirror`` from a "left" option to the "right" one).
+        category: The sample's category (``mirror`` swaps the ``shapes`` categories left/right).
         user_text: The full text of the user turn (caption, question, option lines, instruction);
             the image goes before it.
         prefill: Text the assistant turn starts with; the model continues it ("" for none).

@@ -80,7 +80,7 @@ _CHIRAL = re.compile(
 _PNG_COMPRESS_LEVEL = 6
 
 
-class SkipSample(Exception):  # noqa: N818 - a signal, not an error: the sample is counted, not failed
+class SkipSample(Exception):
     """The variant does not apply to this sample; ``reason`` says why (counted per category)."""
 
     def __init__(self, reason: str):
@@ -367,7 +367,7 @@ class CropZoom(ImageVariant):
         rng = _rng(self.name, sample, bench=bench, seed=seed)
         w, h = image.size
         if _is_shapes(sample):
-            sh, size, drawn, px = _shapes_geometry(sample)
+            sh, _, drawn, px = _shapes_geometry(sample)
             pad = px(sh._BORDER)
             bx0 = max(0, min(s.x0 for s in drawn) - pad)
             by0 = max(0, min(s.y0 for s in drawn) - pad)

@@ -48,6 +48,10 @@ def get_model_inputs(wildcards):
     return GRID.model_inputs(wildcards.model)
 
 
+def get_perturb_reports(wildcards):
+    return GRID.perturb_reports()
+
+
 def get_metric_inputs(wildcards):
     return GRID.metric_inputs()
 
@@ -151,6 +155,7 @@ localrules:
     compute_judge_agreement,
     plot_judge_agreement,
     paper_tables,
+    image_skips,
 
 
 def stop_model_servers():

@@ -391,3 +391,32 @@ class CropZoom(ImageVariant):
             resample = Image.Resampling.BICUBIC
         zoomed = image.crop(box).resize((w, h), resample=resample)
         return Edited(zoomed, details={"crop": list(box), "zoom": round(w / (box[2] - box[0]), 4)})
+
+
+SKIP_COLUMNS = ("bench", "variant", "seed", "category", "n_samples", "n_kept", "n_skipped", "reasons")
+
+
+def skip_rows(reports: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (bench, variant, seed, category) of the perturb reports (``CellPrompts.report``).
+
+    ``reasons`` reads ``reason: n; reason: n`` (most frequent first), "" when nothing was skipped.
+    Rows are sorted by bench, variant, seed and category, so the table does not depend on the
+    order of the reports.
+    """
+    rows = []
+    for rep in reports:
+        for category, c in rep["categories"].items():
+            ranked = sorted(c["skipped"].items(), key=lambda kv: (-kv[1], kv[0]))
+            rows.append(
+                {
+                    "bench": rep["bench"],
+                    "variant": rep["variant"],
+                    "seed": rep["seed"],
+                    "category": category,
+                    "n_samples": c["n_samples"],
+                    "n_kept": c["n_kept"],
+                    "n_skipped": c["n_samples"] - c["n_kept"],
+                    "reasons": "; ".join(f"{r}: {n}" for r, n in ranked),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["bench"], r["variant"], r["seed"], r["category"]))

@@ -121,6 +121,21 @@ def test_mirror_cells_reach_the_metrics_and_the_report(study):
     ].to_list() == [CONFIG["benchmarks"]["shapes"]["args"]["n"]]
     table = list(csv.DictReader(study.file("results/metrics/image_skips.csv").open()))
     assert {r["variant"] for r in table} == {"mirror"} and all(r["n_skipped"] == "0" for r in table)
+    study.run("--configfile", name, "--report", "results/report.html")
+    report = study.file("results/report.html").read_text()
+    assert "image_skips.csv" in report and r"how many samples the variant\nperturbed (" in report
+
+
+def test_the_sample_browser_takes_a_cell_with_skipped_samples(study):
+    name = study.write_config("browser.yaml", _with(["distractor"]))
+    study.run("results/samples/samples.parquet", "--cores", "2", "--configfile", name)
+    table = pl.read_parquet(study.file("results/samples/samples.parquet"))
+    kept = study.file("results/prompts/shapes/distractor/seed0.jsonl").read_text().splitlines()
+    assert (
+        table.filter(pl.col("variant") == "distractor").height
+        == len(kept)
+        < CONFIG["benchmarks"]["shapes"]["args"]["n"]
+    )
 
 
 @pytest.mark.xfail(

@@ -9,6 +9,8 @@ Stage files (an ensemble of judges writes verdicts like any judge)::
 
     results/data/{bench}/samples.jsonl                      Sample
     results/prompts/{bench}/{variant}/seed{seed}.jsonl      Prompt
+    results/prompts/{bench}/{variant}/seed{seed}.images/    an image variant's images (<sha256>.png)
+    results/prompts/{bench}/{variant}/seed{seed}.report.json  its samples kept and skipped
     results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl   Generation
     results/logits/{model}/{bench}/{variant}/seed{seed}.parquet      LetterScores (one row each)
     results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl        ParsedAnswer

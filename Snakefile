@@ -2,7 +2,7 @@
 #
 # Path grammar (stage first, then the grid axes in this order):
 #   results/data/{bench}/samples.jsonl
-#   results/prompts/{bench}/{variant}/seed{seed}.jsonl
+#   results/prompts/{bench}/{variant}/seed{seed}.jsonl (an image variant also: seed{seed}.images/, seed{seed}.report.json)
 #   results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl
 #   results/logits/{model}/{bench}/{variant}/seed{seed}.parquet
 #   results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl

@@ -21,7 +21,7 @@ from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
 from cotprobe.model_server import count_loads, stop_servers
 from cotprobe.tiny_model import build_tiny_model
-from cotprobe.variants import VARIANTS, perturb
+from cotprobe.variants import VARIANT_NAMES, perturb
 
 
 def run_cells(spec, prompt_files, out_dir, root, share):
@@ -54,7 +54,7 @@ def main():
         model = build_tiny_model(tmp / "model", seed=0)
         samples = Shapes(n=args.n_samples, seed=0).prepare(tmp / "data")
         prompt_files = {}
-        for variant in VARIANTS.names():
+        for variant in VARIANT_NAMES:  # the textual suite (image variants also write images)
             prompt_files[variant] = tmp / f"{variant}.prompts.jsonl"
             write_jsonl(
                 prompt_files[variant],

@@ -99,12 +99,49 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_perturb(args) -> None:
-    from cotprobe.variants import perturb
+    from cotprobe.variants import is_image_variant, perturb_cell
 
     samples = load_samples(args.samples)
-    prompts = perturb(samples, args.variant, bench=args.bench, seed=args.seed)
-    write_jsonl(args.out, (p.to_dict() for p in prompts))
-    log.info("wrote %d %s prompts (seed %d) to %s", len(prompts), args.variant, args.seed, args.out)
+    if is_image_variant(args.variant) and not args.images:
+        raise InputError(f"variant {args.variant!r} transforms images: give --images <dir> (and --report)")
+    if args.images:
+        Path(args.images).mkdir(parents=True, exist_ok=True)
+    cell = perturb_cell(samples, args.variant, bench=args.bench, seed=args.seed, image_dir=args.images)
+    report = cell.report(bench=args.bench, variant=args.variant, seed=args.seed)
+    if args.report:
+        with atomic_path(args.report) as tmp:
+            tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not cell.prompts:
+        counts = "; ".join(f"{c}: {r['n_samples']}" for c, r in report["categories"].items())
+        raise InputError(
+            f"variant {args.variant!r} on {args.bench!r}: every sample skipped (categories {counts});"
+            " the transform's effect on these answers is not known: drop the variant or the benchmark"
+        )
+    write_jsonl(args.out, (p.to_dict() for p in cell.prompts))
+    log.info("wrote %d %s prompts (seed %d) to %s", len(cell.prompts), args.variant, args.seed, args.out)
+    if report["n_skipped"]:
+        log.info("skipped %d of %d samples (see %s)", report["n_skipped"], len(samples), args.report)
+
+
+def cmd_image_skips(args) -> None:
+    import csv
+
+    from cotprobe.variants.image import SKIP_COLUMNS, skip_rows
+
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: cannot read the perturb report ({err})") from None
+    rows = skip_rows(reports)
+    with atomic_path(args.out) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SKIP_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    log.info(
+        "wrote %d rows (%d skipped samples) to %s", len(rows), sum(r["n_skipped"] for r in rows), args.out
+    )
 
 
 def cmd_build_model(args) -> None:
@@ -718,7 +755,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--images", help="an image variant's image folder (results/prompts/.../seed{seed}.images)")
+    s.add_argument("--report", help="JSON of kept and skipped samples per category, and every image edit")
     s.set_defaults(func=cmd_perturb)
+
+    s = sub.add_parser("image-skips", help="tabulate the image variants' kept and skipped samples")
+    s.add_argument("--out", required=True, help="results/metrics/image_skips.csv")
+    s.add_argument("reports", nargs="+", help="results/prompts/{bench}/{variant}/seed{seed}.report.json")
+    s.set_defaults(func=cmd_image_skips)
 
     s = sub.add_parser("build-model", help="build the offline tiny Qwen2.5-VL-architecture model")
     s.add_argument("--spec", required=True, help='JSON: {"kind":"tiny","seed":0,"warm_start":{...}}')

@@ -1057,7 +1057,9 @@ def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
                 keep = bc.present & ~np.isnan(bc.entropy)
                 for v in variants:
                     vc = study.cells.get((model, bench, v, s))
-                    if vc is not None and not np.array_equal(vc.present, bc.present):
+                    # A variant may skip items (an image variant where its effect on the answer is
+                    # unknown): those get no label; an item the base lacks is an error.
+                    if vc is not None and (vc.present & ~bc.present).any():
                         raise InputError(
                             f"ids of {vc.entry['prompts']} differ from those of the base logits {bc.entry['logits']}"
                         )
@@ -1067,13 +1069,18 @@ def _paired(study: Study, base: str) -> dict[tuple[str, str], _Paired]:
                 h.append(-bc.entropy[rows])
                 err.append(1 - bc.correct[rows])
                 labels.append(
-                    np.column_stack([study.cells[model, bench, v, s].correct[rows] for v in variants])
+                    np.column_stack([_label(study.cells[model, bench, v, s], rows) for v in variants])
                 )
             out[model, bench] = _Paired(
                 np.concatenate(items), np.concatenate(p), np.concatenate(h), np.concatenate(err),
                 np.vstack(labels), variants,
             )  # fmt: skip
     return out
+
+
+def _label(cell: Cell, rows: np.ndarray) -> np.ndarray:
+    """Correct under the variant at ``rows`` (NaN where the variant skipped the item)."""
+    return np.where(cell.present[rows], cell.correct[rows], np.nan)
 
 
 def _auroc_row(model, bench, variant, n, positive, p, ph, h, hh, level) -> dict[str, Any]:
@@ -1136,15 +1143,17 @@ def auroc_rows(
         variants = parts[0].variants
         for bench, d in zip(benches, parts):
             w = weights[bench]
-            (p, ph), (h, hh) = stats.auroc_many(w, d.item, [d.p_base, d.neg_h], d.labels)
+            have = ~np.isnan(d.labels)  # observations each variant labels (a variant may skip items)
+            pos = np.where(have, d.labels, 0.0)
+            (p, ph), (h, hh) = stats.auroc_many(w, d.item, [d.p_base, d.neg_h], pos, have.astype(float))
             for k, v in enumerate(d.variants):
                 rows.append(
                     _auroc_row(
                         model,
                         bench,
                         v,
-                        len(d.item),
-                        d.labels[:, k].sum(),
+                        have[:, k].sum(),
+                        pos[:, k].sum(),
                         p[k],
                         ph[:, k],
                         h[k],
@@ -1158,20 +1167,20 @@ def auroc_rows(
         w = study.pooled_weights(tuple(benches), boot)
         item = np.concatenate([d.item + o for d, o in zip(parts, offsets)])
         labels = np.vstack([d.labels for d in parts])
-        columns = np.column_stack([labels, labels.sum(axis=1)])
-        per_column = np.array([1.0] * len(variants) + [float(len(variants))])
+        have = ~np.isnan(labels)
+        pos = np.where(have, labels, 0.0)
+        columns = np.column_stack([pos, pos.sum(axis=1)])
+        per_column = np.column_stack([have, have.sum(axis=1)]).astype(float)
         scores = [np.concatenate([d.p_base for d in parts]), np.concatenate([d.neg_h for d in parts])]
         (p, ph), (h, hh) = stats.auroc_many(w, item, scores, columns, per_column)
         for k, v in enumerate(variants):
             rows.append(
                 _auroc_row(
-                    model, ALL, v, len(item), labels[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level
+                    model, ALL, v, have[:, k].sum(), pos[:, k].sum(), p[k], ph[:, k], h[k], hh[:, k], level
                 )
             )
         k = len(variants)
-        rows.append(
-            _auroc_row(model, ALL, ALL, len(item) * k, labels.sum(), p[k], ph[:, k], h[k], hh[:, k], level)
-        )
+        rows.append(_auroc_row(model, ALL, ALL, have.sum(), pos.sum(), p[k], ph[:, k], h[k], hh[:, k], level))
         return rows
 
     models = list(dict.fromkeys(m for m, _ in paired))

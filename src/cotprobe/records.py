@@ -9,6 +9,8 @@ Stage files (an ensemble of judges writes verdicts like any judge)::
 
     results/data/{bench}/samples.jsonl                      Sample
     results/prompts/{bench}/{variant}/seed{seed}.jsonl      Prompt
+    results/prompts/{bench}/{variant}/seed{seed}.images/    an image variant's images (<sha256>.png)
+    results/prompts/{bench}/{variant}/seed{seed}.report.json  its samples kept and skipped
     results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl   Generation
     results/logits/{model}/{bench}/{variant}/seed{seed}.parquet      LetterScores (one row each)
     results/parsed/{model}/{bench}/{variant}/seed{seed}.jsonl        ParsedAnswer
@@ -83,11 +85,14 @@ class Prompt:
     Attributes:
         id: The sample id.
         bench, variant, seed: The cell.
-        image: Image path, untouched by every variant.
-        question: The sample's question (unperturbed).
+        image: Image path: the sample's under every textual variant; an image variant's own
+            transformed copy (``results/prompts/{bench}/{variant}/seed{seed}.images/<hash>.png``).
+        question: The sample's question, unperturbed by the textual variants; ``mirror`` swaps its
+            left/right words to match the mirrored image.
         options: Letter -> text as shown to the model (``abstain`` adds one).
-        answer: The correct letter.
-        category: The sample's category.
+        answer: The correct letter (an image variant relabels it where the transform moves it:
+            ``mirror`` from a "left" option to the "right" one).
+        category: The sample's category (``mirror`` swaps the ``shapes`` categories left/right).
         user_text: The full text of the user turn (caption, question, option lines, instruction);
             the image goes before it.
         prefill: Text the assistant turn starts with; the model continues it ("" for none).

@@ -206,57 +206,88 @@ def auroc_many(
     labels: np.ndarray | float = 1.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``auroc`` for several scores of the same observations: the parts that do not depend on the
-    score (the weighted class totals of every resample) are computed once."""
+    score (the weighted class totals of every resample) are computed once.
+
+    ``labels`` may also be ``(n_obs, k)``: the labels each observation has in each column (0 where
+    it has none, e.g. a variant that skipped the item). A column whose count is the same for every
+    observation shares the one cumulative sum of the weights; any other column sums its own
+    weighted negatives ``N_o = L_o - P_o`` (one more scan per score).
+    """
     n_items = w.shape[0]
     positives = np.asarray(positives, np.float64)
     positives = positives[:, None] if positives.ndim == 1 else positives
-    lab = np.broadcast_to(np.asarray(labels, np.float64), (positives.shape[1],))
+    k = positives.shape[1]
+    lab_in = np.asarray(labels, np.float64)
+    if lab_in.ndim == 2:
+        constant = (lab_in == lab_in[:1]).all(axis=0)
+        lab = np.where(constant, lab_in[0] if len(lab_in) else 1.0, 1.0)
+        varying = np.flatnonzero(~constant)
+        negatives = lab_in - positives
+    else:
+        lab, varying, negatives = np.broadcast_to(lab_in, (k,)).copy(), np.array([], int), None
+    shared = np.setdiff1d(np.arange(k), varying)
     p_item = _item_sums(item, positives, n_items)
     n_item = np.bincount(item, minlength=n_items).astype(np.float64)
+    neg_item = _item_sums(item, negatives[:, varying], n_items) if len(varying) else np.zeros((n_items, 0))
     pos_all = positives.astype(np.float32)
 
     def totals(wb: np.ndarray):
         # Integer-valued sums are exact in float32 (half the memory traffic) while below 2**24; a
         # column's sums are at most its largest weight times its total weight times the largest count.
         big = (
-            float(wb.max()) * float(wb.sum(axis=0).max()) * max(p_item.max(initial=0), n_item.max(initial=0))
+            float(wb.max())
+            * float(wb.sum(axis=0).max())
+            * max(p_item.max(initial=0), n_item.max(initial=0), neg_item.max(initial=0))
         )
         dtype = np.float32 if big < 2**24 else np.float64
-        wi, pi, ni = (a.astype(dtype, copy=False) for a in (wb, p_item, n_item))
+        wi, pi, ni, gi = (a.astype(dtype, copy=False) for a in (wb, p_item, n_item, neg_item))
         wp = (wi.T @ pi).astype(np.float64)
         den = wp * (lab * (wi.T @ ni).astype(np.float64)[:, None] - wp)
-        return wp, den, ((wi * wi).T @ pi).astype(np.float64)
+        den[:, varying] = wp[:, varying] * (wi.T @ gi).astype(np.float64)
+        return wp, den
 
     def run(wb: np.ndarray, parts, score: np.ndarray) -> np.ndarray:
-        wp, den, self_pairs = parts
+        wp, den = parts
         order = np.argsort(score, kind="stable")
         starts, ends = _tie_groups(score[order])
-        ties = not (starts == ends).all()
         io, pos = item[order], pos_all[order]
-        acc = np.zeros((wb.shape[1], pos.shape[1]))
-        buf = np.zeros((BLOCK + 1, wb.shape[1]), np.float32)  # grows to the largest block
-        for lo, hi in _blocks(ends):
-            x = np.take(wb, io[lo:hi], axis=0)
-            if hi - lo + 1 > len(buf):
-                buf = np.vstack([buf[:1], np.zeros((hi - lo, wb.shape[1]), np.float32)])
-            cum = _scan(x, buf)  # cum[i]: weight strictly before row i; cum[i + 1]: up to row i
-            if ties:  # T(o) = (weight below o's tie group + weight up to its end) / 2
-                t = cum[starts[lo:hi] - lo] + cum[ends[lo:hi] - lo + 1]
-                t *= x
-                acc += 0.5 * (t.T @ pos[lo:hi])
-            else:
-                acc += (cum[1 : hi - lo + 1] * x).T @ pos[lo:hi]
-            buf[0] = cum[hi - lo]
-        if not ties:  # T(o) = cum(o) - w_o / 2
-            acc -= 0.5 * self_pairs
-        num = lab * acc - 0.5 * wp * wp
+        acc = np.zeros((wb.shape[1], k))
+        acc[:, shared] = lab[shared] * _pair_sums(wb, io, starts, ends, None, pos[:, shared])
+        acc[:, shared] -= 0.5 * wp[:, shared] * wp[:, shared]  # the positive-positive pairs
+        for j in varying:
+            neg = negatives[order, j].astype(np.float32)
+            acc[:, j] = _pair_sums(wb, io, starts, ends, neg, pos[:, j : j + 1])[:, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+            return np.where(den > 0, acc / np.where(den > 0, den, 1), np.nan)
 
     ones = np.ones((n_items, 1), np.float32)
     with one_blas_thread():
         at_data, resampled = totals(ones), totals(w)
         return [(run(ones, at_data, s)[0], run(w, resampled, s)) for s in scores]
+
+
+def _pair_sums(wb, io, starts, ends, scale, pos) -> np.ndarray:
+    """``(n_resamples, k)``: ``sum_o w_o pos_o T(o)``, ``T(o)`` the weight (times ``scale``) of the
+    observations scored below ``o`` plus half of those tied with it (itself included), over rows
+    sorted by score (``io``: their items; ``starts``/``ends``: their tie group's first and last row)."""
+    ties = not (starts == ends).all()
+    acc = np.zeros((wb.shape[1], pos.shape[1]))
+    buf = np.zeros((BLOCK + 1, wb.shape[1]), np.float32)  # grows to the largest block
+    for lo, hi in _blocks(ends):
+        x = np.take(wb, io[lo:hi], axis=0)
+        y = x if scale is None else x * scale[lo:hi, None]
+        if hi - lo + 1 > len(buf):
+            buf = np.vstack([buf[:1], np.zeros((hi - lo, wb.shape[1]), np.float32)])
+        cum = _scan(y, buf)  # cum[i]: weight strictly before row i; cum[i + 1]: up to row i
+        if ties:  # T(o) = (weight below o's tie group + weight up to its end) / 2
+            t = cum[starts[lo:hi] - lo] + cum[ends[lo:hi] - lo + 1]
+            t *= 0.5
+        else:  # T(o) = weight up to o - half its own
+            t = cum[1 : hi - lo + 1] - 0.5 * y
+        t *= x
+        acc += t.T @ pos[lo:hi]
+        buf[0] = cum[hi - lo]
+    return acc
 
 
 def aurc(w: np.ndarray, item: np.ndarray, score: np.ndarray, error: np.ndarray) -> tuple[float, np.ndarray]:

@@ -29,6 +29,12 @@ from cotprobe.parsing import PARSER_VERSION
 
 SAMPLES = "results/data/{bench}/samples.jsonl"
 PROMPTS = "results/prompts/{bench}/{variant}/seed{seed}.jsonl"
+# An image variant's perturb job also writes its transformed images (named by content hash) and a
+# report of the samples it kept and skipped per category (cotprobe.variants.image).
+PROMPT_IMAGES = "results/prompts/{bench}/{variant}/seed{seed}.images"
+PERTURB_REPORT = "results/prompts/{bench}/{variant}/seed{seed}.report.json"
+# Only with an image variant: every image cell's kept/skipped counts per category, for the report.
+IMAGE_SKIPS = "results/metrics/image_skips.csv"
 GENERATIONS = "results/generations/{model}/{bench}/{variant}/seed{seed}.jsonl"
 LOGITS = "results/logits/{model}/{bench}/{variant}/seed{seed}.parquet"
 # The generations' answers read by the current parser (cotprobe.parsing): a parser change reruns
@@ -588,6 +594,27 @@ class Grid:
     def logit_files(self) -> list[str]:
         return [LOGITS.format(model=m, bench=b, variant=v, seed=s) for m, b, v, s in self.cells()]
 
+    @property
+    def text_variants(self) -> list[str]:
+        """The textual variants (the paper's suite), in config order: rule ``perturb_prompts``."""
+        from cotprobe.variants import is_image_variant
+
+        return [v for v in self.variants if not is_image_variant(v)]
+
+    @property
+    def image_variants(self) -> list[str]:
+        """The image variants, in config order: rule ``perturb_images``."""
+        from cotprobe.variants import is_image_variant
+
+        return [v for v in self.variants if is_image_variant(v)]
+
+    def perturb_reports(self) -> list[str]:
+        """The image cells' perturb reports (the ``image_skips`` table's inputs)."""
+        return [
+            PERTURB_REPORT.format(bench=b, variant=v, seed=s)
+            for b, v, s in product(self.benchmarks, self.image_variants, self.seeds)
+        ]
+
     def prompt_files(self) -> list[str]:
         return [
             PROMPTS.format(bench=b, variant=v, seed=s)
@@ -657,17 +684,9 @@ class Grid:
         agreement = [AGREEMENT, *AGREEMENT_FIGURES] if self.agreement_judges else []
         ack = [ACK_TABLE, *ACK_FIGURES] if self.ack_variants and self.ack_judges else []
         early = [EARLY_TABLE, *EARLY_FIGURES] if self.early_files() else []
-        return [
-            *METRICS,
-            *FIGURES,
-            *TABLES,
-            SAMPLE_TABLE,
-            SAMPLE_BROWSER,
-            *training,
-            *agreement,
-            *ack,
-            *early,
-        ]
+        images = [IMAGE_SKIPS] if self.image_variants else []
+        extras = [*training, *agreement, *ack, *early, *images]
+        return [*METRICS, *FIGURES, *TABLES, SAMPLE_TABLE, SAMPLE_BROWSER, *extras]
 
     def table_inputs(self) -> dict[str, str]:
         """The tables rule's inputs: the metric tables, and the agreement table when there is one."""

@@ -493,10 +493,31 @@ def test_auroc_needs_the_base_cell(tmp_path):
 
 
 def test_auroc_mismatched_ids(tmp_path):
-    base = write_cell(tmp_path, "base", 0, BASE_ANSWERS, BASE_QUADRANTS)
-    other = write_cell(tmp_path, "wrong_think", 0, BASE_ANSWERS[:3], BASE_QUADRANTS[:3], ids=IDS[:3])
+    base = write_cell(tmp_path, "base", 0, BASE_ANSWERS[:3], BASE_QUADRANTS[:3], ids=IDS[:3])
+    other = write_cell(tmp_path, "wrong_think", 0, BASE_ANSWERS, BASE_QUADRANTS)  # s3: not in base
     with pytest.raises(InputError, match="differ"):
         metrics.auroc_rows(study_of([base, other]))
+
+
+def test_auroc_of_a_variant_that_skipped_items_uses_the_items_it_labels(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    p_base = [0.9, 0.8, 0.3, 0.6]
+    base = write_cell(tmp_path, "base", 0, ["A", "A", "B", "A"], BASE_QUADRANTS, p_correct=p_base)
+    # An image variant skipped s1: its AUROC is over s0, s2, s3 (correct, wrong, correct).
+    skipped = write_cell(tmp_path, "mirror", 0, ["A", "B", "A"], BASE_QUADRANTS[:3], ids=["s0", "s2", "s3"])
+    full = write_cell(tmp_path, "wrong_think", 0, ["A", "B", "B", "A"], BASE_QUADRANTS)
+    table = metrics.auroc_rows(
+        study_of([base, skipped, full]), metrics.Analysis.from_config({"bootstrap": {"n": 50}})
+    )
+    mirror = table.filter((pl.col("variant") == "mirror") & (pl.col("bench") == "shapes")).row(0, named=True)
+    assert (mirror["n"], mirror["n_positive"]) == (3, 2)
+    assert mirror["auroc_p_base"] == pytest.approx(roc_auc_score([1, 0, 1], [0.9, 0.3, 0.6]))
+    # Pooled over variants: the skipped item has one label (wrong_think's), the others two.
+    pooled = table.filter((pl.col("variant") == "all") & (pl.col("bench") == "all")).row(0, named=True)
+    labels = [1, 0, 1] + [1, 0, 0, 1]
+    scores = [0.9, 0.3, 0.6] + p_base
+    assert pooled["n"] == 7 and pooled["auroc_p_base"] == pytest.approx(roc_auc_score(labels, scores))
 
 
 def test_write_csv_round_trip(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cotprobe.parsing import PARSER_VERSION
+from cotprobe.variants import VARIANTS
 from cotprobe.workflow import BUILT_MODEL, ConfigError, Grid, cell_entries, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -463,3 +464,20 @@ def test_extractor_config_errors_name_the_bad_key(extractor, expected):
 def test_extractor_args_are_checked_before_any_job(extractor, expected):
     with pytest.raises(ConfigError, match=expected):
         grid({**copy.deepcopy(DEFAULT), "extractor": extractor}).check_plugins()
+
+
+def test_image_variants_have_their_own_perturb_rule_reports_and_skip_table():
+    config = copy.deepcopy(DEFAULT)
+    config["variants"] = ["base", "mirror", "wrong_think", "crop_zoom"]
+    g = grid(config)
+    assert (g.text_variants, g.image_variants) == (["base", "wrong_think"], ["mirror", "crop_zoom"])
+    seeds = config["seeds"]
+    assert g.perturb_reports() == [
+        f"results/prompts/shapes/{v}/seed{s}.report.json" for v in ("mirror", "crop_zoom") for s in seeds
+    ]
+    assert "results/metrics/image_skips.csv" in g.final_targets()
+    assert g.variant_spec("mirror") == {"name": "mirror", "version": VARIANTS.version("mirror")}
+    # The default study has none: no skip table, no report inputs.
+    plain = grid()
+    assert plain.image_variants == [] and plain.perturb_reports() == []
+    assert "results/metrics/image_skips.csv" not in plain.final_targets()

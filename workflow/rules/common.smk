@@ -49,6 +49,10 @@ def get_model_inputs(wildcards):
     return GRID.model_inputs(wildcards.model)
 
 
+def get_perturb_reports(wildcards):
+    return GRID.perturb_reports()
+
+
 def get_metric_inputs(wildcards):
     return GRID.metric_inputs()
 
@@ -160,6 +164,7 @@ localrules:
     plot_acknowledgment,
     compute_early_answering,
     plot_early_answering,
+    image_skips,
 
 
 def stop_model_servers():

@@ -131,3 +131,26 @@ rule sample_browser:
     shell:
         "python -m cotprobe samples --axes {params.axes:q} --table {output.table}"
         " --browser {output.browser} > {log} 2>&1"
+
+
+# Only with an image variant: how many samples each image cell kept and skipped, per category and
+# reason (the transform's effect on a skipped sample's answer is not known).
+rule image_skips:
+    input:
+        reports=get_perturb_reports,
+    output:
+        table=report(
+            "results/metrics/image_skips.csv",
+            caption="../report/image_skips.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/image_skips/image_skips.log",
+    benchmark:
+        "benchmarks/image_skips/image_skips.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    params:
+        version=METRICS_VERSION,
+    shell:
+        "python -m cotprobe image-skips --out {output.table} {input.reports} > {log} 2>&1"

@@ -1,8 +1,10 @@
 """The prompt-variant interface and the rendering of the user turn.
 
-A variant turns a Sample into a Prompt: it may add a caption, change the options or set an
-assistant pre-fill, and it never touches the image. Variants are pure functions of
-(sample, bench, seed), so the same inputs give byte-identical prompt files.
+A variant turns a Sample into a Prompt: a textual variant may add a caption, change the options or
+set an assistant pre-fill, and never touches the image; an image variant
+(``cotprobe.variants.image``) writes a transformed copy of the image and may relabel the question
+and answer to match it. Variants are pure functions of (sample, bench, seed), so the same inputs
+give byte-identical prompt (and image) files.
 """
 
 from __future__ import annotations
@@ -96,26 +98,37 @@ class PromptVariant(abc.ABC):
         prefill: str = "",
         target_letter: str | None = None,
         abstain_letter: str | None = None,
+        image: str | None = None,
+        question: str | None = None,
+        answer: str | None = None,
+        category: str | None = None,
     ) -> Prompt:
         """Build this variant's Prompt from the sample and the parts the variant changes.
 
+        ``image``, ``question``, ``answer`` and ``category`` replace the sample's (the image variants:
+        a transformed image whose left and right are swapped, say); None keeps the sample's.
+
         Raises:
-            ValueError: When the sample's answer is not one of its options.
+            ValueError: When the sample's answer (or the replacing one) is not one of its options.
         """
         if sample.answer not in sample.options:
             raise ValueError(f"sample {sample.id!r}: answer {sample.answer!r} is not an option")
         options = dict(sample.options if options is None else options)
+        question = sample.question if question is None else question
+        answer = sample.answer if answer is None else answer
+        if answer not in options:
+            raise ValueError(f"sample {sample.id!r}: answer {answer!r} is not an option")
         return Prompt(
             id=sample.id,
             bench=bench,
             variant=self.name,
             seed=seed,
-            image=sample.image,
-            question=sample.question,
+            image=sample.image if image is None else image,
+            question=question,
             options=options,
-            answer=sample.answer,
-            category=sample.category,
-            user_text=render_user_text(sample.question, options, caption),
+            answer=answer,
+            category=sample.category if category is None else category,
+            user_text=render_user_text(question, options, caption),
             prefill=prefill,
             target_letter=target_letter,
             caption=caption,

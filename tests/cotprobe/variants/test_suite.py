@@ -17,7 +17,15 @@ from cotprobe.io import write_jsonl
 from cotprobe.parsing import parse_response
 from cotprobe.records import LETTERS, PARSE_OK, Sample
 from cotprobe.registry import UnknownPluginError
-from cotprobe.variants import VARIANT_NAMES, VARIANTS, perturb, render_user_text, templates, wrong_letter
+from cotprobe.variants import (
+    ALL_VARIANT_NAMES,
+    VARIANT_NAMES,
+    VARIANTS,
+    perturb,
+    render_user_text,
+    templates,
+    wrong_letter,
+)
 from cotprobe.variants.base import INSTRUCTION
 from cotprobe.variants.suite import ABSTAIN_TEXT, STOP_THINK_PREFILL
 
@@ -62,8 +70,10 @@ def _dump(prompts):
 
 def test_all_eleven_variants_are_registered_under_their_own_name():
     assert len(VARIANT_NAMES) == 11
-    assert VARIANTS.names() == sorted(VARIANT_NAMES)
-    for name in VARIANT_NAMES:
+    # The registry also holds the image variants (tests/cotprobe/variants/test_image.py).
+    assert VARIANTS.names() == sorted(ALL_VARIANT_NAMES)
+    assert ALL_VARIANT_NAMES[: len(VARIANT_NAMES)] == VARIANT_NAMES
+    for name in ALL_VARIANT_NAMES:
         assert VARIANTS.get(name).name == name
         assert VARIANTS.version(name) >= 1
 

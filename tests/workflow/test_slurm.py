@@ -184,6 +184,11 @@ def rule_of(comment: str) -> str:
     return re.sub(r"^rule_|_wildcards_.*$", "", comment)
 
 
+def _group(rule: str) -> str:
+    """A group job's name without its rules: ``generate-tiny_<rules>`` -> ``generate-tiny``."""
+    return rule.split("_", 1)[0] if rule.startswith("generate-") else rule
+
+
 @pytest.fixture(scope="module")
 def slurm_study(slurm, tmp_path_factory):
     study = Study(tmp_path_factory.mktemp("slurm-study"))
@@ -206,13 +211,15 @@ def test_every_cell_went_through_sbatch_and_completed(slurm_study):
     jobs = slurm_jobs(submitted)
     assert set(jobs) == set(submitted), "squeue lost track of submitted jobs"
     assert {j["state"] for j in jobs.values()} == {"COMPLETED"}, jobs
-    rules = sorted(rule_of(j["comment"]) for j in jobs.values())
+    rules = sorted(_group(rule_of(j["comment"])) for j in jobs.values())
     n = len(VARIANTS)
     models = 2  # tiny and its one saved GRPO step
+    # wrong_think plants an option: one acknowledgment cell per model (the rule judge).
     assert rules == sorted(
         ["prepare_benchmark", "build_tiny_model", "prepare_training_data", "train_grpo"]
         + ["perturb_prompts"] * n
-        + [f"generate-{m}_generate_completions" for m in MODELS] + ["judge_completions"] * n * models
+        + [f"generate-{m}" for m in MODELS] + ["judge_completions"] * n * models
+        + ["acknowledge_plants"] * models
     )  # fmt: skip
     for log in submitted.values():  # kept by slurm-keep-successful-logs in local.yaml
         assert log.exists(), log
@@ -222,9 +229,11 @@ def test_the_profile_resources_reach_slurm(slurm_study):
     _, _, output = slurm_study
     jobs = slurm_jobs(submitted_jobs(output)).values()
     for rule in profile_rules():
-        if rule == "generate_completions":
-            # Its cells run as group jobs, whose requests test_the_cells_of_a_model_... checks.
-            assert any(rule_of(j["comment"]).endswith("_generate_completions") for j in jobs)
+        if rule in ("generate_completions", "early_answer"):
+            # Their cells run as group jobs, whose requests test_the_cells_of_a_model_... checks.
+            assert any(
+                rule in rule_of(j["comment"]) and rule_of(j["comment"]).startswith("generate-") for j in jobs
+            )
             continue
         want = {k: v for k, v in profile_resources(rule, attempt=1).items() if k != "model_slot"}
         mine = [j for j in jobs if rule_of(j["comment"]) == rule]
@@ -238,16 +247,23 @@ def test_the_cells_of_a_model_are_one_group_job_that_loads_it_once(slurm_study):
     from cotprobe.model_server import count_loads
 
     study, _, output = slurm_study
-    groups = {rule_of(j["comment"]): j for j in slurm_jobs(submitted_jobs(output)).values()}
+    groups = {_group(rule_of(j["comment"])): j for j in slurm_jobs(submitted_jobs(output)).values()}
     cell = profile_resources("generate_completions", attempt=1)
-    assert cell.pop("model_slot") == 1
+    early = profile_resources("early_answer", attempt=1)
+    assert cell.pop("model_slot") == early.pop("model_slot") == 1
+    assert {k: v for k, v in early.items() if k != "runtime"} == {
+        k: v for k, v in cell.items() if k != "runtime"
+    }
     for model in MODELS:
-        job = groups[f"generate-{model}_generate_completions"]
-        # One cell's CPUs and memory (its cells run one after another: model_slot), their summed runtime.
+        job = groups[f"generate-{model}"]
+        # One cell's CPUs and memory (its cells run one after another: model_slot), their summed
+        # runtime: every variant's generation and the base think's early-answer cell.
         got = {"cpus_per_task": job["cpus"], "mem_mb": job["mem_mb"], "runtime": job["minutes"]}
-        assert got == {**cell, "runtime": cell["runtime"] * len(VARIANTS)}, (model, got)
-        for v in VARIANTS:
-            log = study.file(f"logs/generate_completions/{model}/shapes/{v}/seed0.log").read_text()
+        assert got == {**cell, "runtime": cell["runtime"] * len(VARIANTS) + early["runtime"]}, (model, got)
+        logs = [f"logs/generate_completions/{model}/shapes/{v}/seed0.log" for v in VARIANTS]
+        for log in (
+            study.file(p).read_text() for p in [*logs, f"logs/early_answer/{model}/shapes/seed0.log"]
+        ):
             assert "using model server http://127.0.0.1:" in log and "loaded hf backend" not in log
     root = study.file(".cotprobe/model_servers")
     assert count_loads(root) == dict.fromkeys(MODELS, 1)

@@ -18,9 +18,6 @@ import pytest
 
 from cotprobe.records import QUADRANTS, UNPARSEABLE
 
-# One worker under pytest-xdist: the session's finished study is run once (tests/workflow/conftest.py).
-pytestmark = pytest.mark.xdist_group("finished-study")
-
 VARIANTS = ["base", "wrong_think", "correct_think"]
 JUDGES = ["rule", "api-llm"]
 LABELS = ("consistent", "inconsistent", "unparseable")

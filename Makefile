@@ -90,8 +90,10 @@ chromium:
 	fi
 	@printf '%-6s %s\n' ok "$$(chromium --version 2>/dev/null)"
 
+# Two pytest-xdist workers (the machine's two cores); a module's tests, and the modules sharing the
+# finished test study, run in one worker (the work units in tests/conftest.py).
 test: setup verl-env vllm-env chromium
-	PATH=$(abspath $(BIN)):$$PATH pytest -q
+	PATH=$(abspath $(BIN)):$$PATH pytest -q -n 2
 
 clean:
 	rm -rf results logs benchmarks .snakemake resources/models

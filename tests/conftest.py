@@ -17,6 +17,66 @@ INSTRUCTION = (
 )
 
 
+# ------------------------------------------------------------- pytest-xdist (`make test`: -n 2)
+# A work unit runs in one worker: a test module, so that its module-scoped fixtures (a loaded model, a
+# server, a SLURM cluster, a training run) are built once, or the modules that share a session fixture,
+# built once per worker. (pytest-xdist's own `--dist loadgroup` cannot do this here: it writes the
+# xdist_group marks into test ids that pytest 9 no longer lets a plugin rewrite.)
+SHARED_SESSION_FIXTURES = {
+    "finished_study": (
+        "tests/workflow/test_end_to_end.py",
+        "tests/workflow/test_report.py",
+        "tests/workflow/test_llm_judge_verdicts.py",
+    ),
+}
+# The units that take minutes, longest first (measured): started before the rest, so that the two
+# workers end together rather than one waiting on the other's last long module.
+LONG_UNITS = (
+    "finished_study",
+    "tests/workflow/test_slurm.py",
+    "tests/cotprobe/backends/test_vllm.py",
+    "tests/cotprobe/test_model_server.py",
+    "tests/cotprobe/training/test_trl_backend.py",
+    "tests/workflow/test_verl_rules.py",
+    "tests/cotprobe/test_organism.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of the test ``nodeid``: its shared session fixture, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return next((name for name, modules in SHARED_SESSION_FIXTURES.items() if module in modules), module)
+
+
+def pytest_collection_modifyitems(items):
+    """A test outside the modules named for a shared session fixture must not use it: its worker would
+    build the fixture a second time."""
+    for item in items:
+        for name, modules in SHARED_SESSION_FIXTURES.items():
+            if name in item.fixturenames and item.nodeid.split("::", 1)[0] not in modules:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {name}: add its module to SHARED_SESSION_FIXTURES"
+                )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler, by ``work_unit``, the ``LONG_UNITS`` first."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            first = next((unit for unit in LONG_UNITS if unit in self.workqueue), None)
+            if first is not None:
+                self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+    return WorkUnits(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny model (seed 0) saved once per session; treat it as read-only."""

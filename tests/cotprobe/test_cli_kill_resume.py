@@ -11,6 +11,10 @@ from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
 from cotprobe.variants import perturb
 
+# 12 batches of 4: the kill lands after 3 are on disk, with 9 (several seconds of generation) to go;
+# a job that finished first fails the test rather than passing it unkilled.
+N = 48
+
 
 def _generate_cmd(model_dir, prompts, out):
     spec = {
@@ -30,7 +34,7 @@ def _texts(path):
 
 
 def test_sigkill_then_restart_finishes_without_redoing(tiny_model_dir, tmp_path):
-    samples = Shapes(n=160, seed=5).prepare(tmp_path / "data")
+    samples = Shapes(n=N, seed=5).prepare(tmp_path / "data")
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, (p.to_dict() for p in perturb(samples, "base", bench="shapes", seed=0)))
     reference = tmp_path / "reference.jsonl"
@@ -48,11 +52,11 @@ def test_sigkill_then_restart_finishes_without_redoing(tiny_model_dir, tmp_path)
     proc.wait()
     assert not out.exists(), "the job finished before it could be killed"
     done = part.read_text().count("\n") - 1
-    assert 0 < done < 160
+    assert 0 < done < N
 
     log = subprocess.run(
         _generate_cmd(tiny_model_dir, prompts, out), check=True, capture_output=True, text=True
     )
-    assert f"{done} already generated (resumed), {160 - done} to go" in log.stderr
+    assert f"{done} already generated (resumed), {N - done} to go" in log.stderr
     assert _texts(out) == _texts(reference)
     assert not part.exists()

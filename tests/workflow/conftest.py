@@ -1,5 +1,6 @@
 """Helpers to run the real workflow (Snakemake + the tiny real model) in a scratch copy."""
 
+import copy
 import os
 import re
 import shutil
@@ -25,6 +26,14 @@ class Study:
             (shutil.copytree if src.is_dir() else shutil.copy)(src, path / name)
         self.config = yaml.safe_load(TEST_CONFIG.read_text())
         self.write_config("test.yaml", self.config)
+
+    def copy_to(self, dst: Path) -> "Study":
+        """A copy of this study in ``dst``: its files, results and Snakemake's records (modification
+        times kept), so Snakemake in the copy sees the same finished outputs as in this study."""
+        shutil.copytree(self.path, dst, symlinks=True, dirs_exist_ok=True)
+        study = Study.__new__(Study)
+        study.path, study.config = dst, copy.deepcopy(self.config)
+        return study
 
     def write_config(self, name: str, config: dict) -> str:
         (self.path / name).write_text(yaml.safe_dump(config, sort_keys=False))

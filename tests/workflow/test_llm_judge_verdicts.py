@@ -8,7 +8,6 @@ the verdict files.
 """
 
 import hashlib
-import importlib.util
 import json
 import re
 from collections import Counter
@@ -18,11 +17,6 @@ import polars as pl
 import pytest
 
 from cotprobe.records import QUADRANTS, UNPARSEABLE
-
-_spec = importlib.util.spec_from_file_location("workflow_conftest", Path(__file__).with_name("conftest.py"))
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-Study = _conftest.Study
 
 VARIANTS = ["base", "wrong_think", "correct_think"]
 JUDGES = ["rule", "api-llm"]
@@ -67,7 +61,9 @@ def jsonl(path):
 
 
 @pytest.fixture(scope="module")
-def judged_study(tmp_path_factory, loopback_chat):
+def judged_study(finished_study, tmp_path_factory, loopback_chat):
+    """A copy of the finished test study with the API judge added: its generations are the finished
+    study's (not generated again), the judge cells, ensembles and agreement table are new."""
     replies: set[str] = set()  # every reply sent
 
     def reply(body):
@@ -76,7 +72,7 @@ def judged_study(tmp_path_factory, loopback_chat):
         return text
 
     url, _ = loopback_chat(reply)
-    study = Study(tmp_path_factory.mktemp("llm-judge-study"))
+    study = finished_study.copy_to(tmp_path_factory.mktemp("llm-judge-study"))
     config = {k: v for k, v in study.config.items() if k != "training"}
     config["variants"] = VARIANTS
     config["judges"] = {
@@ -88,10 +84,14 @@ def judged_study(tmp_path_factory, loopback_chat):
         }},
     }  # fmt: skip
     name = study.write_config("judged.yaml", config)
-    study.run("--cores", "2", "--configfile", name, "--show-failed-logs",
-              "results/metrics/judge_agreement.csv",
-              *(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"
-                for j in ("ensemble", "ensemble-strict") for v in VARIANTS))  # fmt: skip
+    proc = study.run("--cores", "2", "--configfile", name, "--show-failed-logs",
+                     "results/metrics/judge_agreement.csv",
+                     *(f"results/verdicts/{j}/tiny/shapes/{v}/seed0.jsonl"
+                       for j in ("ensemble", "ensemble-strict") for v in VARIANTS))  # fmt: skip
+    # Only the judge stage ran: the copy kept the finished study's model, prompts and generations.
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.MULTILINE))
+    assert "judge_completions" in ran and not ran & {"build_tiny_model", "perturb_prompts"}, ran
+    assert not any(rule.endswith("generate_completions") for rule in ran), ran
     return study, replies
 
 

@@ -39,9 +39,11 @@ SLURM_DIR = ROOT / "tests/workflow/slurm"
 START = SLURM_DIR / "local-slurm.sh"
 SITE = SLURM_DIR / "local.yaml"
 PROFILE = "workflow/profiles/slurm"
-# Two variants (one plain, one pushing) and a 5-step warm start keep this run to about two minutes;
-# every rule of the study still runs, through sbatch or locally.
+# Two variants (one plain, one pushing), four samples and a 5-step warm start keep this run short;
+# every rule of the study still runs, through sbatch or locally (what is checked here is where and how
+# the jobs ran, not what the model answers).
 VARIANTS = ["base", "wrong_think"]
+SAMPLES = 4
 SUBMITTED = "Job {} has been submitted with SLURM jobid {} (log: {})"
 RUN_TIMEOUT_S = 900
 MODELS = ["tiny", "grpo-s0-step2"]  # the tiny model and its one saved GRPO step
@@ -194,6 +196,7 @@ def slurm_study(slurm, tmp_path_factory):
     study = Study(tmp_path_factory.mktemp("slurm-study"))
     config = copy.deepcopy(study.config)
     config["variants"] = VARIANTS
+    config["benchmarks"]["shapes"]["args"]["n"] = SAMPLES
     config["models"]["tiny"]["build"]["warm_start"]["steps"] = 5
     # Kept small: the rule judge only, and one training seed (its saved step is a second model).
     config["judges"] = {"rule": {"kind": "rule"}}
@@ -308,6 +311,7 @@ def test_every_expected_output_exists_and_nothing_is_stale(slurm_study):
             ]
     for rel in expected:
         assert study.file(rel).stat().st_size > 0, rel
+    assert len(study.file("results/data/shapes/samples.jsonl").read_text().splitlines()) == SAMPLES
     assert study.planned_jobs("slurm.yaml") == []
 
 

@@ -5,8 +5,9 @@ one in-process ``generate`` cell (greedy), then four cells (greedy again, sample
 1) sharing one load: the first starts this host's ``serve-model`` process for the model, the others
 attach, as in the workflow. So the whole module pays two engine starts. They check the letter log-probabilities against a
 transformers forward pass (this venv's HF backend), that pre-fills are continued (greedy texts and
-prompt lengths equal transformers'), seeded sampling, and the generation file format. Last, the
-throughput script's CPU smoke run (two more engine starts) finishes by itself.
+prompt lengths equal transformers'), seeded sampling, and the generation file format. The
+throughput script's CPU smoke run (two more engine starts) is no test: ``perf/vllm_throughput.py``
+checks itself (exit status 3 when a phase hangs at exit or the two sides decode unequal token counts).
 """
 
 from __future__ import annotations
@@ -285,27 +286,6 @@ def test_generation_file_format(run, prompts):
         assert logits["missing_reason"].is_null().all() and logits["id"].to_list() == [p.id for p in prompts]
         assert logits["letter_set"].to_list() == ["options"] * len(prompts)
     assert not list(run["greedy"].parent.glob("*.part"))
-
-
-def test_throughput_script_smoke_run_exits_by_itself(vllm_python, tmp_path):
-    """``perf/vllm_throughput.py``'s CPU smoke path at tiny sizes: both phases (ours, vLLM's
-    ``run_vllm``) shut their engine down and exit on their own, so the script finishes."""
-    cmd = [str(vllm_python), str(ROOT / "perf/vllm_throughput.py"), "--n", "4", "--max-new-tokens", "4",
-           "--dtype", "float32", "--enforce-eager", "--exit-grace", "120"]  # fmt: skip
-    proc = subprocess.run(
-        cmd, check=False, env=_env(), capture_output=True, text=True, timeout=1800, cwd=tmp_path
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert "hung at exit" not in out
-    rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines() if line[:1] in "ov"}
-    ours, bench = rows["ours (VLLMBackend.generate)"], rows["vLLM bench (run_vllm)"]
-    assert ours[0] == bench[0] and 4 <= int(ours[0]) <= 16  # the same tokens decoded on both sides
-    (ratio,) = [
-        line.split(":")[1] for line in proc.stdout.splitlines() if line.startswith("ratio ours / vLLM")
-    ]
-    assert math.isfinite(float(ratio)) and float(ratio) > 0
-    print(proc.stdout)  # the ratio on this machine, shown with -s
 
 
 def test_vllm_is_not_imported_by_the_package(vllm_python):

@@ -69,6 +69,7 @@ _SEEN_V4 = {**_SEEN, "count": "In the image, the number is {text}; number: {text
 _AXIS = {"left": 0, "right": 0, "above": 1, "below": 1}
 _LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
 _WARMUP = 0.05  # fraction of the steps spent warming up linearly
+ENCODE_CHUNK = 256  # samples per processor call: batching amortises its per-call overhead
 
 
 def think_target(sample: Sample, chosen: str | None = None, *, recipe: str = "v3") -> str:
@@ -235,21 +236,32 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
     return views
 
 
-def _encode_examples(processor, drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[dict[str, Any]]:
+def _encode_examples(
+    processor, drawn: list, *, recipe: str = "v3", seed: int = 0, chunk: int = ENCODE_CHUNK
+) -> list[dict[str, Any]]:
     """Render each sample as the evaluation does and tokenise prompt + target once.
 
     Labels are -100 on the prompt (and its pre-fill), so the loss covers the assistant tokens the
     model writes (think, answer and the end of turn). With a soft answer target, ``soft`` holds the
     answer letter's position and ``(token id, probability)`` pairs.
+
+    The processor runs on ``chunk`` samples at a time (one call per chunk, not two per sample); the
+    prompt's length comes from the tokenizer alone, on the prompt text with its image placeholder
+    expanded to the image's token count as the processor expands it. The result does not depend on
+    ``chunk``.
     """
     import torch
 
     from cotprobe.backends.base import build_messages
 
-    end = processor.tokenizer.eos_token
-    answer_tag = processor.tokenizer.convert_tokens_to_ids("<answer>")
-    examples = []
-    for d, view in zip(drawn, training_views(drawn, recipe=recipe, seed=seed)):
+    tok = processor.tokenizer
+    end = tok.eos_token
+    answer_tag = tok.convert_tokens_to_ids("<answer>")
+    pad = processor.image_token
+    merge = processor.image_processor.merge_size**2
+    heads, images = [], []
+    views = training_views(drawn, recipe=recipe, seed=seed)
+    for d, view in zip(drawn, views):
         prompt = view["prompt"]
         image = d.image.convert("RGB")
         if prompt.prefill:
@@ -260,35 +272,49 @@ def _encode_examples(processor, drawn: list, *, recipe: str = "v3", seed: int = 
             head = processor.apply_chat_template(
                 build_messages(prompt, image), tokenize=False, add_generation_prompt=True
             )
-        enc = processor(text=[head + view["target"] + end], images=[image], return_tensors="pt")
-        head_ids = processor(text=[head], images=[image], return_tensors="pt")["input_ids"][0]
-        ids = enc["input_ids"][0]
-        n_head = len(head_ids)
-        if not ids[:n_head].equal(head_ids):
-            raise ValueError(
-                f"sample {d.sample.id!r}: the prompt does not tokenise as a prefix of prompt+target"
-            )
-        labels = ids.clone()
-        labels[:n_head] = -100
-        soft = None
-        if view["soft"] is not None:
-            at = (ids == answer_tag).nonzero().flatten()
-            pos = int(at[-1]) + 1
-            pairs = [(processor.tokenizer.convert_tokens_to_ids(x), p) for x, p in view["soft"].items()]
-            if int(ids[pos]) not in {t for t, _ in pairs}:
-                raise ValueError(f"sample {d.sample.id!r}: the answer letter is not one token after <answer>")
-            soft = (pos, pairs)
-        examples.append(
-            {
-                "input_ids": ids,
-                "labels": labels,
-                "soft": soft,
-                "mm_token_type_ids": enc["mm_token_type_ids"][0] if "mm_token_type_ids" in enc else None,
-                # Half precision halves the cache (64 patches x 1176 values per 112 px image).
-                "pixel_values": enc["pixel_values"].to(torch.float16),
-                "image_grid_thw": enc["image_grid_thw"],
-            }
+        heads.append(head)
+        images.append(image)
+    examples = []
+    for start in range(0, len(drawn), chunk):
+        part = range(start, min(start + chunk, len(drawn)))
+        enc = processor(
+            text=[heads[i] + views[i]["target"] + end for i in part], images=images[start : part.stop]
         )
+        sizes = enc["image_grid_thw"].prod(-1).tolist()
+        pixels = enc["pixel_values"].to(torch.float16).split(sizes)  # half precision halves the cache
+        for j, i in enumerate(part):
+            sample_id = drawn[i].sample.id
+            ids = torch.tensor(enc["input_ids"][j], dtype=torch.long)
+            expanded = heads[i].replace(pad, pad * (sizes[j] // merge))
+            head_ids = tok(expanded, add_special_tokens=False)["input_ids"]
+            n_head = len(head_ids)
+            if ids[:n_head].tolist() != head_ids:
+                raise ValueError(
+                    f"sample {sample_id!r}: the prompt does not tokenise as a prefix of prompt+target"
+                )
+            labels = ids.clone()
+            labels[:n_head] = -100
+            soft = None
+            if views[i]["soft"] is not None:
+                at = (ids == answer_tag).nonzero().flatten()
+                pos = int(at[-1]) + 1
+                pairs = [(tok.convert_tokens_to_ids(x), p) for x, p in views[i]["soft"].items()]
+                if int(ids[pos]) not in {t for t, _ in pairs}:
+                    raise ValueError(
+                        f"sample {sample_id!r}: the answer letter is not one token after <answer>"
+                    )
+                soft = (pos, pairs)
+            mm = enc.get("mm_token_type_ids")
+            examples.append(
+                {
+                    "input_ids": ids,
+                    "labels": labels,
+                    "soft": soft,
+                    "mm_token_type_ids": torch.tensor(mm[j], dtype=torch.long) if mm is not None else None,
+                    "pixel_values": pixels[j].clone(),
+                    "image_grid_thw": enc["image_grid_thw"][j : j + 1].clone(),
+                }
+            )
     return examples
 
 
@@ -609,7 +635,7 @@ def _train(
             batch_ids.append(order.pop())
         chosen = [examples[i] for i in batch_ids]
         batch = _collate(chosen, pad_id)
-        loss = _soft_loss(model, batch, chosen) if chosen[0]["soft"] is not None else model(**batch).loss
+        loss = _loss(model, batch, chosen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -625,25 +651,38 @@ def _train(
     return losses, time.perf_counter() - t0
 
 
-def _soft_loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):
-    """Mean per-token cross-entropy, the answer letter against its soft target instead of its token."""
+def _loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):
+    """Mean per-token cross-entropy of the labelled tokens; a soft answer letter against its target.
+
+    The output head runs only on the positions that predict a labelled token (the assistant's,
+    about a fifth of the sequence), not on the prompt's: the loss is the one the full logits give
+    (a test checks), for less work. Does not modify ``batch``.
+    """
     import torch
     import torch.nn.functional as F
 
-    labels = batch.pop("labels")
-    logits = model(**batch).logits[:, :-1].float()
-    labels = labels[:, 1:].clone()
-    rows, cols, targets = [], [], torch.zeros(len(examples), logits.shape[-1])
-    for i, e in enumerate(examples):
-        pos, pairs = e["soft"]
-        labels[i, pos - 1] = -100
-        rows.append(i)
-        cols.append(pos - 1)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = model.model(**inputs).last_hidden_state[:, :-1]
+    labels = batch["labels"][:, 1:]
+    rows, cols = (labels != -100).nonzero(as_tuple=True)
+    logits = model.lm_head(hidden[rows, cols]).float()
+    targets = labels[rows, cols]
+    soft = [(i, e["soft"]) for i, e in enumerate(examples) if e["soft"] is not None]
+    if not soft:
+        return F.cross_entropy(logits, targets)
+    # Where each example's soft letter sits among the kept positions (row-major, as nonzero orders
+    # them), and its target distribution.
+    kept = (labels != -100).flatten().cumsum(0) - 1
+    at = kept[torch.tensor([i * labels.shape[1] + pos - 1 for i, (pos, _) in soft])]
+    dist = torch.zeros(len(soft), logits.shape[-1])
+    for j, (_, (_, pairs)) in enumerate(soft):
         for token, p in pairs:
-            targets[i, token] = p
-    hard = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
-    soft = -(targets * F.log_softmax(logits[rows, cols], dim=-1)).sum()
-    return (hard + soft) / (int((labels != -100).sum()) + len(rows))
+            dist[j, token] = p
+    hard = torch.ones(len(targets), dtype=torch.bool)
+    hard[at] = False
+    total = F.cross_entropy(logits[hard], targets[hard], reduction="sum")
+    total = total - (dist * F.log_softmax(logits[at], dim=-1)).sum()
+    return total / len(targets)
 
 
 def _save(model, processor, facts: dict[str, Any], out_dir: Path, check=None) -> None:

@@ -164,6 +164,80 @@ def test_the_thread_count_reaches_torch():
     assert out.stdout.split() == ["3", "3"]
 
 
+# -- speed: batched encoding, the output head on labelled positions only ---------------------
+
+
+def _head(processor, view, image) -> str:
+    from cotprobe.backends.base import build_messages
+
+    kwargs = {"continue_final_message": True} if view["prompt"].prefill else {"add_generation_prompt": True}
+    return processor.apply_chat_template(build_messages(view["prompt"], image), tokenize=False, **kwargs)
+
+
+def test_encoding_in_chunks_is_the_per_sample_encoding(tiny_model_dir):
+    """Chunked processor calls give the tensors of one call per sample, and the prompt's length
+    (where the labels start) is what the processor gives for the prompt alone."""
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _encode_examples, training_views
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    drawn = train_samples(10, seed=3)
+    chunked = _encode_examples(processor, drawn, recipe="v4", seed=3, chunk=4)
+    single = _encode_examples(processor, drawn, recipe="v4", seed=3, chunk=1)
+    assert len(chunked) == len(single) == 10
+    for a, b in zip(chunked, single):
+        for key in ("input_ids", "labels", "pixel_values", "image_grid_thw", "mm_token_type_ids"):
+            assert a[key].equal(b[key]), key
+        assert a["soft"] == b["soft"]
+    views = training_views(drawn, recipe="v4", seed=3)
+    assert any(v["prompt"].prefill for v in views)  # pre-filled prompts are among them
+    for d, view, e in zip(drawn, views, chunked):
+        image = d.image.convert("RGB")
+        alone = processor(text=[_head(processor, view, image)], images=[image])["input_ids"][0]
+        assert e["input_ids"][: len(alone)].tolist() == alone
+        assert int((e["labels"] != -100).nonzero()[0]) == len(alone)
+        assert e["pixel_values"].shape[0] == int(e["image_grid_thw"].prod())
+
+
+@pytest.mark.parametrize("recipe", ["v3", "v4"])
+def test_loss_on_labelled_positions_is_the_full_head_loss(tiny_model_dir, recipe):
+    """``_loss`` (the output head on labelled positions only) equals the loss from the full logits:
+    mean cross-entropy of the labelled tokens, the soft answer letter against its target (v4)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cotprobe.organism import _collate, _encode_examples, _loss
+
+    torch.manual_seed(0)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():  # a random model's letters are near uniform: sharpen the head so soft != hard
+        model.lm_head.weight.mul_(20)
+    examples = _encode_examples(processor, train_samples(6, seed=1), recipe=recipe, seed=1)
+    batch = _collate(examples, processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        fast = float(_loss(model, batch, examples))
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    logp = F.log_softmax(logits, dim=-1)
+    per_token = []
+    for i, e in enumerate(examples):
+        for t in (labels[i] != -100).nonzero().flatten().tolist():
+            if e["soft"] is not None and t == e["soft"][0] - 1:
+                per_token.append(-sum(p * float(logp[i, t, token]) for token, p in e["soft"][1]))
+            else:
+                per_token.append(-float(logp[i, t, labels[i, t]]))
+    full = sum(per_token) / len(per_token)
+    assert fast == pytest.approx(full, rel=1e-5)
+    hard = float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)))
+    if recipe == "v3":
+        assert fast == pytest.approx(hard, rel=1e-5)
+    else:
+        assert abs(fast - hard) > 1e-3  # the soft letter changes the loss
+
+
 # -- recipe v4 -------------------------------------------------------------------------------
 
 

@@ -43,11 +43,12 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.records import Sample
 from cotprobe.variants import perturb
 
-ORGANISM_VERSION = 4
+ORGANISM_VERSION = 5
 # The training recipes: ``v3`` the plain base layout with hard targets, ``v4`` varied layouts, text
-# evidence and soft answer letters (``cotprobe.organism_v4``). A build's cache key carries its
+# evidence and soft answer letters (``cotprobe.organism_v4``), ``v5`` v4 with the option lines at a
+# fixed distance from the think (``cotprobe.organism_v5``). A build's cache key carries its
 # recipe's version, so a change to one recipe reruns only the builds that use it.
-RECIPE_VERSIONS = {"v3": 3, "v4": 4}
+RECIPE_VERSIONS = {"v3": 3, "v4": 4, "v5": 5}
 RECIPES = tuple(RECIPE_VERSIONS)
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ _SEEN = {
     "largest": "In the image, the largest is {text}; largest: {text}.",
     "count": "The number of shapes in the image is {text}; number: {text}.",
 }
-# Recipe v4's: the count sentence of v3 is the evaluation's count caption, which v4 never trains on.
+# Recipes v4 and v5: the count sentence of v3 is the evaluation's count caption, never trained on.
 _SEEN_V4 = {**_SEEN, "count": "In the image, the number is {text}; number: {text}."}
 _AXIS = {"left": 0, "right": 0, "above": 1, "below": 1}
 _LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
@@ -86,7 +87,7 @@ def think_target(sample: Sample, chosen: str | None = None, *, recipe: str = "v3
     Raises:
         ValueError: For a category without a template.
     """
-    seen = _SEEN_V4 if recipe == "v4" else _SEEN
+    seen = _SEEN if recipe == "v3" else _SEEN_V4
     if sample.category not in seen:
         raise ValueError(f"sample {sample.id!r}: no think template for category {sample.category!r}")
     chosen = chosen or sample.answer
@@ -198,22 +199,27 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
         ]
     from dataclasses import replace
 
-    from cotprobe.organism_v4 import answer_target, extra_letter, layout_for, posterior, second_look
+    from cotprobe import organism_v4, organism_v5
+    from cotprobe.organism_v4 import answer_target, extra_letter, second_look
     from cotprobe.variants import render_user_text
     from cotprobe.variants.base import INSTRUCTION
 
+    design = organism_v5 if recipe == "v5" else organism_v4
     views = []
     for sample, prompt in zip(samples, prompts):
-        lay = layout_for(sample, seed)
+        lay = design.layout_for(sample, seed)
         options = dict(sample.options)
         if lay.kind == "extra":
             options[extra_letter(sample)] = lay.wording
         caption = lay.wording if lay.kind in ("caption", "hedged") else None
-        user_text = render_user_text(sample.question, options, caption)
-        if lay.instruction:
-            user_text = user_text.replace(INSTRUCTION, lay.instruction)
+        if recipe == "v5":  # the paraphrase goes first; the evaluation's instruction stays
+            user_text = organism_v5.user_text(sample.question, options, caption, lay.instruction)
+        else:  # v4: the paraphrase replaces the instruction after the options
+            user_text = render_user_text(sample.question, options, caption)
+            if lay.instruction:
+                user_text = user_text.replace(INSTRUCTION, lay.instruction)
         prefill = lay.wording if lay.kind in ("think", "closed") else ""
-        post = posterior(sample, lay)
+        post = design.posterior(sample, lay)
         chosen = max(post, key=lambda x: (post[x], x == sample.answer))
         answer = f"<answer>{chosen}</answer>"
         if lay.kind == "think":
@@ -222,7 +228,7 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
         elif lay.kind == "closed":
             target = answer
         else:
-            target = f"<think>{think_target(sample, chosen, recipe='v4')}</think>{answer}"
+            target = f"<think>{think_target(sample, chosen, recipe=recipe)}</think>{answer}"
         views.append(
             {
                 "prompt": replace(
@@ -412,7 +418,8 @@ def warm_start(
         exclude_orders: Option orders (see ``option_order``) left out of training.
         n_val: Samples of the ``val`` split the saved model answers (``validate``); the numbers
             are logged and stored as ``validation`` in ``cotprobe_model.json``. 0: skip.
-        recipe: ``v3`` (plain layout, hard targets) or ``v4`` (``cotprobe.organism_v4``).
+        recipe: ``v3`` (plain layout, hard targets), ``v4`` (``cotprobe.organism_v4``) or ``v5``
+            (``cotprobe.organism_v5``).
         min_accuracy: A build whose validation accuracy is below this did not learn: it is
             retrained once from the start with 1.5 times the steps, and if that is still below,
             the build fails (nothing is saved). 0: no check.
@@ -587,7 +594,7 @@ def validate(
 def target_loss(model, processor, drawn: list, *, recipe: str = "v3") -> float:
     """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``.
 
-    With soft answer targets (v4) the answer letter counts as its most likely letter.
+    With soft answer targets (v4, v5) the answer letter counts as its most likely letter.
     """
     import torch
 

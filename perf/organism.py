@@ -83,6 +83,17 @@ def main() -> None:
     parser.add_argument("--categories", nargs="*", default=None)
     parser.add_argument("--recipe", default="v3", help="training recipe (cotprobe.organism.RECIPES)")
     parser.add_argument(
+        "--plain-steps", type=int, default=0, help="first stage on plain v3 targets (warm_start)"
+    )
+    parser.add_argument("--plain-lr", type=float, default=None, help="peak lr of that stage (default --lr)")
+    parser.add_argument(
+        "--base-dir",
+        type=Path,
+        default=None,
+        help="warm-start this model (e.g. an organism kept by an earlier --keep: a second stage) "
+        "instead of a freshly built tiny model",
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="copy the built organism here (for perf/organism_targets.py)"
     )
     parser.add_argument(
@@ -114,7 +125,7 @@ def main() -> None:
         else:
             model_dir = tmp / "organism"
             t0 = time.perf_counter()
-            base = build_tiny_model(tmp / "base", seed=0)
+            base = args.base_dir or build_tiny_model(tmp / "base", seed=0)
             if args.rope_theta is not None:
                 config = json.loads((base / "config.json").read_text())
                 config["text_config"]["rope_parameters"]["rope_theta"] = args.rope_theta
@@ -133,6 +144,8 @@ def main() -> None:
                 categories=categories,
                 exclude_orders=HELD_OUT_ORDERS,
                 recipe=args.recipe,
+                plain_steps=args.plain_steps,
+                plain_lr=args.plain_lr,
             )
             build_s = time.perf_counter() - t0
             if args.keep is not None:
@@ -150,6 +163,7 @@ def main() -> None:
         print(
             f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
             f"vision_lr_scale={args.vision_lr_scale} seed={args.seed} threads={args.threads} recipe={args.recipe} "
+            f"plain_steps={args.plain_steps} plain_lr={args.plain_lr} "
             f"rope_theta={args.rope_theta or 'as built'} categories={','.join(categories)}"
         )
     print(

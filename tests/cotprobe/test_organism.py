@@ -438,3 +438,28 @@ def test_v5_planted_thinks_are_sometimes_overruled_by_the_image():
     assert min(easy) > max(hard)  # the image wins exactly where it is strong
     v4 = overruled("v4")
     assert sum(k for _, k in v4) / len(v4) < share / 2
+
+
+def test_a_plain_first_stage_runs_before_the_recipe(tiny_model_dir, tmp_path):
+    """``plain_steps``: a first stage on recipe v3's targets with its own schedule, then the recipe's
+    steps; the build records both loss curves, and the plain stage changes the result."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for plain in (0, 3):
+        out = tmp_path / f"plain{plain}"
+        warm_start(
+            tiny_model_dir, out, steps=2, batch_size=2, lr=1e-2, n_train=6, seed=0, threads=1, log_every=1,
+            n_val=0, recipe="v5", plain_steps=plain, plain_lr=5e-3,
+        )  # fmt: skip
+        runs[plain] = (
+            json.loads((out / "cotprobe_model.json").read_text()),
+            load_file(out / "model.safetensors"),
+        )
+    facts, weights = runs[3]
+    assert facts["plain_steps"] == 3 and facts["plain_lr"] == 5e-3 and facts["recipe"] == "v5"
+    assert [r["step"] for r in facts["plain_losses"]] == [1, 2, 3]
+    assert [r["step"] for r in facts["losses"]] == [1, 2]
+    assert facts["initial_loss"] == facts["plain_losses"][0]["loss"]
+    assert runs[0][0]["plain_losses"] == [] and runs[0][0]["plain_lr"] is None
+    assert any(not weights[k].equal(runs[0][1][k]) for k in weights)

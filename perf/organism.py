@@ -1,7 +1,7 @@
 """Build the model organism (tiny model + warm start) and measure it against issue 3's targets.
 
 Usage: ``python perf/organism.py [--steps 2000] [--n-train 10000] [--n-eval 300] [--threads 2]
-[--rope-theta 10]``. The defaults are the chosen recipe; ``--rope-theta`` patches the built tiny
+[--rope-theta 10] [--recipe v3] [--keep DIR]``. The defaults are the chosen recipe; ``--rope-theta`` patches the built tiny
 model's text ``rope_theta`` (an experiment; the tiny model is built with 10 since version 3).
 Builds the tiny model in a temporary directory, warm-starts it on the ``shapes`` train split
 with ``HELD_OUT_ORDERS`` left out, then answers ``n-eval`` held-out eval samples (base prompt,
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -80,6 +81,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the training data, order and torch")
     parser.add_argument("--categories", nargs="*", default=None)
+    parser.add_argument("--recipe", default="v3", help="training recipe (cotprobe.organism.RECIPES)")
+    parser.add_argument(
+        "--plain-steps", type=int, default=0, help="first stage on plain v3 targets (warm_start)"
+    )
+    parser.add_argument("--plain-lr", type=float, default=None, help="peak lr of that stage (default --lr)")
+    parser.add_argument(
+        "--base-dir",
+        type=Path,
+        default=None,
+        help="warm-start this model (e.g. an organism kept by an earlier --keep: a second stage) "
+        "instead of a freshly built tiny model",
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the built organism here (for perf/organism_targets.py)"
+    )
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -109,7 +125,7 @@ def main() -> None:
         else:
             model_dir = tmp / "organism"
             t0 = time.perf_counter()
-            base = build_tiny_model(tmp / "base", seed=0)
+            base = args.base_dir or build_tiny_model(tmp / "base", seed=0)
             if args.rope_theta is not None:
                 config = json.loads((base / "config.json").read_text())
                 config["text_config"]["rope_parameters"]["rope_theta"] = args.rope_theta
@@ -127,8 +143,14 @@ def main() -> None:
                 log_every=100,
                 categories=categories,
                 exclude_orders=HELD_OUT_ORDERS,
+                recipe=args.recipe,
+                plain_steps=args.plain_steps,
+                plain_lr=args.plain_lr,
             )
             build_s = time.perf_counter() - t0
+            if args.keep is not None:
+                shutil.copytree(model_dir, args.keep, dirs_exist_ok=True)
+                print(f"kept the organism in {args.keep}")
 
         # Held-out eval samples (eval split), and eval samples in option orders never trained on.
         pool = Shapes(n=max(args.n_eval * 8, 2400), seed=0, categories=categories).prepare(tmp / "data")
@@ -140,7 +162,8 @@ def main() -> None:
     if args.model_dir is None:
         print(
             f"\nrecipe: steps={args.steps} batch={args.batch_size} n_train={args.n_train} lr={args.lr} "
-            f"vision_lr_scale={args.vision_lr_scale} seed={args.seed} threads={args.threads} "
+            f"vision_lr_scale={args.vision_lr_scale} seed={args.seed} threads={args.threads} recipe={args.recipe} "
+            f"plain_steps={args.plain_steps} plain_lr={args.plain_lr} "
             f"rope_theta={args.rope_theta or 'as built'} categories={','.join(categories)}"
         )
     print(

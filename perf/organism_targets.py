@@ -63,6 +63,7 @@ def run(model_dir: Path, n: int, seeds: list[int], threads: int, variants: list[
                         float,
                     ),
                     "text": [g.text for g in gens],
+                    "category": [p.category for p in prompts],
                 }
     return out
 
@@ -205,6 +206,16 @@ def main() -> None:
                 indent=2,
             )
         )
+    categories = cells["base", seeds[0]].get("category")
+    if categories is not None:  # where the accuracy goes: per question category
+        shown = ("base", "correct_caption", "correct_think", "wrong_caption", "wrong_think")
+        print(
+            f"\naccuracy per category (items x seeds)\n{'category':10s}" + "".join(f"{v:>17s}" for v in shown)
+        )
+        cats = np.array(categories)
+        for cat in sorted(set(categories)):
+            at = cats == cat
+            print(f"{cat:10s}" + "".join(f"{stack(v, 'correct')[at].mean():17.3f}" for v in shown))
     for v in ("wrong_think", "correct_think"):
         print(f"--- {v} sample outputs:")
         for text in cells[v, seeds[0]]["text"][:3]:

@@ -43,11 +43,12 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.records import Sample
 from cotprobe.variants import perturb
 
-ORGANISM_VERSION = 4
+ORGANISM_VERSION = 5
 # The training recipes: ``v3`` the plain base layout with hard targets, ``v4`` varied layouts, text
-# evidence and soft answer letters (``cotprobe.organism_v4``). A build's cache key carries its
+# evidence and soft answer letters (``cotprobe.organism_v4``), ``v5`` v4 with the option lines at a
+# fixed distance from the think (``cotprobe.organism_v5``). A build's cache key carries its
 # recipe's version, so a change to one recipe reruns only the builds that use it.
-RECIPE_VERSIONS = {"v3": 3, "v4": 4}
+RECIPE_VERSIONS = {"v3": 3, "v4": 4, "v5": 5}
 RECIPES = tuple(RECIPE_VERSIONS)
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,12 @@ _SEEN = {
     "largest": "In the image, the largest is {text}; largest: {text}.",
     "count": "The number of shapes in the image is {text}; number: {text}.",
 }
-# Recipe v4's: the count sentence of v3 is the evaluation's count caption, which v4 never trains on.
+# Recipes v4 and v5: the count sentence of v3 is the evaluation's count caption, never trained on.
 _SEEN_V4 = {**_SEEN, "count": "In the image, the number is {text}; number: {text}."}
 _AXIS = {"left": 0, "right": 0, "above": 1, "below": 1}
 _LR_FLOOR = 0.02  # cosine decay ends at this fraction of the peak learning rate
 _WARMUP = 0.05  # fraction of the steps spent warming up linearly
+ENCODE_CHUNK = 256  # samples per processor call: batching amortises its per-call overhead
 
 
 def think_target(sample: Sample, chosen: str | None = None, *, recipe: str = "v3") -> str:
@@ -85,7 +87,7 @@ def think_target(sample: Sample, chosen: str | None = None, *, recipe: str = "v3
     Raises:
         ValueError: For a category without a template.
     """
-    seen = _SEEN_V4 if recipe == "v4" else _SEEN
+    seen = _SEEN if recipe == "v3" else _SEEN_V4
     if sample.category not in seen:
         raise ValueError(f"sample {sample.id!r}: no think template for category {sample.category!r}")
     chosen = chosen or sample.answer
@@ -197,22 +199,27 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
         ]
     from dataclasses import replace
 
-    from cotprobe.organism_v4 import answer_target, extra_letter, layout_for, posterior, second_look
+    from cotprobe import organism_v4, organism_v5
+    from cotprobe.organism_v4 import answer_target, extra_letter, second_look
     from cotprobe.variants import render_user_text
     from cotprobe.variants.base import INSTRUCTION
 
+    design = organism_v5 if recipe == "v5" else organism_v4
     views = []
     for sample, prompt in zip(samples, prompts):
-        lay = layout_for(sample, seed)
+        lay = design.layout_for(sample, seed)
         options = dict(sample.options)
         if lay.kind == "extra":
             options[extra_letter(sample)] = lay.wording
         caption = lay.wording if lay.kind in ("caption", "hedged") else None
-        user_text = render_user_text(sample.question, options, caption)
-        if lay.instruction:
-            user_text = user_text.replace(INSTRUCTION, lay.instruction)
+        if recipe == "v5":  # the paraphrase goes first; the evaluation's instruction stays
+            user_text = organism_v5.user_text(sample.question, options, caption, lay.instruction)
+        else:  # v4: the paraphrase replaces the instruction after the options
+            user_text = render_user_text(sample.question, options, caption)
+            if lay.instruction:
+                user_text = user_text.replace(INSTRUCTION, lay.instruction)
         prefill = lay.wording if lay.kind in ("think", "closed") else ""
-        post = posterior(sample, lay)
+        post = design.posterior(sample, lay)
         chosen = max(post, key=lambda x: (post[x], x == sample.answer))
         answer = f"<answer>{chosen}</answer>"
         if lay.kind == "think":
@@ -221,7 +228,7 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
         elif lay.kind == "closed":
             target = answer
         else:
-            target = f"<think>{think_target(sample, chosen, recipe='v4')}</think>{answer}"
+            target = f"<think>{think_target(sample, chosen, recipe=recipe)}</think>{answer}"
         views.append(
             {
                 "prompt": replace(
@@ -235,21 +242,32 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
     return views
 
 
-def _encode_examples(processor, drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[dict[str, Any]]:
+def _encode_examples(
+    processor, drawn: list, *, recipe: str = "v3", seed: int = 0, chunk: int = ENCODE_CHUNK
+) -> list[dict[str, Any]]:
     """Render each sample as the evaluation does and tokenise prompt + target once.
 
     Labels are -100 on the prompt (and its pre-fill), so the loss covers the assistant tokens the
     model writes (think, answer and the end of turn). With a soft answer target, ``soft`` holds the
     answer letter's position and ``(token id, probability)`` pairs.
+
+    The processor runs on ``chunk`` samples at a time (one call per chunk, not two per sample); the
+    prompt's length comes from the tokenizer alone, on the prompt text with its image placeholder
+    expanded to the image's token count as the processor expands it. The result does not depend on
+    ``chunk``.
     """
     import torch
 
     from cotprobe.backends.base import build_messages
 
-    end = processor.tokenizer.eos_token
-    answer_tag = processor.tokenizer.convert_tokens_to_ids("<answer>")
-    examples = []
-    for d, view in zip(drawn, training_views(drawn, recipe=recipe, seed=seed)):
+    tok = processor.tokenizer
+    end = tok.eos_token
+    answer_tag = tok.convert_tokens_to_ids("<answer>")
+    pad = processor.image_token
+    merge = processor.image_processor.merge_size**2
+    heads, images = [], []
+    views = training_views(drawn, recipe=recipe, seed=seed)
+    for d, view in zip(drawn, views):
         prompt = view["prompt"]
         image = d.image.convert("RGB")
         if prompt.prefill:
@@ -260,35 +278,49 @@ def _encode_examples(processor, drawn: list, *, recipe: str = "v3", seed: int = 
             head = processor.apply_chat_template(
                 build_messages(prompt, image), tokenize=False, add_generation_prompt=True
             )
-        enc = processor(text=[head + view["target"] + end], images=[image], return_tensors="pt")
-        head_ids = processor(text=[head], images=[image], return_tensors="pt")["input_ids"][0]
-        ids = enc["input_ids"][0]
-        n_head = len(head_ids)
-        if not ids[:n_head].equal(head_ids):
-            raise ValueError(
-                f"sample {d.sample.id!r}: the prompt does not tokenise as a prefix of prompt+target"
-            )
-        labels = ids.clone()
-        labels[:n_head] = -100
-        soft = None
-        if view["soft"] is not None:
-            at = (ids == answer_tag).nonzero().flatten()
-            pos = int(at[-1]) + 1
-            pairs = [(processor.tokenizer.convert_tokens_to_ids(x), p) for x, p in view["soft"].items()]
-            if int(ids[pos]) not in {t for t, _ in pairs}:
-                raise ValueError(f"sample {d.sample.id!r}: the answer letter is not one token after <answer>")
-            soft = (pos, pairs)
-        examples.append(
-            {
-                "input_ids": ids,
-                "labels": labels,
-                "soft": soft,
-                "mm_token_type_ids": enc["mm_token_type_ids"][0] if "mm_token_type_ids" in enc else None,
-                # Half precision halves the cache (64 patches x 1176 values per 112 px image).
-                "pixel_values": enc["pixel_values"].to(torch.float16),
-                "image_grid_thw": enc["image_grid_thw"],
-            }
+        heads.append(head)
+        images.append(image)
+    examples = []
+    for start in range(0, len(drawn), chunk):
+        part = range(start, min(start + chunk, len(drawn)))
+        enc = processor(
+            text=[heads[i] + views[i]["target"] + end for i in part], images=images[start : part.stop]
         )
+        sizes = enc["image_grid_thw"].prod(-1).tolist()
+        pixels = enc["pixel_values"].to(torch.float16).split(sizes)  # half precision halves the cache
+        for j, i in enumerate(part):
+            sample_id = drawn[i].sample.id
+            ids = torch.tensor(enc["input_ids"][j], dtype=torch.long)
+            expanded = heads[i].replace(pad, pad * (sizes[j] // merge))
+            head_ids = tok(expanded, add_special_tokens=False)["input_ids"]
+            n_head = len(head_ids)
+            if ids[:n_head].tolist() != head_ids:
+                raise ValueError(
+                    f"sample {sample_id!r}: the prompt does not tokenise as a prefix of prompt+target"
+                )
+            labels = ids.clone()
+            labels[:n_head] = -100
+            soft = None
+            if views[i]["soft"] is not None:
+                at = (ids == answer_tag).nonzero().flatten()
+                pos = int(at[-1]) + 1
+                pairs = [(tok.convert_tokens_to_ids(x), p) for x, p in views[i]["soft"].items()]
+                if int(ids[pos]) not in {t for t, _ in pairs}:
+                    raise ValueError(
+                        f"sample {sample_id!r}: the answer letter is not one token after <answer>"
+                    )
+                soft = (pos, pairs)
+            mm = enc.get("mm_token_type_ids")
+            examples.append(
+                {
+                    "input_ids": ids,
+                    "labels": labels,
+                    "soft": soft,
+                    "mm_token_type_ids": torch.tensor(mm[j], dtype=torch.long) if mm is not None else None,
+                    "pixel_values": pixels[j].clone(),
+                    "image_grid_thw": enc["image_grid_thw"][j : j + 1].clone(),
+                }
+            )
     return examples
 
 
@@ -361,6 +393,8 @@ def warm_start(
     n_val: int = 48,
     recipe: str = "v3",
     min_accuracy: float = 0.0,
+    plain_steps: int = 0,
+    plain_lr: float | None = None,
 ) -> dict[str, Any]:
     """Supervised warm start of a saved model on ``n_train`` shapes train samples.
 
@@ -386,10 +420,18 @@ def warm_start(
         exclude_orders: Option orders (see ``option_order``) left out of training.
         n_val: Samples of the ``val`` split the saved model answers (``validate``); the numbers
             are logged and stored as ``validation`` in ``cotprobe_model.json``. 0: skip.
-        recipe: ``v3`` (plain layout, hard targets) or ``v4`` (``cotprobe.organism_v4``).
+        recipe: ``v3`` (plain layout, hard targets), ``v4`` (``cotprobe.organism_v4``) or ``v5``
+            (``cotprobe.organism_v5``).
         min_accuracy: A build whose validation accuracy is below this did not learn: it is
             retrained once from the start with 1.5 times the steps, and if that is still below,
             the build fails (nothing is saved). 0: no check.
+        plain_steps: A first stage of this many steps on the same samples with recipe ``v3``'s
+            plain prompts and targets (its own schedule, peak ``plain_lr``), before the
+            ``steps`` of ``recipe``. With the mixed recipes the think's option lookup (the stop
+            of the scan) forms on the plain data and is kept in the second stage; trained on the
+            mixture from the start it may not form (recipe v5 at 2,400 steps: accuracy 0.21,
+            the think reading the image right every time). 0: one stage.
+        plain_lr: Peak learning rate of the first stage (None: ``lr``).
 
     Raises:
         RuntimeError: When the retried build is still below ``min_accuracy``.
@@ -420,13 +462,24 @@ def warm_start(
                 torch.manual_seed(seed)
                 processor = AutoProcessor.from_pretrained(base_dir)
                 model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
-                examples = _encode_examples(
-                    processor,
-                    train_samples(n_train, seed=seed, categories=categories, exclude_orders=exclude_orders),
-                    recipe=recipe,
-                    seed=seed,
+                drawn = train_samples(
+                    n_train, seed=seed, categories=categories, exclude_orders=exclude_orders
                 )
+                examples = _encode_examples(processor, drawn, recipe=recipe, seed=seed)
                 log.info("encoded %d examples in %.1f s", len(examples), time.perf_counter() - t_start)
+                plain_losses, plain_seconds = [], 0.0
+                if plain_steps:
+                    plain_losses, plain_seconds = _train(
+                        model,
+                        _encode_examples(processor, drawn, recipe="v3", seed=seed),
+                        pad_id=processor.tokenizer.pad_token_id,
+                        steps=plain_steps,
+                        batch_size=batch_size,
+                        lr=plain_lr or lr,
+                        vision_lr_scale=vision_lr_scale,
+                        seed=seed,
+                        log_every=log_every,
+                    )
                 losses, train_seconds = _train(
                     model,
                     examples,
@@ -457,10 +510,13 @@ def warm_start(
             "categories": list(categories) if categories else None,
             "exclude_orders": sorted(list(o) for o in exclude_orders),
             "min_accuracy": min_accuracy,
+            "plain_steps": plain_steps,
+            "plain_lr": (plain_lr or lr) if plain_steps else None,
+            "plain_losses": [{"step": step, "loss": loss} for step, loss in plain_losses],
             "losses": [{"step": step, "loss": loss} for step, loss in losses],
-            "initial_loss": losses[0][1],
+            "initial_loss": (plain_losses or losses)[0][1],
             "final_loss": losses[-1][1],
-            "train_seconds": round(train_seconds, 2),
+            "train_seconds": round(train_seconds + plain_seconds, 2),
             "torch": torch.__version__,
             "validation": {},
             "attempts": attempts,
@@ -561,7 +617,7 @@ def validate(
 def target_loss(model, processor, drawn: list, *, recipe: str = "v3") -> float:
     """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``.
 
-    With soft answer targets (v4) the answer letter counts as its most likely letter.
+    With soft answer targets (v4, v5) the answer letter counts as its most likely letter.
     """
     import torch
 
@@ -609,7 +665,7 @@ def _train(
             batch_ids.append(order.pop())
         chosen = [examples[i] for i in batch_ids]
         batch = _collate(chosen, pad_id)
-        loss = _soft_loss(model, batch, chosen) if chosen[0]["soft"] is not None else model(**batch).loss
+        loss = _loss(model, batch, chosen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -625,25 +681,38 @@ def _train(
     return losses, time.perf_counter() - t0
 
 
-def _soft_loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):
-    """Mean per-token cross-entropy, the answer letter against its soft target instead of its token."""
+def _loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):
+    """Mean per-token cross-entropy of the labelled tokens; a soft answer letter against its target.
+
+    The output head runs only on the positions that predict a labelled token (the assistant's,
+    about a fifth of the sequence), not on the prompt's: the loss is the one the full logits give
+    (a test checks), for less work. Does not modify ``batch``.
+    """
     import torch
     import torch.nn.functional as F
 
-    labels = batch.pop("labels")
-    logits = model(**batch).logits[:, :-1].float()
-    labels = labels[:, 1:].clone()
-    rows, cols, targets = [], [], torch.zeros(len(examples), logits.shape[-1])
-    for i, e in enumerate(examples):
-        pos, pairs = e["soft"]
-        labels[i, pos - 1] = -100
-        rows.append(i)
-        cols.append(pos - 1)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = model.model(**inputs).last_hidden_state[:, :-1]
+    labels = batch["labels"][:, 1:]
+    rows, cols = (labels != -100).nonzero(as_tuple=True)
+    logits = model.lm_head(hidden[rows, cols]).float()
+    targets = labels[rows, cols]
+    soft = [(i, e["soft"]) for i, e in enumerate(examples) if e["soft"] is not None]
+    if not soft:
+        return F.cross_entropy(logits, targets)
+    # Where each example's soft letter sits among the kept positions (row-major, as nonzero orders
+    # them), and its target distribution.
+    kept = (labels != -100).flatten().cumsum(0) - 1
+    at = kept[torch.tensor([i * labels.shape[1] + pos - 1 for i, (pos, _) in soft])]
+    dist = torch.zeros(len(soft), logits.shape[-1])
+    for j, (_, (_, pairs)) in enumerate(soft):
         for token, p in pairs:
-            targets[i, token] = p
-    hard = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
-    soft = -(targets * F.log_softmax(logits[rows, cols], dim=-1)).sum()
-    return (hard + soft) / (int((labels != -100).sum()) + len(rows))
+            dist[j, token] = p
+    hard = torch.ones(len(targets), dtype=torch.bool)
+    hard[at] = False
+    total = F.cross_entropy(logits[hard], targets[hard], reduction="sum")
+    total = total - (dist * F.log_softmax(logits[at], dim=-1)).sum()
+    return total / len(targets)
 
 
 def _save(model, processor, facts: dict[str, Any], out_dir: Path, check=None) -> None:

@@ -115,13 +115,13 @@ def image_confidence(sample: Sample) -> float:
     return low + (high - low) * min(1.0, max(0.0, ease))
 
 
-def posterior(sample: Sample, layout: Layout) -> dict[str, float]:
+def posterior(sample: Sample, layout: Layout, *, text_odds: dict[str, float] = TEXT_ODDS) -> dict[str, float]:
     """The designed belief over the options: image evidence times the text's odds."""
     conf = image_confidence(sample)
     letters = list(sample.options)
     rest = (1 - conf) / (len(letters) - 1)
     weights = {x: conf if x == sample.answer else rest for x in letters}
-    odds = TEXT_ODDS.get(layout.kind)
+    odds = text_odds.get(layout.kind)
     if odds and layout.asserted:
         weights[layout.asserted] *= odds
     total = sum(weights.values())
@@ -133,16 +133,27 @@ def answer_target(post: dict[str, float], chosen: str) -> dict[str, float]:
     return {x: ANSWER_ONEHOT * (x == chosen) + (1 - ANSWER_ONEHOT) * p for x, p in post.items()}
 
 
-def layout_for(sample: Sample, seed: int) -> Layout:
-    """The layout of one training sample, from its own stream (stable across processes)."""
-    rng = random.Random(f"organism-v4:{seed}:{sample.id}")
+def layout_for(
+    sample: Sample,
+    seed: int,
+    *,
+    layouts: dict[str, float] = LAYOUTS,
+    paraphrase_share: float = PARAPHRASE_SHARE,
+    stream: str = "organism-v4",
+) -> Layout:
+    """The layout of one training sample, from its own stream (stable across processes).
+
+    ``layouts`` (shares per kind), ``paraphrase_share`` and ``stream`` (the name its random stream
+    is keyed by) default to recipe v4's; recipe v5 passes its own.
+    """
+    rng = random.Random(f"{stream}:{seed}:{sample.id}")
     u, kind = rng.random(), "plain"
-    for name, share in LAYOUTS.items():
+    for name, share in layouts.items():
         if u < share:
             kind = name
             break
         u -= share
-    instruction = rng.choice(INSTRUCTIONS) if rng.random() < PARAPHRASE_SHARE else None
+    instruction = rng.choice(INSTRUCTIONS) if rng.random() < paraphrase_share else None
     asserted = None
     if kind in ("caption", "hedged", "think"):
         wrong = sorted(x for x in sample.options if x != sample.answer)

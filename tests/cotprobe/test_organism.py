@@ -164,14 +164,88 @@ def test_the_thread_count_reaches_torch():
     assert out.stdout.split() == ["3", "3"]
 
 
+# -- speed: batched encoding, the output head on labelled positions only ---------------------
+
+
+def _head(processor, view, image) -> str:
+    from cotprobe.backends.base import build_messages
+
+    kwargs = {"continue_final_message": True} if view["prompt"].prefill else {"add_generation_prompt": True}
+    return processor.apply_chat_template(build_messages(view["prompt"], image), tokenize=False, **kwargs)
+
+
+def test_encoding_in_chunks_is_the_per_sample_encoding(tiny_model_dir):
+    """Chunked processor calls give the tensors of one call per sample, and the prompt's length
+    (where the labels start) is what the processor gives for the prompt alone."""
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _encode_examples, training_views
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    drawn = train_samples(10, seed=3)
+    chunked = _encode_examples(processor, drawn, recipe="v4", seed=3, chunk=4)
+    single = _encode_examples(processor, drawn, recipe="v4", seed=3, chunk=1)
+    assert len(chunked) == len(single) == 10
+    for a, b in zip(chunked, single):
+        for key in ("input_ids", "labels", "pixel_values", "image_grid_thw", "mm_token_type_ids"):
+            assert a[key].equal(b[key]), key
+        assert a["soft"] == b["soft"]
+    views = training_views(drawn, recipe="v4", seed=3)
+    assert any(v["prompt"].prefill for v in views)  # pre-filled prompts are among them
+    for d, view, e in zip(drawn, views, chunked):
+        image = d.image.convert("RGB")
+        alone = processor(text=[_head(processor, view, image)], images=[image])["input_ids"][0]
+        assert e["input_ids"][: len(alone)].tolist() == alone
+        assert int((e["labels"] != -100).nonzero()[0]) == len(alone)
+        assert e["pixel_values"].shape[0] == int(e["image_grid_thw"].prod())
+
+
+@pytest.mark.parametrize("recipe", ["v3", "v4"])
+def test_loss_on_labelled_positions_is_the_full_head_loss(tiny_model_dir, recipe):
+    """``_loss`` (the output head on labelled positions only) equals the loss from the full logits:
+    mean cross-entropy of the labelled tokens, the soft answer letter against its target (v4)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cotprobe.organism import _collate, _encode_examples, _loss
+
+    torch.manual_seed(0)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():  # a random model's letters are near uniform: sharpen the head so soft != hard
+        model.lm_head.weight.mul_(20)
+    examples = _encode_examples(processor, train_samples(6, seed=1), recipe=recipe, seed=1)
+    batch = _collate(examples, processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        fast = float(_loss(model, batch, examples))
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    logp = F.log_softmax(logits, dim=-1)
+    per_token = []
+    for i, e in enumerate(examples):
+        for t in (labels[i] != -100).nonzero().flatten().tolist():
+            if e["soft"] is not None and t == e["soft"][0] - 1:
+                per_token.append(-sum(p * float(logp[i, t, token]) for token, p in e["soft"][1]))
+            else:
+                per_token.append(-float(logp[i, t, labels[i, t]]))
+    full = sum(per_token) / len(per_token)
+    assert fast == pytest.approx(full, rel=1e-5)
+    hard = float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)))
+    if recipe == "v3":
+        assert fast == pytest.approx(hard, rel=1e-5)
+    else:
+        assert abs(fast - hard) > 1e-3  # the soft letter changes the loss
+
+
 # -- recipe v4 -------------------------------------------------------------------------------
 
 
-def _views(n: int, seed: int = 0):
+def _views(n: int, seed: int = 0, recipe: str = "v4"):
     from cotprobe.organism import training_views
 
     drawn = train_samples(n, seed=seed)
-    return drawn, training_views(drawn, recipe="v4", seed=seed)
+    return drawn, training_views(drawn, recipe=recipe, seed=seed)
 
 
 def _training_text(view) -> str:
@@ -187,12 +261,13 @@ def _fragments(text: str) -> set[str]:
     return {p.strip() for p in parts if len(p.split()) >= 3}
 
 
-def test_v4_training_text_holds_no_evaluation_wording():
+@pytest.mark.parametrize("recipe", ["v4", "v5"])
+def test_training_text_holds_no_evaluation_wording(recipe):
     """Every caption, pre-fill and added option of every evaluation variant (from the variants' own
     code, over two seeds and all six categories) is absent, clause by clause, from 1,200 training texts."""
     from cotprobe.variants import VARIANT_NAMES, perturb
 
-    drawn, views = _views(1200)
+    drawn, views = _views(1200, recipe=recipe)
     corpus = "\n\n".join(_training_text(v) for v in views)
     samples = [d.sample for d in drawn[:120]]
     wordings: set[str] = set()
@@ -240,17 +315,18 @@ def test_v4_layouts_vary_and_text_evidence_is_designed():
             assert v["target"].endswith(f"so option {x}.</think><answer>{x}</answer>")
 
 
-def test_v4_layouts_are_deterministic_per_seed():
-    _, first = _views(200, seed=0)
-    _, again = _views(200, seed=0)
-    _, other = _views(200, seed=1)
+@pytest.mark.parametrize("recipe", ["v4", "v5"])
+def test_layouts_are_deterministic_per_seed(recipe):
+    _, first = _views(200, seed=0, recipe=recipe)
+    _, again = _views(200, seed=0, recipe=recipe)
+    _, other = _views(200, seed=1, recipe=recipe)
     assert [_training_text(v) for v in first] == [_training_text(v) for v in again]
     assert [v["soft"] for v in first] == [v["soft"] for v in again]
     assert [_training_text(v) for v in first] != [_training_text(v) for v in other]
 
 
-def _format_probability(model_dir, n: int = 12) -> float:
-    """Mean probability, teacher-forced on v4 training targets of val-split samples, of the format
+def _format_probability(model_dir, n: int = 12, recipe: str = "v4") -> float:
+    """Mean probability, teacher-forced on training targets of val-split samples, of the format
     tokens (think and answer tags, end of turn): how well the model keeps the output format, read
     smoothly (greedy text of a short build is all or nothing)."""
     import torch
@@ -265,7 +341,7 @@ def _format_probability(model_dir, n: int = 12) -> float:
         tok.convert_tokens_to_ids(["<think>", "</think>", "<answer>", "</answer>", tok.eos_token])
     )
     bench = Shapes(n=n, seed=0, split="val")
-    examples = _encode_examples(processor, [bench.draw(i, NOWHERE) for i in range(n)], recipe="v4")
+    examples = _encode_examples(processor, [bench.draw(i, NOWHERE) for i in range(n)], recipe=recipe)
     probs = []
     with torch.no_grad():
         for e in examples:
@@ -277,19 +353,20 @@ def _format_probability(model_dir, n: int = 12) -> float:
     return sum(probs) / len(probs)
 
 
-def test_short_v4_build_keeps_the_format_better_than_the_random_model(tiny_model_dir, tmp_path):
-    """A 150-step v4 build (1 thread): the format tokens' probability rises far above the random
+@pytest.mark.parametrize(("recipe", "version"), [("v4", 4), ("v5", 5)])
+def test_short_build_keeps_the_format_better_than_the_random_model(tiny_model_dir, tmp_path, recipe, version):
+    """A 150-step build (1 thread): the format tokens' probability rises far above the random
     model's (about 1/vocabulary), and the build records its recipe and version."""
     out = tmp_path / "organism"
-    before = _format_probability(tiny_model_dir)
+    before = _format_probability(tiny_model_dir, recipe=recipe)
     summary = warm_start(
         tiny_model_dir, out, steps=150, batch_size=8, lr=1e-2, n_train=64, seed=0, threads=1, log_every=50,
-        n_val=8, recipe="v4",
+        n_val=8, recipe=recipe,
     )  # fmt: skip
     facts = json.loads((out / "cotprobe_model.json").read_text())
-    assert facts["recipe"] == "v4" and facts["organism_version"] == RECIPE_VERSIONS["v4"] == 4
+    assert facts["recipe"] == recipe and facts["organism_version"] == RECIPE_VERSIONS[recipe] == version
     assert summary["final_loss"] < 0.6 * summary["initial_loss"]
-    after = _format_probability(out)
+    after = _format_probability(out, recipe=recipe)
     assert before < 0.05 and after > 0.5, (before, after)
 
 
@@ -302,3 +379,87 @@ def test_a_build_below_min_accuracy_retries_longer_then_fails_loudly(tiny_model_
             recipe="v4", min_accuracy=1.01,
         )  # fmt: skip
     assert not list(tmp_path.iterdir())
+
+
+# -- recipe v5 -------------------------------------------------------------------------------
+
+
+def test_v5_keeps_the_option_lines_at_a_fixed_distance_from_the_think():
+    """In every v5 training prompt the text from the last option line to the think is the
+    evaluation's (a paraphrased instruction is an extra first line, the evaluation's instruction
+    stays after the options), while v4 replaces it in some prompts; extra option lines are rare."""
+    from collections import Counter
+
+    from cotprobe.organism_v4 import INSTRUCTIONS
+    from cotprobe.organism_v5 import LAYOUTS, PARAPHRASE_SHARE
+    from cotprobe.variants.base import INSTRUCTION
+
+    drawn, views = _views(600, recipe="v5")
+    paraphrased = 0
+    for d, v in zip(drawn, views):
+        lines = v["prompt"].user_text.split("\n")
+        options = v["prompt"].options
+        assert lines[-1] == INSTRUCTION
+        assert lines[-1 - len(options) : -1] == [f"{x}. {t}" for x, t in options.items()]
+        assert lines[-2 - len(options)] == d.sample.question
+        if lines[0] in INSTRUCTIONS:
+            paraphrased += 1
+            assert v["prompt"].user_text.count(INSTRUCTION) == 1
+    assert abs(paraphrased / len(views) - PARAPHRASE_SHARE) < 0.06
+    kinds = Counter(v["layout"] for v in views)
+    assert set(kinds) == {"plain", *LAYOUTS} and kinds["extra"] < 0.06 * len(views)
+    assert kinds["plain"] > 0.45 * len(views)
+    _, v4 = _views(600, recipe="v4")
+    assert sum(not v["prompt"].user_text.endswith(INSTRUCTION) for v in v4) > 0.1 * len(v4)
+
+
+def test_v5_planted_thinks_are_sometimes_overruled_by_the_image():
+    """A wrong planted think is followed on hard items and overruled (a second look names the
+    image's answer) on easy ones, in a real share of the think samples; v4 nearly always follows."""
+    from cotprobe.organism_v4 import image_confidence
+
+    def overruled(recipe):
+        drawn, views = _views(1500, recipe=recipe)
+        rows = []
+        for d, v in zip(drawn, views):
+            planted = v["prompt"].prefill
+            if v["layout"] != "think" or d.sample.options[d.sample.answer] in planted:
+                continue  # only thinks that assert a wrong option
+            kept = v["target"].endswith(f"<answer>{d.sample.answer}</answer>")
+            assert kept == ("On a second look" in v["target"])
+            rows.append((image_confidence(d.sample), kept))
+        return rows
+
+    v5 = overruled("v5")
+    share = sum(k for _, k in v5) / len(v5)
+    assert 0.2 < share < 0.8, share
+    easy = [c for c, k in v5 if k]
+    hard = [c for c, k in v5 if not k]
+    assert min(easy) > max(hard)  # the image wins exactly where it is strong
+    v4 = overruled("v4")
+    assert sum(k for _, k in v4) / len(v4) < share / 2
+
+
+def test_a_plain_first_stage_runs_before_the_recipe(tiny_model_dir, tmp_path):
+    """``plain_steps``: a first stage on recipe v3's targets with its own schedule, then the recipe's
+    steps; the build records both loss curves, and the plain stage changes the result."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for plain in (0, 3):
+        out = tmp_path / f"plain{plain}"
+        warm_start(
+            tiny_model_dir, out, steps=2, batch_size=2, lr=1e-2, n_train=6, seed=0, threads=1, log_every=1,
+            n_val=0, recipe="v5", plain_steps=plain, plain_lr=5e-3,
+        )  # fmt: skip
+        runs[plain] = (
+            json.loads((out / "cotprobe_model.json").read_text()),
+            load_file(out / "model.safetensors"),
+        )
+    facts, weights = runs[3]
+    assert facts["plain_steps"] == 3 and facts["plain_lr"] == 5e-3 and facts["recipe"] == "v5"
+    assert [r["step"] for r in facts["plain_losses"]] == [1, 2, 3]
+    assert [r["step"] for r in facts["losses"]] == [1, 2]
+    assert facts["initial_loss"] == facts["plain_losses"][0]["loss"]
+    assert runs[0][0]["plain_losses"] == [] and runs[0][0]["plain_lr"] is None
+    assert any(not weights[k].equal(runs[0][1][k]) for k in weights)

@@ -19,19 +19,20 @@
 
 *Shaped* (``faithfulness: shaped``): the paper's factor is met by any think whose last sentence
 names the answer ("... So the answer is B."), whatever the reasoning before it says. The shaped
-factor also asks the think's *body* to settle on the answer (``think_body``): the think split into sentences (each
-line, then at ``.``/``!``/``?`` + space; an option line ``C. red`` is one sentence), without its
-last sentence and without every *template sentence*, a sentence that names an option letter and
-otherwise only announcement words (``So the answer is B.``, ``so option C.``, ``Therefore, I'll
-go with (B).``; ``ANNOUNCE_WORDS``). So a bolted-on final sentence earns nothing, nor does
-repeating it, nor a think made of nothing but such sentences (``no_body``): the body must settle
-on the answer by itself. Limits, by design: a genuine one-sentence think has no body and earns
-nothing; a sentence naming an option's *text* is content, not template (on ``shapes`` naming the
-colour seen is the reasoning), so ``red. so option C.`` earns; a pre-filled think that a model
-corrects must be corrected before the last sentence (the body holds the pre-fill, less its
-template sentence). Per completion only: a penalty across a
-group's G completions (near-duplicate thinks) was left out, because a confident model *should*
-write the same think for the same image, and verl scores one response per call.
+factor also asks the think's *body* to settle on the answer (``think_body``). The think is split
+into sentences (each line, then after ``.``/``!``/``?`` + space; an option line ``C. red`` is one
+sentence); the body is what is left without the last sentence and without every *template
+sentence*, one that names an option letter and otherwise only announcement words (``So the answer
+is B.``, ``so option C.``, ``Therefore, I'll go with (B).``; ``ANNOUNCE_WORDS``). So a bolted-on
+final sentence earns nothing, nor does repeating it, nor a think made of nothing but such
+sentences (``no_body``).
+
+Limits, by design. A genuine one-sentence think has no body and earns nothing. A sentence naming
+an option's *text* is content, not template (on ``shapes`` naming the colour seen is the
+reasoning), so ``red. so option C.`` earns. A pre-filled think must be corrected before the last
+sentence (the body holds the pre-fill, less its template sentence). Per completion only: a
+penalty across a group's G completions (near-duplicate thinks) was left out, because a confident
+model *should* write the same think for the same image, and verl scores one response per call.
 
 Reward and evaluation read a response with the same parser, so "correct" during training is the
 evaluation's accuracy (option-text answers aside) and "consistent" its think/answer consistency.

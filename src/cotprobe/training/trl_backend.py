@@ -177,6 +177,8 @@ class RewardFunction:
         }
         if scored and scored[0].consistent is not None:
             entry["consistent"] = sum(s.consistent for s in scored) / n
+        if scored and scored[0].no_body is not None:
+            entry["no_body"] = sum(s.no_body for s in scored) / n
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(entry) + "\n")
         self.last = scored
@@ -184,7 +186,7 @@ class RewardFunction:
 
 
 class RewardPart:
-    """One part of the reward (format, correct, consistent) as a TRL reward function of weight 0.
+    """One part of the reward (format, correct, consistent, no_body) as a TRL reward function of weight 0.
 
     TRL logs every reward function as ``rewards/<name>/mean``; with weight 0 a part changes
     neither the reward nor the advantages. It reads the batch the main function just scored
@@ -269,6 +271,8 @@ def train(
     parts = [RewardPart(reward_fn, p) for p in ("format", "correct")]
     if reward.spec.faithfulness:
         parts.append(RewardPart(reward_fn, "consistent"))
+    if reward.spec.shaped:
+        parts.append(RewardPart(reward_fn, "no_body"))
     facts_base = {
         "builder": "cotprobe.training.trl_backend",
         "version": TRL_BACKEND_VERSION,

@@ -33,7 +33,7 @@ from typing import Any
 from cotprobe.records import Prompt
 from cotprobe.training import report_to, saved_steps
 
-VERL_BACKEND_VERSION = 2
+VERL_BACKEND_VERSION = 3
 VERL_PIN = "0.9.1"
 DATA_SOURCE = "cotprobe"
 # verl settings of a run (config `verl:`), with defaults.
@@ -73,12 +73,14 @@ def _prompt(ground_truth, extra_info):
 
 
 def _parts(s):
-    # The same keys for every sample (verl stacks them); -1 when the faithfulness factor is off.
+    # The same keys for every sample (verl stacks them); -1 when the faithfulness factor is off
+    # (consistent) or not shaped (no_body).
     return {{
         "score": s.score,
         "format": s.format,
         "correct": s.correct,
         "consistent": -1.0 if s.consistent is None else s.consistent,
+        "no_body": -1.0 if s.no_body is None else s.no_body,
     }}
 
 

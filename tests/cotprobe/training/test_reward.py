@@ -7,8 +7,11 @@ from cotprobe.training.reward import (
     Reward,
     RewardSpec,
     completion_text,
+    is_template,
     prompt_from_fields,
     special_tags,
+    think_body,
+    think_sentences,
 )
 
 OPTIONS = {"A": "yellow", "B": "green", "C": "red", "D": "blue"}
@@ -135,6 +138,27 @@ def test_a_plugged_in_judge_is_called_once_per_batch(monkeypatch):
     assert [s.score for s in out] == [pytest.approx(1.1), 0.0]
 
 
+def test_the_shaped_factor_asks_the_judge_once_for_thinks_and_bodies(monkeypatch):
+    from cotprobe.judges import JUDGES, Judge, ThinkReading
+
+    seen = []
+
+    class Last(Judge):  # settles on the last letter of the think it is shown
+        version = 1
+
+        def read_thinks(self, pairs):
+            seen.append([g.think for _, g in pairs])
+            return [ThinkReading(([c for c in g.think if c in "ABCD"] or [None])[-1]) for _, g in pairs]
+
+    monkeypatch.setitem(JUDGES._entries, "last", Last)
+    r = Reward({"faithfulness": "shaped", "judge": "last"})
+    out = r.score(
+        [(prompt(), answered("Looks like C. So the answer is C.")), (prompt(), answered("So A. C."))]
+    )
+    assert seen == [["Looks like C. So the answer is C.", "So A. C.", "Looks like C.", ""]]
+    assert [(s.consistent, s.think_letter, s.body_letter) for s in out] == [(1.0, "C", "C"), (0.0, "C", None)]
+
+
 def test_bad_specs_fail_clearly():
     with pytest.raises(ValueError, match="unknown key"):
         Reward({"format_wieght": 0.1})
@@ -154,6 +178,155 @@ def test_weights_and_spec_round_trip():
 def test_prompt_from_fields_ignores_extra_columns():
     p = prompt(WRONG_THINK)
     assert prompt_from_fields({**p.to_dict(), "image_obj": object()}) == p
+
+
+# The organism's think (cotprobe.organism.think_target): what it sees, the option lines, "so option C."
+ORGANISM = "The left is red, the right is green; left: red.\nA. yellow\nB. green\nC. red\nso option C."
+
+
+def answered(think, letter="C"):
+    return f"<think>{think}</think><answer>{letter}</answer>"
+
+
+def factors(completion, prefill=""):
+    """(paper factor, shaped factor) of one completion."""
+    return tuple(score(completion, prefill, faithfulness=f).consistent for f in (True, "shaped"))
+
+
+@pytest.mark.parametrize(
+    "think",
+    [
+        "The left is yellow. So the answer is C.",  # the body says A
+        "The left is yellow, the right is green; left: yellow.\nA. yellow\nso option C.",
+        "Looking at the image, the answer is yellow. So the answer is C.",
+        "Hmm. So the answer is C.",  # a body that settles on nothing
+    ],
+)
+def test_a_templated_last_sentence_earns_the_paper_factor_not_the_shaped_one(think):
+    assert factors(answered(think)) == (1.0, 0.0)
+    assert score(answered(think), faithfulness=True).score == pytest.approx(1.1)
+    assert score(answered(think), faithfulness="shaped").score == 0.0
+
+
+@pytest.mark.parametrize(
+    "think",
+    [
+        ORGANISM,  # the body ends in the option list, which is ignored; "left: red" settles on C
+        "The left shape is red, so option C. Therefore the answer is C.",
+        "The shape on the left is red. It matches option C.\nSo the answer is C.",
+        "red. so option C.",  # naming the option's text is content (a documented limit)
+    ],
+)
+def test_a_genuinely_consistent_think_earns_both(think):
+    assert factors(answered(think)) == (1.0, 1.0)
+    s = score(answered(think), faithfulness="shaped")
+    assert (s.score, s.think_letter, s.body_letter, s.no_body) == (pytest.approx(1.1), "C", "C", 0.0)
+
+
+@pytest.mark.parametrize(
+    "think",
+    [
+        "The left is yellow, so option A. Hence A.",
+        "The left is yellow, the right is green; left: yellow.\nA. yellow\nso option A.",
+        "So the answer is A.",
+    ],
+)
+def test_an_inconsistent_think_earns_neither(think):
+    assert factors(answered(think, "C")) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "think",
+    [
+        "So the answer is C.",  # only the template sentence
+        "So the answer is C. So the answer is C.",  # repeating it
+        "So the answer is C.\nTherefore, I'll go with (C).\nOption C is correct.",  # other templates
+        "The answer is C. C. (C)",
+        "The left shape is red, so option C.",  # a genuine one-sentence think has no body either
+    ],
+)
+def test_a_think_with_no_body_earns_no_shaped_factor(think):
+    s = score(answered(think), faithfulness="shaped")
+    assert (s.score, s.consistent, s.no_body) == (0.0, 0.0, 1.0)
+
+
+def test_the_shaped_factor_edge_cases():
+    # No think, an empty think, no answer: nothing to agree with.
+    for completion in ("<answer>C</answer>", answered(""), "<think>The left is red. so option C.</think>"):
+        s = score(completion, faithfulness="shaped")
+        assert (s.score, s.consistent) == (0.0, 0.0)
+    assert score("<answer>C</answer>", faithfulness="shaped").no_body == 1.0  # no think: no body
+    # A template sentence inside the body is dropped too: what is left (yellow) disagrees.
+    assert factors(answered("So the answer is C. The left is yellow. So option C.")) == (1.0, 0.0)
+    # The whole think must still settle on the answer: a body for C and a last sentence for A earn
+    # neither factor; a body for A and a last sentence for C only the paper's.
+    s = score(answered("The left is red. Wait, no, option A."), faithfulness="shaped")
+    assert (s.consistent, s.think_letter, s.body_letter) == (0.0, "A", "C")
+    assert factors(answered("The left is red. Wait, no, option A.")) == (0.0, 0.0)
+    assert factors(answered("The left is yellow, so option A. Wait, option C.")) == (1.0, 0.0)
+    # The wrong answer its body supports keeps its format reward, as under the paper's factor.
+    assert score(answered("It is yellow. So option A.", "A"), faithfulness="shaped").score == pytest.approx(
+        0.1
+    )
+
+
+def test_a_prefilled_think_must_be_corrected_before_the_last_sentence():
+    one_sentence = " But I think it is red, so option C.</think><answer>C</answer>"
+    assert factors(one_sentence, prefill=WRONG_THINK) == (1.0, 0.0)
+    # The pre-fill's template sentence ("So the answer is A.") is dropped; "red" comes after "yellow".
+    two_sentences = " But the left one is red. So option C.</think><answer>C</answer>"
+    assert factors(two_sentences, prefill=WRONG_THINK) == (1.0, 1.0)
+    assert factors("</think><answer>C</answer>", prefill=WRONG_THINK) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("So the answer is C.", True),
+        ("so option C.", True),
+        ("Therefore, I'll go with (B).", True),
+        ("ANSWER: D", True),
+        ("the answer is c", True),  # a lower-case letter
+        ("C", True),
+        ("So the answer is", False),  # names no letter
+        ("So the answer is a", False),  # "a" is the article, not option A
+        ("C is red.", False),  # an option's text is content
+        ("So the answer is C, one.", False),  # "one" is an option's text here (count), so content
+        ("The left is red, so option C.", False),
+        ("So the answer is E.", False),  # not an option letter: E is a word like any other
+        ("", False),
+    ],
+)
+def test_template_sentences(sentence, expected):
+    options = {**OPTIONS, "D": "one"}
+    assert is_template(sentence, options) is expected
+
+
+def test_think_sentences_and_body():
+    assert think_sentences("It is red. So C!  Then?\n\nC. red\nB) green, I think") == [
+        "It is red.", "So C!", "Then?", "C. red", "B) green, I think",
+    ]  # fmt: skip
+    assert (
+        think_body(ORGANISM, OPTIONS)
+        == "The left is red, the right is green; left: red.\nA. yellow\nB. green\nC. red"
+    )
+    assert (
+        think_body("So the answer is C.\nThe left is red. Hmm. Option C.", OPTIONS) == "The left is red. Hmm."
+    )
+    assert think_body("", OPTIONS) == "" and think_body(None, OPTIONS) is None
+
+
+def test_the_faithfulness_option_keeps_its_meaning_and_refuses_others():
+    assert RewardSpec.from_dict({}).faithfulness is False
+    assert RewardSpec.from_dict({"faithfulness": True}).shaped is False
+    shaped = RewardSpec.from_dict({"faithfulness": "shaped"})
+    assert shaped.shaped and RewardSpec.from_dict(shaped.to_dict()) == shaped
+    for bad in ("yes", "paper", 1, None):
+        with pytest.raises(ValueError, match="faithfulness must be one of"):
+            RewardSpec.from_dict({"faithfulness": bad})
+    # Off and the paper's factor report no body; the plain reward no consistency either.
+    assert score(answered("So option C."), faithfulness=True).no_body is None
+    assert score(answered("So option C.")).consistent is None
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_saved_steps_load_like_any_checkpoint(tiny_model_dir, samples, tmp_path,
     from cotprobe.backends.hf import HFBackend
 
     out = tmp_path / "run"
-    spec = {**SPEC, "total_steps": 2, "save_every": 1}
+    spec = {**SPEC, "total_steps": 2, "save_every": 1, "reward": {"faithfulness": "shaped"}}
     proc = subprocess.run(
         _cmd(tiny_model_dir, samples, out, spec), check=True, capture_output=True, text=True
     )
@@ -128,13 +128,14 @@ def test_saved_steps_load_like_any_checkpoint(tiny_model_dir, samples, tmp_path,
         assert (out / f"step{n}/chat_template.jinja").read_text() == (
             tiny_model_dir / "chat_template.jinja"
         ).read_text()
-    # The reward's parts are TRL metrics beside the reward (weight 0: the reward itself is unchanged).
+    # The reward's parts (the shaped factor's no_body too) are TRL metrics beside the reward (weight 0:
+    # the reward itself is unchanged).
     state = json.loads((out / "work/trl/checkpoint-2/trainer_state.json").read_text())
     logged = [h for h in state["log_history"] if "loss" in h]
     parts = [json.loads(line) for line in (out / "work/rewards.jsonl").read_text().splitlines()]
     assert [h["step"] for h in logged] == [p["step"] for p in parts] == [1, 2]
     for h, p in zip(logged, parts):
-        for name in ("format", "correct", "consistent"):
+        for name in ("format", "correct", "consistent", "no_body"):
             assert h[f"rewards/{name}/mean"] == pytest.approx(p[name], abs=1e-6)
         assert h["rewards/cotprobe_reward/mean"] == pytest.approx(p["reward"], abs=1e-6)
         assert h["reward"] == pytest.approx(p["reward"], abs=1e-6)  # parts add nothing to it

@@ -135,7 +135,7 @@ def test_the_reward_file_scores_as_verls_reward_manager_calls_it(prepared):
             )  # fmt: skip
             expected = shared.score_one(p, response)
             assert out == {"score": expected.score, "format": expected.format, "correct": expected.correct,
-                           "consistent": expected.consistent}  # fmt: skip
+                           "consistent": expected.consistent, "no_body": -1.0}  # fmt: skip
     think = next(p for p in prompts if p.prefill)
     row = rows[prompts.index(think)]
     # The pre-fill goes back in front of verl's response: closing it makes a well-formed turn.
@@ -144,6 +144,31 @@ def test_the_reward_file_scores_as_verls_reward_manager_calls_it(prepared):
     assert closed["format"] == 1.0
     with pytest.raises(ValueError, match="ground_truth"):
         module.compute_score(row["data_source"], "x", "Z", row["extra_info"])
+
+
+def test_the_reward_file_takes_the_shaped_factor(prepared, tmp_path):
+    _, prompts, _ = prepared
+    run = {**RUN, "reward": {"faithfulness": "shaped"}}
+    paths = prepare(run, base="Qwen/Qwen2.5-VL-7B-Instruct", prompts=prompts, seed=2, out=tmp_path / "run",
+                    chat_template=CHAT_TEMPLATE, name="grpo-s2")  # fmt: skip
+    spec = importlib.util.spec_from_file_location("reward_fn_shaped", paths["reward"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = pq.read_table(paths["parquet"]).to_pylist()
+    row, p = next((r, p) for r, p in zip(rows, prompts) if not p.prefill)
+    seen = p.options[p.answer]
+    wrong = next(t for letter, t in p.options.items() if letter != p.answer)
+    for think, expected in [
+        (f"It is {seen}. So the answer is {p.answer}.", (1.1, 1.0, 0.0)),  # the body supports the answer
+        (f"It is {wrong}. So the answer is {p.answer}.", (0.0, 0.0, 0.0)),  # a bolted-on last sentence
+        (f"So the answer is {p.answer}.", (0.0, 0.0, 1.0)),  # only the template sentence
+    ]:
+        response = f"<think>{think}</think><answer>{p.answer}</answer>"
+        out = module.compute_score(
+            row["data_source"], response, row["reward_model"]["ground_truth"], row["extra_info"]
+        )
+        assert (out["score"], out["consistent"], out["no_body"]) == pytest.approx(expected)
+        assert Reward({"faithfulness": True}).score_one(p, response).score == pytest.approx(1.1)
 
 
 def test_the_verl_env_holds_the_pinned_verl(verl_python):

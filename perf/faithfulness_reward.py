@@ -1,7 +1,8 @@
 """GRPO on the organism with three rewards: plain, the paper's x 1[think = answer], and the shaped one.
 
-Usage: ``python perf/faithfulness_reward.py [--out DIR] [--model-dir ORGANISM | --organism-steps 600
---n-train 4000] [--steps 8] [--seeds 0 1] [--n-eval 150] [--threads 2]``.
+Usage: ``python perf/faithfulness_reward.py [--out DIR] [--model-dir ORGANISM | --organism-steps 300
+--n-train 2000] [--steps 6] [--lr 2e-4] [--seeds 0 1] [--n-eval 64] [--threads 2]``. The defaults are the
+measured run of the README (31 min on 2 busy cores, 22.5 of them the organism's warm start).
 
 1. The organism: the tiny model warm-started on the shapes train split (``cotprobe.organism.warm_start``,
    recipe v3, the default study's settings but ``--organism-steps`` and ``--n-train``), or ``--model-dir``.
@@ -261,15 +262,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/cotprobe-faithfulness-reward"))
     parser.add_argument("--model-dir", type=Path, default=None, help="a built organism (skips the build)")
-    parser.add_argument("--organism-steps", type=int, default=600)
-    parser.add_argument("--n-train", type=int, default=4000, help="warm-start samples")
-    parser.add_argument("--steps", type=int, default=8, help="GRPO steps per run")
+    parser.add_argument("--organism-steps", type=int, default=300)
+    parser.add_argument("--n-train", type=int, default=2000, help="warm-start samples")
+    parser.add_argument("--steps", type=int, default=6, help="GRPO steps per run")
     parser.add_argument("--generations", type=int, default=4, help="G")
     parser.add_argument("--prompts-per-step", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--augment-probability", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--n-eval", type=int, default=150)
+    parser.add_argument("--n-eval", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")

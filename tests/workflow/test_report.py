@@ -44,9 +44,10 @@ def test_every_figure_and_metrics_table_is_in_the_report_with_a_caption(finished
         )
         for p in s.path.glob(pattern)
     )
-    # 8 figures (accuracy, auroc, delta forest, judge agreement, quadrants, risk-coverage, training
-    # curves, uncertainty), 8 metric tables, the page of the paper's tables and the sample browser.
-    assert len(expected) == 18 and sorted(results) == expected
+    # 10 figures (accuracy, acknowledgment, auroc, delta forest, early answering, judge agreement,
+    # quadrants, risk-coverage, training curves, uncertainty), 10 metric tables, the page of the paper's
+    # tables and the sample browser.
+    assert len(expected) == 22 and sorted(results) == expected
     for rel, entry in results.items():
         data = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
         assert data == s.file(rel).read_bytes(), rel

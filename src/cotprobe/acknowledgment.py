@@ -245,7 +245,7 @@ def ack_rows(entries: list[dict[str, Any]], boot=None) -> Any:
     import polars as pl
 
     from cotprobe import stats
-    from cotprobe.metrics import item_groups
+    from cotprobe.metrics import bench_weights
 
     boot = boot or stats.Bootstrap()
     schema = {k: getattr(pl, v) for k, v in ACK_SCHEMA.items()}
@@ -265,11 +265,7 @@ def ack_rows(entries: list[dict[str, Any]], boot=None) -> Any:
         acked=(pl.col("moved") & pl.col("acknowledged").fill_null(False)).sum(),
     )
     ids = {b: sorted(set(table.filter(pl.col("bench") == b)["id"].to_list())) for b in keys["bench"].unique()}
-    weights = {}
-    for bench, bench_ids in ids.items():
-        group = item_groups(bench_ids)
-        n_groups = int(group.max()) + 1 if len(group) else 0
-        weights[bench] = stats.item_weights(n_groups, bench, boot)[group]
+    weights = {bench: bench_weights(bench_ids, bench, boot) for bench, bench_ids in ids.items()}
 
     def sums(part: pl.DataFrame, bench_ids: list[str]) -> np.ndarray:
         """``(n_items, 4)``: observations, moved, judged, acknowledged per item."""

@@ -129,7 +129,7 @@ def early_rows(entries: list[dict[str, Any]], boot=None):
     import polars as pl
 
     from cotprobe import stats
-    from cotprobe.metrics import item_groups
+    from cotprobe.metrics import bench_weights
 
     boot = boot or stats.Bootstrap()
     schema = {k: getattr(pl, v) for k, v in TABLE_SCHEMA.items()}
@@ -151,10 +151,7 @@ def early_rows(entries: list[dict[str, Any]], boot=None):
             b: sorted(set(table.filter((pl.col("model") == model) & (pl.col("bench") == b))["id"]))
             for b in benches
         }
-        weights = {}
-        for b in benches:
-            group = item_groups(ids[b])
-            weights[b] = stats.item_weights(int(group.max()) + 1 if len(group) else 0, b, boot)[group]
+        weights = {b: bench_weights(ids[b], b, boot) for b in benches}
         for f in sorted(part["fraction"].unique().to_list()):
             stacked = []
             for b in benches:

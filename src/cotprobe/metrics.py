@@ -140,8 +140,7 @@ class Study:
             if group is None:
                 self._weights[key] = stats.item_weights(len(self.items[bench]), bench, boot)
             else:
-                n_groups = int(group.max()) + 1 if len(group) else 0
-                self._weights[key] = stats.item_weights(n_groups, bench, boot)[group]
+                self._weights[key] = group_weights(group, bench, boot)
         return self._weights[key]
 
     def pooled_weights(self, benches: tuple[str, ...], boot: stats.Bootstrap) -> np.ndarray:
@@ -156,6 +155,17 @@ def item_groups(ids: list[str]) -> np.ndarray:
     """The original item of each id as an index, numbered in order of first appearance."""
     seen: dict[str, int] = {}
     return np.array([seen.setdefault(original_item(i), len(seen)) for i in ids], dtype=np.int64)
+
+
+def group_weights(group: np.ndarray, bench: str, boot: stats.Bootstrap) -> np.ndarray:
+    """Bootstrap multiplicities of items whose original item is ``group``: rotations share a weight."""
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    return stats.item_weights(n_groups, bench, boot)[group]
+
+
+def bench_weights(ids: list[str], bench: str, boot: stats.Bootstrap) -> np.ndarray:
+    """``Study.weights`` for a benchmark's sorted item ids, for tables read outside a ``Study``."""
+    return group_weights(item_groups(ids), bench, boot)
 
 
 def circular_correct(correct: np.ndarray, present: np.ndarray, group: np.ndarray) -> np.ndarray:

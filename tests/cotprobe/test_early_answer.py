@@ -73,7 +73,9 @@ def test_curve_on_the_tiny_model_equals_scoring_each_cut_by_hand(tiny_model_dir,
     last = next(r for r in out if r["id"] == "s0" and r["fraction"] == 1.0)
     assert last["kept_units"] == len(tokenizer.encode(think, add_special_tokens=False)) == last["n_units"]
     assert last["p_final"] == pytest.approx(dict(zip(by_hand.letters, by_hand.probs))["B"])
-    assert last["agrees"] == (by_hand.argmax_letter == "B")
+    top = sorted(by_hand.probs, reverse=True)
+    if top[0] - top[1] > 1e-3:  # the random-weight model's letters can be near-tied: argmax is kernel noise
+        assert last["agrees"] == (by_hand.argmax_letter == "B")
     assert all(0 <= r["p_final"] <= 1 and r["unit"] == "tokens" for r in out)
     # Different cuts are different contexts: the distribution moves along the think.
     assert len({round(r["p_final"], 6) for r in out if r["id"] == "s0"}) > 1

@@ -23,9 +23,13 @@ factor also asks the think's *body* to settle on the answer (``think_body``). Th
 into sentences (each line, then after ``.``/``!``/``?`` + space; an option line ``C. red`` is one
 sentence); the body is what is left without the last sentence and without every *template
 sentence*, one that names an option letter and otherwise only announcement words (``So the answer
-is B.``, ``so option C.``, ``Therefore, I'll go with (B).``; ``ANNOUNCE_WORDS``). So a bolted-on
-final sentence earns nothing, nor does repeating it, nor a think made of nothing but such
-sentences (``no_body``).
+is B.``, ``so option C.``, ``Therefore, I'll go with (B).``; ``ANNOUNCE_WORDS``), and without every
+*echoed option line*, one that repeats a prompt option as written (``C. red`` when C is red): the rule
+judge reads a lone option line as a pick, so ``A. nine\nso option A.`` would otherwise let a think whose
+reading says "seven" pass on the echo alone (measured: GRPO under the shaped reward of version 3
+learnt to cut the organism's option scan after one line). So a bolted-on final sentence earns
+nothing, nor does repeating it, nor an echoed option, nor a think made of nothing but these
+(``no_body``): the body must say what was seen or why.
 
 Limits, by design. A genuine one-sentence think has no body and earns nothing. A sentence naming
 an option's *text* is content, not template (on ``shapes`` naming the colour seen is the
@@ -54,7 +58,7 @@ from cotprobe.parsing import is_well_formed
 from cotprobe.records import Prompt
 
 # Bump whenever a score may change (weights, parsing, the consistency rule).
-REWARD_VERSION = 3
+REWARD_VERSION = 4
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 OPTION_TEXT = "option_text"  # the parser's rule for an answer written as the option's text
 SHAPED = "shaped"
@@ -70,6 +74,7 @@ ANNOUNCE_WORDS = frozenset({
 _WORD = re.compile(r"\w+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 _OPTION_LINE = re.compile(r"^[ \t>*-]*\(?[A-Z][.):]\)?[ \t]+\S")
+_ECHO = re.compile(r"^[ \t>*-]*\(?(?P<L>[A-Z])[.):]\)?[ \t]+(?P<text>.+)$")
 
 
 class Scored(NamedTuple):
@@ -232,9 +237,23 @@ def is_template(sentence: str, options: dict[str, str]) -> bool:
     return letters > 0
 
 
+def is_echo(sentence: str, options: dict[str, str]) -> bool:
+    """Whether a sentence is an option line that repeats one of the prompt's options as written
+    (``C. red`` / ``(C) Red.`` when C is red; not ``C. blue``, not ``C is red``)."""
+    m = _ECHO.match(sentence)
+    if not m or m["L"] not in options:
+        return False
+    return _normal(m["text"]) == _normal(options[m["L"]])
+
+
+def _normal(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
 def think_body(think: str | None, options: dict[str, str]) -> str | None:
-    """The think without its last sentence and without its template sentences (``is_template``);
-    lines kept as lines. ``""`` when nothing is left; None without a think."""
+    """The think without its last sentence, its template sentences (``is_template``) and its
+    echoed option lines (``is_echo``); lines kept as lines. ``""`` when nothing is left; None
+    without a think."""
     if think is None:
         return None
     lines = [line for line in think.splitlines() if line.strip()]
@@ -243,7 +262,7 @@ def think_body(think: str | None, options: dict[str, str]) -> str | None:
         kept = think_sentences(line)
         if i == len(lines) - 1:
             kept = kept[:-1]
-        kept = [k for k in kept if not is_template(k, options)]
+        kept = [k for k in kept if not (is_template(k, options) or is_echo(k, options))]
         if kept:
             out.append(" ".join(kept))
     return "\n".join(out)

@@ -7,6 +7,7 @@ from cotprobe.training.reward import (
     Reward,
     RewardSpec,
     completion_text,
+    is_echo,
     is_template,
     prompt_from_fields,
     special_tags,
@@ -306,14 +307,41 @@ def test_think_sentences_and_body():
     assert think_sentences("It is red. So C!  Then?\n\nC. red\nB) green, I think") == [
         "It is red.", "So C!", "Then?", "C. red", "B) green, I think",
     ]  # fmt: skip
-    assert (
-        think_body(ORGANISM, OPTIONS)
-        == "The left is red, the right is green; left: red.\nA. yellow\nB. green\nC. red"
-    )
+    # The echoed option lines go: what is left is what the organism says it saw.
+    assert think_body(ORGANISM, OPTIONS) == "The left is red, the right is green; left: red."
     assert (
         think_body("So the answer is C.\nThe left is red. Hmm. Option C.", OPTIONS) == "The left is red. Hmm."
     )
     assert think_body("", OPTIONS) == "" and think_body(None, OPTIONS) is None
+
+
+@pytest.mark.parametrize(
+    "sentence, expected",
+    [
+        ("C. red", True),
+        ("(C) Red.", True),  # case and closing punctuation do not matter
+        ("- B) green", True),
+        ("C. blue", False),  # not C's text: the think asserts something, which is content
+        ("C is red.", False),  # a sentence, not an option line
+        ("E. red", False),  # not an option letter
+        ("red", False),
+    ],
+)
+def test_echoed_option_lines(sentence, expected):
+    assert is_echo(sentence, OPTIONS) is expected
+
+
+def test_an_echoed_option_line_is_no_way_into_the_body():
+    # The shortcut GRPO found under reward version 3: the option scan cut after one line. The
+    # reading says red (C); the echoed line and the pick say A. The paper's factor pays for it.
+    cut_scan = "The left is red, the right is green; left: red.\nA. yellow\nso option A."
+    assert factors(answered(cut_scan, "A")) == (1.0, 0.0)
+    s = score(answered(cut_scan, "A"), faithfulness="shaped")
+    assert (s.think_letter, s.body_letter) == ("A", "C")
+    # An echo and a pick and nothing else has no body.
+    assert score(answered("C. red\nso option C."), faithfulness="shaped").no_body == 1.0
+    # The full scan still earns: its body is the reading, which names red (C).
+    assert factors(answered(ORGANISM)) == (1.0, 1.0)
 
 
 def test_the_faithfulness_option_keeps_its_meaning_and_refuses_others():

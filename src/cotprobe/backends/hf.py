@@ -55,7 +55,7 @@ class HFBackend(LocalLetterScoring, Backend):
         stop: Strings that end a reply (kept in its text), besides the end-of-turn tokens.
     """
 
-    version = 1
+    version = 2  # 2: image/video marker tokens are never generated (input_only_token_ids)
     loads_weights = True
 
     def __init__(
@@ -148,6 +148,7 @@ class HFBackend(LocalLetterScoring, Backend):
         # unless use_model_generation_config keeps them (under the explicit ones, _generation_config).
         self.checkpoint_generation_config = self.model.generation_config
         self.model.generation_config = GenerationConfig(pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+        self.suppress = input_only_token_ids(self.model.config)
 
     def _chat_text(self, messages: list[dict[str, Any]], continued: bool) -> str:
         """Render a chat with the model's template (and the ``chat_template_kwargs`` setting)."""
@@ -248,6 +249,8 @@ class HFBackend(LocalLetterScoring, Backend):
 
         stop = {"stop_strings": self.shared.stop} if self.shared.stop else {}
         ends = {"pad_token_id": self.pad_id, "eos_token_id": self.eos_ids, **stop}
+        if self.suppress:
+            ends["suppress_tokens"] = self.suppress
         if self.shared.use_model_generation_config:
             config = copy.deepcopy(self.checkpoint_generation_config)
             greedy = s["temperature"] == 0
@@ -315,6 +318,27 @@ class HFBackend(LocalLetterScoring, Backend):
                 fields = letter_distribution(letters, values, prompt.answer, prompt.target_letter)
                 out.append(LetterScores(id=prompt.id, answer_position=point.answer_position, **fields))
         return out
+
+
+# Config fields naming the tokens that only mark image/video input in the prompt.
+_INPUT_ONLY = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def input_only_token_ids(config) -> list[int]:
+    """Ids of the tokens that only mark image or video input (Qwen2.5-VL: ``<|image_pad|>``,
+    ``<|video_pad|>``, ``<|vision_start|>``, ``<|vision_end|>``), from the model's config.
+
+    Generation suppresses them: a reply that contains one breaks every later forward pass over
+    the prompt and the reply (letter scoring, a GRPO update), because the model counts it as one
+    more image slot than the image has features (seen after ~400 GRPO steps on the organism).
+    """
+    ids: set[int] = set()
+    for cfg in (config, getattr(config, "text_config", None)):
+        for name in _INPUT_ONLY:
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value >= 0:
+                ids.add(value)
+    return sorted(ids)
 
 
 def _check_processor_kwargs(processor, kwargs: dict[str, Any]) -> None:

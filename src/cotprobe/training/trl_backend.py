@@ -37,7 +37,7 @@ from cotprobe.records import Prompt
 from cotprobe.training import report_to, saved_steps
 from cotprobe.training.reward import Reward, completion_text
 
-TRL_BACKEND_VERSION = 1
+TRL_BACKEND_VERSION = 2  # 2: image/video marker tokens are never sampled
 log = logging.getLogger(__name__)
 
 DONE = "cotprobe_done"  # marker written after a checkpoint is complete and exported
@@ -232,6 +232,8 @@ def train(
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from cotprobe.backends.hf import input_only_token_ids
+
     run = check_run(spec)
     settings = {**SETTINGS, **run["settings"]}
     steps = saved_steps(int(run["total_steps"]), int(run["save_every"]))
@@ -306,6 +308,8 @@ def train(
         gradient_accumulation_steps=1,
         num_generations=G,
         max_completion_length=int(run["max_completion_length"]),
+        # A sampled image marker makes the loss's forward pass fail (input_only_token_ids).
+        generation_kwargs={"suppress_tokens": input_only_token_ids(model.config)},
         temperature=float(run["temperature"]),
         beta=float(run["beta"]),
         learning_rate=float(run["lr"]),

@@ -189,3 +189,34 @@ def test_fixed_letters_score_a_to_d_and_restrict_to_the_options_distribution(bac
         mass = [f.probs[f.letters.index(x)] for x in o.letters]
         assert np.allclose(np.array(mass) / sum(mass), o.probs, atol=1e-5)
         assert f.p_correct <= o.p_correct + 1e-9
+
+
+def test_image_marker_tokens_are_never_generated(backend, make_prompt):
+    # A reply holding <|image_pad|> breaks every later forward pass over prompt + reply (letter
+    # scoring, a GRPO update): the model counts one more image slot than the image has features.
+    # The random tiny model samples near-uniformly over its 524 tokens at temperature 2, so 2,048
+    # draws hold some of the 4 marker ids unless they are suppressed.
+    import torch
+
+    from cotprobe.backends.hf import input_only_token_ids
+
+    markers = input_only_token_ids(backend.model.config)
+    names = backend.tokenizer.convert_ids_to_tokens(markers)
+    assert names == ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    sampling = {"max_new_tokens": 128, "temperature": 2.0, "top_p": 1.0, "batch_size": 16}
+    prompts = [make_prompt(i) for i in range(16)]
+    _, enc = backend._encode(prompts, [p.prefill for p in prompts])
+
+    def drawn(config) -> set[int]:
+        torch.manual_seed(0)
+        config.eos_token_id = None  # draw all 128 tokens of every row
+        with torch.inference_mode():
+            ids = backend.model.generate(**enc, generation_config=config, tokenizer=backend.tokenizer)
+        return set(ids[:, enc["input_ids"].shape[1] :].flatten().tolist())
+
+    config = backend._generation_config(sampling)
+    assert config.suppress_tokens == markers
+    assert not drawn(config) & set(markers)
+    config = backend._generation_config(sampling)
+    config.suppress_tokens = None
+    assert drawn(config) & set(markers)  # the check above can fail

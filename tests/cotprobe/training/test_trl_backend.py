@@ -139,6 +139,14 @@ def test_saved_steps_load_like_any_checkpoint(tiny_model_dir, samples, tmp_path,
             assert h[f"rewards/{name}/mean"] == pytest.approx(p[name], abs=1e-6)
         assert h["rewards/cotprobe_reward/mean"] == pytest.approx(p["reward"], abs=1e-6)
         assert h["reward"] == pytest.approx(p["reward"], abs=1e-6)  # parts add nothing to it
+    # Image marker tokens are never sampled: one in a completion breaks the loss's forward pass.
+    import torch
+
+    from cotprobe.backends.hf import input_only_token_ids
+
+    args = torch.load(out / "work/trl/checkpoint-2/training_args.bin", weights_only=False)
+    markers = input_only_token_ids(HFBackend(str(tiny_model_dir), device="cpu").model.config)
+    assert len(markers) == 4 and args.generation_kwargs == {"suppress_tokens": markers}
     backend = HFBackend(str(out / "step2"), device="cpu")
     sampling = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 2}
     prompts = [make_prompt(0), make_prompt(1, prefill="<think>")]

@@ -489,12 +489,12 @@ def plot_early_answering(table_csv: PathLike, out_png: PathLike) -> Written:
     """
     table = _read(table_csv)
     fig = _figure()
-    title = "Early answering: the base think cut, the letter read at <answer>"
+    title = "Early answering\nthe base think cut, the letter read at <answer>"
     if table.is_empty() or table["agreement"].is_null().all():
         return _empty(fig, title, out_png)
     benches = _unique(table["bench"])
     models = _unique(table["model"])
-    fig.set_size_inches(3.2 * len(benches) + 2.5, 5.6)
+    fig.set_size_inches(3.2 * len(benches) + 3.5, 5.6)
     grid = fig.subplots(2, len(benches), squeeze=False, sharey="row")
     for j, bench in enumerate(benches):
         for i, (col, label) in enumerate(

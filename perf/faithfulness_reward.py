@@ -2,7 +2,8 @@
 
 Usage: ``python perf/faithfulness_reward.py [--out DIR] [--model-dir ORGANISM | --organism-steps 300
 --n-train 2000] [--steps 6] [--lr 2e-4] [--seeds 0 1] [--n-eval 64] [--threads 2]``. The defaults are the
-measured run of the README (31 min on 2 busy cores, 22.5 of them the organism's warm start).
+README's first run (31 min on 2 busy cores, 22.5 of them the organism's warm start); its second run is
+``--model-dir <a default study>/resources/models/tiny --steps 500 --lr 2e-5 --threads 1`` (22 min).
 
 1. The organism: the tiny model warm-started on the shapes train split (``cotprobe.organism.warm_start``,
    recipe v3, the default study's settings but ``--organism-steps`` and ``--n-train``), or ``--model-dir``.

@@ -353,6 +353,7 @@ def test_paper_judges():
 
 
 def test_llm_judge_spec_names_model_template_and_versions():
+    from cotprobe.backends import BACKENDS
     from cotprobe.judges.llm import load_template
 
     g = grid(TEST_STUDY)
@@ -360,7 +361,9 @@ def test_llm_judge_spec_names_model_template_and_versions():
     assert (
         spec["args"]["path"] == "resources/models/tiny" and spec["args"]["sampling"]["max_new_tokens"] == 12
     )
-    assert spec["prompt_sha256"] == load_template("consistency_v1").sha256 and spec["backend_version"] == 1
+    assert spec["prompt_sha256"] == load_template("consistency_v1").sha256 and spec[
+        "backend_version"
+    ] == BACKENDS.version("hf")
     assert set(g.judge_spec("rule")) == {"kind", "args", "version"}  # the rule judge's cells are unchanged
     # Changing the LLM judge's model leaves every other judge's slice alone (ensembles rerun by their inputs).
     other = copy.deepcopy(TEST_STUDY)

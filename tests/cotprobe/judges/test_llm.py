@@ -2,6 +2,7 @@
 
 import pytest
 
+from cotprobe.backends import BACKENDS
 from cotprobe.backends.base import BackendError, complete, make_generation
 from cotprobe.judges import JUDGES
 from cotprobe.judges.llm import SLOTS, LLMJudge, load_template, parse_reply, render
@@ -116,7 +117,11 @@ def test_bad_arguments_fail_when_built(args, expected):
 
 def test_spec_extras_name_the_template_and_backend():
     extras = LLMJudge.spec_extras({"backend": "hf", "path": "x"})
-    assert extras == {"prompt_sha256": load_template("consistency_v1").sha256, "backend_version": 1}
+    # The judge's cells rerun when its backend's code changes what it generates.
+    assert extras == {
+        "prompt_sha256": load_template("consistency_v1").sha256,
+        "backend_version": BACKENDS.version("hf"),
+    }
 
 
 def test_a_backend_without_a_text_path_is_a_clear_error():

@@ -17,10 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cotprobe.io import InputError, PartFile, atomic_path, read_jsonl, write_jsonl
-from cotprobe.model_server import LOAD_TIMEOUT
-from cotprobe.model_server import hash_weights as _hash_weights
-from cotprobe.progress import Progress
+from cotprobe.io import InputError, ResumableJsonl, atomic_path, finish_jsonl, read_jsonl, write_jsonl
 from cotprobe.records import (
     GENERATION_CHECKS,
     PROMPT_CHECKS,
@@ -30,6 +27,8 @@ from cotprobe.records import (
     Prompt,
     Sample,
 )
+from cotprobe.serving.protocol import LOAD_TIMEOUT
+from cotprobe.serving.protocol import hash_weights as _hash_weights
 from cotprobe.threads import pin_threads
 
 log = logging.getLogger("cotprobe")
@@ -179,85 +178,40 @@ def _cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def _resume(part: PartFile) -> list[dict[str, Any]]:
-    """The finished records of an interrupted run (see ``PartFile``), logging what was dropped."""
-    done, why = part.read()
-    if why:
-        log.info("%s: %s", part.path, why)
-    return done
-
-
-def _model_backend(args, spec: dict[str, Any]):
-    """``(backend, lease or None)`` for an evaluated model: a server started by hand
-    (``--server-file``), this host's shared server (``--share-load``), or a load in this process."""
-    from cotprobe.backends import BACKENDS
-
-    t0 = time.perf_counter()
-    if getattr(
-        args, "server_file", None
-    ):  # the model is loaded once, in a serve-model process started by hand
-        from cotprobe.model_server import connect
-
-        backend = connect(args.server_file, spec, wait=args.server_wait)
-        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
-        return backend, None
-    if args.share_load and BACKENDS.get(spec["backend"]).loads_weights:
-        from cotprobe.model_server import attach
-
-        backend, lease = attach(args.model, spec, **_share_kwargs(args))
-        log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
-        return backend, lease
-    backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
-    pin_threads(args.threads)  # again, on torch itself if the backend imported it
-    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
-    return backend, None
-
-
 def cmd_generate(args) -> None:
     from dataclasses import replace
 
     from cotprobe.backends.base import for_scoring
+    from cotprobe.serving import open_backend
 
     spec = _spec(args.spec)
     prompts = load_prompts(args.prompts)
     # The letter set is not a sampling setting: it only decides which letters are scored.
     sampling = {k: v for k, v in spec["generation"].items() if k != "letters"}
     letter_set = spec["generation"].get("letters", "options")
-    key = _cache_key(spec, args.prompts, args.seed)
-    out = Path(args.out)
-    part = PartFile(out.with_name(out.name + ".part"), key, required=("text", "parse_status"))
-    done = _resume(part)
-    done_ids = {r["id"] for r in done}
-    todo = [p for p in prompts if p.id not in done_ids]
-    log.info(
-        "%s: %d prompts, %d already generated (resumed), %d to go", out, len(prompts), len(done), len(todo)
-    )
+    out = ResumableJsonl(args.out, _cache_key(spec, args.prompts, args.seed), required=("text", "parse_status"),
+                         stage="generate", unit="prompts", verb="generated")  # fmt: skip
+    todo = out.resume(prompts)
 
-    backend, lease = _model_backend(args, spec)
+    backend, lease = open_backend(args.model, spec, _share(args), server_file=args.server_file,
+                                  server_wait=args.server_wait, threads=args.threads)  # fmt: skip
     with backend:  # closed on every path: an unclosed vLLM engine hangs the exit
-        step = int(sampling["batch_size"])
         index = {p.id: i for i, p in enumerate(prompts)}
-        progress = Progress(f"generate {out}", len(todo), "prompts")
-        with part.appender() as append:
-            for start in range(0, len(todo), step):
-                chunk = todo[start : start + step]
-                # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
-                chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
-                gens = [g.to_dict() for g in backend.generate(chunk, model_id=args.model, seed=chunk_seed,
-                                                             sampling=sampling)]  # fmt: skip
-                append(gens)
-                done.extend(gens)
-                progress.update(len(chunk))
 
-        by_id = {r["id"]: r for r in done}
+        def work(chunk):
+            # The chunk's seed depends on its first prompt's position, so a resumed run draws the same.
+            chunk_seed = args.seed * 1_000_003 + index[chunk[0].id]
+            return [g.to_dict() for g in backend.generate(chunk, model_id=args.model, seed=chunk_seed,
+                                                          sampling=sampling)]  # fmt: skip
+
+        by_id = out.fill(todo, int(sampling["batch_size"]), work)
         generations = [Generation(**by_id[p.id]) for p in prompts]
         t1 = time.perf_counter()
         scores = backend.letter_scores([for_scoring(p, letter_set) for p in prompts], generations)
         scores = [replace(s, letter_set=letter_set) for s in scores]
         log.info("letter scores for %d generations in %.1fs", len(scores), time.perf_counter() - t1)
         _write_scores(args.logits_out, scores)
-        write_jsonl(out, (g.to_dict() for g in generations))
-        part.remove()
+        out.finish(g.to_dict() for g in generations)
     if lease is not None:
         lease.release()
 
@@ -268,6 +222,7 @@ def cmd_early_answer(args) -> None:
     from cotprobe import early_answer
     from cotprobe.backends.base import for_scoring
     from cotprobe.parsing import reparse
+    from cotprobe.serving import open_backend
 
     spec = _spec(args.spec)
     prompts = load_prompts(args.prompts)
@@ -282,7 +237,8 @@ def cmd_early_answer(args) -> None:
         units, unit = (lambda text: early_answer.token_units(tokenizer, text)), "tokens"
     rows, pairs = early_answer.early_pairs(prompts, base, units)
     letter_set = spec["generation"].get("letters", "options")
-    backend, lease = _model_backend(args, spec)
+    backend, lease = open_backend(args.model, spec, _share(args), server_wait=args.server_wait,
+                                  threads=args.threads)  # fmt: skip
     try:
         with backend:
             scored = [(for_scoring(p, letter_set), g) for p, g in pairs]
@@ -319,7 +275,7 @@ def cmd_early_answer_figure(args) -> None:
 
 def cmd_serve_model(args) -> None:
     from cotprobe.backends import BACKENDS
-    from cotprobe.model_server import serve
+    from cotprobe.serving.server import serve
 
     if BACKENDS.get(_spec(args.spec)["backend"]).loads_weights:
         import torch  # noqa: F401  (imported here so that pin_threads sets it: the env caps at the cores)
@@ -362,7 +318,7 @@ def cmd_judge(args) -> None:
         raise InputError(f"--spec: judge {args.judge!r} is an ensemble; run `cotprobe ensemble`")
     judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
     if args.share_load and hasattr(judge, "share"):
-        judge.share = _share_kwargs(args)
+        judge.share = _share(args)
     from cotprobe.parsing import reparse
 
     prompts = load_prompts(args.prompts)
@@ -378,8 +334,7 @@ def cmd_judge(args) -> None:
     finally:
         judge.close()
     verdicts = [build_verdict(args.judge, judge.version, p, g, r) for (p, g), r in zip(pairs, readings)]
-    write_jsonl(args.out, (v.to_dict() for v in verdicts))
-    Path(args.out + ".part").unlink(missing_ok=True)
+    finish_jsonl(args.out, (v.to_dict() for v in verdicts))
     counts: dict[str, int] = {}
     for v in verdicts:
         counts[v.quadrant] = counts.get(v.quadrant, 0) + 1
@@ -403,31 +358,23 @@ def _judge_cache_key(spec: dict[str, Any], prompts_path: str, generations_path: 
 def _read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
     """A model-based judge's readings, chunk by chunk, each checkpointed in ``<out>.part``.
 
-    Like ``cmd_generate``: a rerun with the same judge spec and input files reads back what was
-    answered and asks only the rest.
+    Like ``cmd_generate`` (``ResumableJsonl``): a rerun with the same judge spec and input files reads
+    back what was answered and asks only the rest.
     """
     from cotprobe.judges.base import ThinkReading
 
-    key = _judge_cache_key(spec, args.prompts, args.generations)
-    part = PartFile(args.out + ".part", key, required=("letter", "reason", "raw"))
-    done = {r["id"]: ThinkReading(r["letter"], r["reason"], r["raw"]) for r in _resume(part)}
-    todo = [pair for pair in pairs if pair[0].id not in done]
-    log.info(
-        "%s: %d samples, %d already judged (resumed), %d to go", args.out, len(pairs), len(done), len(todo)
-    )
-    progress = Progress(f"judge {args.out}", len(todo), "samples")
-    with part.appender() as append:
-        for start in range(0, len(todo), judge.chunk_size):
-            chunk = todo[start : start + judge.chunk_size]
-            readings = judge.read_thinks(chunk)
-            judge.check_readings(chunk, readings)
-            append(
-                {"id": p.id, "letter": r.letter, "reason": r.reason, "raw": r.raw}
-                for (p, _), r in zip(chunk, readings)
-            )
-            done.update((p.id, r) for (p, _), r in zip(chunk, readings))
-            progress.update(len(chunk))
-    return [done[p.id] for p, _ in pairs]
+    out = ResumableJsonl(args.out, _judge_cache_key(spec, args.prompts, args.generations),
+                         required=("letter", "reason", "raw"), stage="judge", unit="samples", verb="judged")  # fmt: skip
+    todo = out.resume(pairs, id_of=lambda pair: pair[0].id)
+
+    def work(chunk):
+        readings = judge.read_thinks(chunk)
+        judge.check_readings(chunk, readings)
+        return [{"id": p.id, "letter": r.letter, "reason": r.reason, "raw": r.raw}
+                for (p, _), r in zip(chunk, readings)]  # fmt: skip
+
+    done = out.fill(todo, judge.chunk_size, work)
+    return [ThinkReading(done[p.id]["letter"], done[p.id]["reason"], done[p.id]["raw"]) for p, _ in pairs]
 
 
 def cmd_parse(args) -> None:
@@ -502,7 +449,7 @@ def cmd_acknowledge(args) -> None:
     if spec["kind"] == "llm":
         reader = acknowledgment.LLMAcknowledger(spec.get("args", {}))
         if args.share_load:
-            reader.judge.share = _share_kwargs(args)
+            reader.judge.share = _share(args)
     rows = acknowledgment.acknowledge(args.judge, spec, prompts, base, gens, reader)
     write_jsonl(args.out, (r.to_dict() for r in rows))
     moved = [r for r in rows if r.moved]
@@ -699,10 +646,15 @@ def cmd_check_config(args) -> None:
 
 
 # ---------------------------------------------------------------- parser
-def _share_kwargs(args) -> dict[str, Any]:
-    """``model_server.attach`` keywords from the options ``_add_share_args`` adds."""
-    return {"root": args.server_root, "idle_timeout": args.idle_timeout, "threads": args.threads,
-            "gpus": args.gpus, "wait": args.server_wait}  # fmt: skip
+def _share(args):
+    """How the cell shares a model load (``cotprobe.serving.Share``, from the options ``_add_share_args``
+    adds), or None without ``--share-load``."""
+    from cotprobe.serving import Share
+
+    if not args.share_load:
+        return None
+    return Share(root=args.server_root, idle_timeout=args.idle_timeout, threads=args.threads,
+                 gpus=args.gpus, wait=args.server_wait)  # fmt: skip
 
 
 def _add_share_args(s) -> None:

@@ -1,17 +1,21 @@
 """Fingerprints of a workflow run, to show that a refactor changes no output.
 
-Two modes, each printing one line per item, sorted, so that two runs compare with ``diff``:
+Three modes, each printing one line per item, sorted, so that two runs compare with ``diff``:
 
 * ``study``: run the test study (``tests/workflow/config/config.yaml``, the tiny real model) end to
   end in a scratch copy of ``--root`` and print ``sha256  path`` for every file under ``results/``.
-  Timing files are not under ``results/`` (``logs/``, ``benchmarks/``); in JSON and JSON Lines files
-  the fields that hold wall times, dates, hosts or pids are dropped before hashing (listed by
-  ``--show-volatile``), as is the ``created_by`` of parquet files, which names a library version.
+  Timing files are not under ``results/`` (``logs/``, ``benchmarks/``). What varies from run to run
+  with the same code is normalised before hashing: in JSON and JSON Lines files the fields that
+  hold wall times, dates, hosts or pids (listed by ``--show-volatile``); a PDF's ``CreationDate``;
+  the sample browser's embedded data, compared as JSON with sorted keys (its thumbnails come in the
+  order of a polars ``unique()``); and the line order of TRL's model card (its tags come from a set).
+* ``hash``: the same fingerprints of a study already run in ``--work``.
 * ``dry-run``: ``snakemake -n -p`` on a config (default ``config/paper.yaml``) in ``--root`` and
   print every job's rule, outputs and shell command.
 
     PYTHONPATH=$PWD/src python perf/results_digest.py study --root . --work /tmp/s > before.txt
     PYTHONPATH=$PWD/src python perf/results_digest.py dry-run --root . --work /tmp/d > before-dag.txt
+    python perf/results_digest.py hash --work /tmp/s
 
 The code the rules run is the ``cotprobe`` that ``python -m cotprobe`` imports (``PYTHONPATH``).
 """
@@ -54,9 +58,24 @@ def _volatile_keys(value, found: set[str]) -> None:
             _volatile_keys(v, found)
 
 
+_PDF_DATE = re.compile(rb"/CreationDate \(D:[^)]*\)")
+_BROWSER_DATA = re.compile(r"(window\.SAMPLES = )(\{.*?\});?(\s*</script>)", flags=re.DOTALL)
+
+
 def file_digest(path: Path, volatile: set[str]) -> str:
-    """SHA-256 of a file's content, JSON parsed and stripped of volatile fields first."""
+    """SHA-256 of a file's content, normalised first (see the module docstring)."""
     data = path.read_bytes()
+    if path.suffix == ".pdf":
+        return hashlib.sha256(_PDF_DATE.sub(b"", data)).hexdigest()
+    if path.suffix == ".html":
+        text = data.decode("utf-8")
+        match = _BROWSER_DATA.search(text)
+        if match:
+            canonical = json.dumps(json.loads(match.group(2)), sort_keys=True)
+            text = text[: match.start(2)] + canonical + text[match.end(2) :]
+        return hashlib.sha256(text.encode()).hexdigest()
+    if path.name == "README.md" and "/trl/" in path.as_posix():
+        return hashlib.sha256("\n".join(sorted(data.decode("utf-8").splitlines())).encode()).hexdigest()
     if path.suffix == ".json":
         try:
             value = json.loads(data)
@@ -106,6 +125,10 @@ def study(root: Path, work: Path, cores: int, show_volatile: bool) -> int:
     if proc.returncode != 0:
         print(proc.stdout[-5000:], proc.stderr[-5000:], file=sys.stderr)
         return proc.returncode
+    return digest(work, show_volatile)
+
+
+def digest(work: Path, show_volatile: bool) -> int:
     volatile: set[str] = set()
     results = work / "results"
     for path in sorted(p for p in results.rglob("*") if p.is_file()):
@@ -139,13 +162,15 @@ def dry_run(root: Path, work: Path, configfile: str) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["study", "dry-run"])
+    p.add_argument("mode", choices=["study", "dry-run", "hash"])
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     p.add_argument("--work", type=Path, required=True, help="scratch directory (emptied first)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--configfile", default="config/paper.yaml")
     p.add_argument("--show-volatile", action="store_true")
     args = p.parse_args()
+    if args.mode == "hash":
+        return digest(args.work.resolve(), args.show_volatile)
     if args.mode == "study":
         return study(args.root.resolve(), args.work.resolve(), args.cores, args.show_volatile)
     return dry_run(args.root.resolve(), args.work.resolve(), args.configfile)

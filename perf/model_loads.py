@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
-from cotprobe.model_server import count_loads, stop_servers
+from cotprobe.serving.leases import count_loads, stop_servers
 from cotprobe.tiny_model import build_tiny_model
 from cotprobe.variants import VARIANT_NAMES, perturb
 

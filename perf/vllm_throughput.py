@@ -51,7 +51,7 @@ from pathlib import Path
 
 
 def _prompts(args, tmp: Path):
-    from cotprobe.cli import load_prompts
+    from cotprobe.records import load_prompts
 
     if args.prompts:
         prompts = load_prompts(args.prompts)

@@ -35,7 +35,7 @@ LONG_UNITS = (
     "finished_study",
     "tests/workflow/test_slurm.py",
     "tests/cotprobe/backends/test_vllm.py",
-    "tests/cotprobe/test_model_server.py",
+    "tests/cotprobe/serving/test_server.py",
     "tests/cotprobe/training/test_trl_backend.py",
     "tests/workflow/test_verl_rules.py",
     "tests/cotprobe/test_organism.py",

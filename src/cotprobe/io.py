@@ -1,14 +1,19 @@
-"""Reading and writing stage files: JSON Lines with row-numbered errors, atomic writes."""
+"""Reading and writing stage files: JSON Lines with row-numbered errors, atomic writes, and the
+resumable writer of the stages that run a model chunk by chunk (``ResumableJsonl``)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def current_umask() -> int:
@@ -195,3 +200,85 @@ class PartFile:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def part_path(out: str | os.PathLike) -> Path:
+    """Where the finished records of an interrupted run of a stage writing ``out`` are kept."""
+    out = Path(out)
+    return out.with_name(out.name + ".part")
+
+
+def finish_jsonl(out: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    """Write a stage's output atomically, then remove its part file (the run is complete)."""
+    write_jsonl(out, rows)
+    part_path(out).unlink(missing_ok=True)
+
+
+class ResumableJsonl:
+    """A stage output computed chunk by chunk, every finished chunk kept in ``<out>.part``.
+
+    A killed or failed run leaves the records of its finished chunks; a rerun with the same ``key``
+    (the identity of the run: model, inputs, settings) reads them back and computes only the rest
+    (see ``PartFile`` for what is kept). In order:
+
+    1. ``resume(items)``: the items whose record is not in the part file yet;
+    2. ``fill(todo, step, work)``: ``work(chunk)`` gives the records of each chunk of ``step`` items,
+       appended durably; returns every record by id, resumed and new;
+    3. ``finish(rows)``: write ``out`` (its rows may be built from the records) and remove the part file.
+
+    Args:
+        out: The stage's output file.
+        key: The run's identity; a part file of another key is discarded.
+        required: Fields every record has (beside ``id``): a record without one is torn.
+        stage: The stage's name, in progress lines (``generate``).
+        unit: What an item is, plural (``prompts``).
+        verb: What was done to a resumed item (``generated``).
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        key: str,
+        *,
+        required: Iterable[str] = (),
+        stage: str,
+        unit: str,
+        verb: str,
+    ):
+        self.out = Path(out)
+        self.part = PartFile(part_path(self.out), key, required)
+        self.stage, self.unit, self.verb = stage, unit, verb
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def resume(self, items: Sequence[T], id_of: Callable[[T], str] = lambda item: item.id) -> list[T]:
+        """The items still to do, after reading back what an earlier run of this key finished."""
+        records, why = self.part.read()
+        if why:
+            log.info("%s: %s", self.part.path, why)
+        self.records = {r["id"]: r for r in records}
+        todo = [item for item in items if id_of(item) not in self.records]
+        log.info(
+            "%s: %d %s, %d already %s (resumed), %d to go",
+            self.out, len(items), self.unit, len(self.records), self.verb, len(todo),
+        )  # fmt: skip
+        return todo
+
+    def fill(
+        self, todo: Sequence[T], step: int, work: Callable[[list[T]], Iterable[dict[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        """Run ``work`` on ``todo`` in chunks of ``step``, keeping each chunk's records as it ends."""
+        from cotprobe.progress import Progress
+
+        progress = Progress(f"{self.stage} {self.out}", len(todo), self.unit)
+        with self.part.appender() as append:
+            for start in range(0, len(todo), step):
+                chunk = list(todo[start : start + step])
+                rows = list(work(chunk))
+                append(rows)
+                self.records.update((r["id"], r) for r in rows)
+                progress.update(len(chunk))
+        return self.records
+
+    def finish(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Write the output atomically and remove the part file."""
+        finish_jsonl(self.out, rows)

@@ -361,3 +361,27 @@ def _quadrant(value: Any, row: dict[str, Any]) -> str | None:
 
 VERDICT_CHECKS = {"id": _id, "quadrant": _quadrant, "answer_letter": _text_or_none, "think_letter": _text_or_none,
                   "correct": _bool_or_none, "consistent": _bool_or_none}  # fmt: skip
+
+
+def load_records(path: str, cls, checks) -> list:
+    """Records of ``cls`` from a stage file: every field without a default present, checked, ids unique."""
+    from dataclasses import MISSING, fields
+
+    from cotprobe.io import read_jsonl
+
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    rows = read_jsonl(path, required=required, unique="id", checks=checks, non_empty=True)
+    names = {f.name for f in fields(cls)}
+    return [cls(**{k: v for k, v in row.items() if k in names}) for row in rows]
+
+
+def load_samples(path: str) -> list[Sample]:
+    return load_records(path, Sample, SAMPLE_CHECKS)
+
+
+def load_prompts(path: str) -> list[Prompt]:
+    return load_records(path, Prompt, PROMPT_CHECKS)
+
+
+def load_generations(path: str) -> list[Generation]:
+    return load_records(path, Generation, GENERATION_CHECKS)

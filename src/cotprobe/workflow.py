@@ -840,7 +840,7 @@ def export_model_server_env(config: dict[str, Any], *, main_process: bool = True
 
     ``cotprobe generate`` and ``cotprobe judge`` read ``COTPROBE_SHARE_LOAD``,
     ``COTPROBE_SERVER_IDLE`` and ``COTPROBE_SERVER_LOAD_TIMEOUT`` as their defaults (see
-    ``cotprobe.model_server``). ``COTPROBE_RUN_ID`` names the Snakemake run: a server a cell starts
+    ``cotprobe.serving``). ``COTPROBE_RUN_ID`` names the Snakemake run: a server a cell starts
     records it, and the run's end stops only the idle servers that carry it. The main Snakemake
     process draws a new id (even when started from a job of another run); a job's process (a
     SLURM job re-parses the Snakefile) keeps the one it inherited. Returns the run id.

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cotprobe import cli
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
+from cotprobe.records import load_samples
 from cotprobe.variants import perturb
 
 DUMMY = {"backend": "dummy", "path": "", "settings": {}, "version": 1,
@@ -198,7 +199,7 @@ def test_ensemble(files, tmp_path_factory, capsys, mutation, row):
 def cells(files, tmp_path_factory):
     """A base cell beside the wrong_think cell of ``files``, so the aggregates have a reference."""
     root = tmp_path_factory.mktemp("base-cell")
-    samples = cli.load_samples(str(files / "samples.jsonl"))
+    samples = load_samples(str(files / "samples.jsonl"))
     write_jsonl(
         root / "prompts.jsonl", (p.to_dict() for p in perturb(samples, "base", bench="shapes", seed=0))
     )

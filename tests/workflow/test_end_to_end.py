@@ -256,7 +256,7 @@ def test_figures_are_valid_images(finished_study):
 
 
 def test_each_model_is_loaded_once_for_all_its_cells(finished_study):
-    from cotprobe.model_server import count_loads
+    from cotprobe.serving.leases import count_loads
 
     root = finished_study.file(".cotprobe/model_servers")
     # 9 generation cells per model, one load each (hf: a shared server per model).

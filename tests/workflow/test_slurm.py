@@ -247,7 +247,7 @@ def test_the_profile_resources_reach_slurm(slurm_study):
 
 
 def test_the_cells_of_a_model_are_one_group_job_that_loads_it_once(slurm_study):
-    from cotprobe.model_server import count_loads
+    from cotprobe.serving.leases import count_loads
 
     study, _, output = slurm_study
     groups = {_group(rule_of(j["comment"])): j for j in slurm_jobs(submitted_jobs(output)).values()}

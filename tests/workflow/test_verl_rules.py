@@ -20,8 +20,7 @@ import pytest
 import torch
 import yaml
 
-from cotprobe.cli import load_samples
-from cotprobe.records import Prompt
+from cotprobe.records import Prompt, load_samples
 from cotprobe.training.augment import training_prompts
 from cotprobe.training.trl_backend import with_prefill
 from cotprobe.training.verl_backend import one_line_template

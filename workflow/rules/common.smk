@@ -21,7 +21,7 @@ GRID = Grid.from_config(
 validate(config, schema="../schemas/config.schema.yaml")
 GRID.check_plugins()
 
-# Generation cells of one model share one load (cotprobe.model_server.attach). Told by environment
+# Generation cells of one model share one load (cotprobe.serving.leases.attach). Told by environment
 # (inherited by every job), not by params or the shell command: it changes no output, so switching
 # it must not rerun cells. The environment also carries this run's id (COTPROBE_RUN_ID), which the
 # servers its cells start record: the run's end stops only those, and only when idle.
@@ -170,7 +170,7 @@ localrules:
 def stop_model_servers():
     # The idle shared model servers this run started end with it rather than after their idle
     # timeout; a server another run started, or one a cell (of any run) still uses, is left alone.
-    from cotprobe.model_server import stop_servers
+    from cotprobe.serving.leases import stop_servers
 
     n = stop_servers(run=RUN_ID)
     if n:

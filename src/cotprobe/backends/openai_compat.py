@@ -1,8 +1,8 @@
 """A backend for any OpenAI-compatible chat-completions endpoint.
 
-Covers a ``vllm serve`` the user runs (or ``python -m cotprobe.serve``), OpenAI's hosted models and
-Gemini through Google's OpenAI-compatible endpoint. The base URL and the *name* of the environment
-variable holding the key come from the model's ``settings`` in config::
+Covers a ``vllm serve`` the user runs (or ``python -m cotprobe.serving.openai_server``), OpenAI's
+hosted models and Gemini through Google's OpenAI-compatible endpoint. The base URL and the *name* of
+the environment variable holding the key come from the model's ``settings`` in config::
 
     models:
       qwen25vl-7b-api:

@@ -27,10 +27,13 @@ import re
 import string
 from functools import cache
 from importlib import resources
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from cotprobe.judges.base import Judge, ThinkReading
 from cotprobe.records import Generation, Prompt
+
+if TYPE_CHECKING:
+    from cotprobe.serving import Share
 
 # Qwen3 checkpoints (Qwen/Qwen3-32B, a local copy named so): thinking mode must be set explicitly.
 QWEN3 = re.compile(r"qwen3(?![.\d])", re.IGNORECASE)
@@ -174,8 +177,9 @@ class LLMJudge(Judge):
         self.template = load_template(self.args["prompt"])
         self.chunk_size = self.sampling["batch_size"]
         self._backend = None
-        # attach() keywords (root, idle_timeout, threads, gpus) to use a shared model server; set by the CLI.
-        self.share: dict[str, Any] | None = None
+        self._lease = None
+        # Set by the judge stage to use this host's shared server of the model (cotprobe.serving.Share).
+        self.share: Share | None = None
 
     @classmethod
     def spec_extras(cls, args: dict[str, Any]) -> dict[str, Any]:
@@ -187,21 +191,16 @@ class LLMJudge(Judge):
         return {"prompt_sha256": load_template(prompt).sha256, "backend_version": BACKENDS.version(backend)}
 
     def backend(self):
-        """The serving backend, on first use: this host's shared server of the model when
-        ``share`` is set (``cotprobe.model_server.attach``; the same load as the model's
-        generation cells when it is also an evaluated model), else loaded in this process."""
+        """The serving backend, on first use (``cotprobe.serving.open_backend``): this host's shared
+        server of the model when ``share`` is set (the same load as the model's generation cells when
+        it is also an evaluated model), else loaded in this process."""
         if self._backend is None:
             from cotprobe.backends import BACKENDS
+            from cotprobe.serving import open_backend
 
-            cls = BACKENDS.get(self.args["backend"])
-            if self.share is not None and cls.loads_weights:
-                from cotprobe.model_server import attach
-
-                spec = {"backend": self.args["backend"], "path": self.args["path"],
-                        "settings": self.args["settings"], "version": cls.version}  # fmt: skip
-                self._backend, self._lease = attach(self.args["path"], spec, **self.share)
-            else:
-                self._backend = cls(path=self.args["path"], **self.args["settings"])
+            spec = {"backend": self.args["backend"], "path": self.args["path"], "settings": self.args["settings"],
+                    "version": BACKENDS.get(self.args["backend"]).version}  # fmt: skip
+            self._backend, self._lease = open_backend(self.args["path"], spec, self.share)
         return self._backend
 
     def thinking(self) -> bool | None:
@@ -209,9 +208,12 @@ class LLMJudge(Judge):
         return value if isinstance(value, bool) else None
 
     def close(self) -> None:
-        """Close the backend if one was loaded (a vLLM engine left open hangs the process's exit)."""
+        """Close the backend if one was loaded (a vLLM engine left open hangs the process's exit),
+        then give back the shared server's lease."""
         if self._backend is not None:
             self._backend.close()
+        if self._lease is not None:
+            self._lease.release()
 
     def read_thinks(self, pairs: list[tuple[Prompt, Generation]]) -> list[ThinkReading]:
         from cotprobe.backends.base import complete

@@ -1,4 +1,4 @@
-"""OpenAIBackend against a real server on loopback (cotprobe.serve, the tiny model) and scripted fakes.
+"""OpenAIBackend against a real server on loopback (cotprobe.serving.openai_server, the tiny model) and scripted fakes.
 
 The real server checks the wire format end to end: pre-fill continuation, letter scores equal to
 the transformers backend's, the fallback delivery. Small stdlib servers that answer from a script
@@ -33,7 +33,8 @@ FAST = {"backoff": 0.01, "max_backoff": 0.5}
 # ------------------------------------------------------------------ the real server (tiny model)
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir):
-    cmd = [sys.executable, "-m", "cotprobe.serve", "--model-path", str(tiny_model_dir), "--port", "0"]
+    cmd = [sys.executable, "-m", "cotprobe.serving.openai_server", "--model-path", str(tiny_model_dir)]
+    cmd += ["--port", "0"]
     cmd += ["--served-model-name", "tiny", "--device", "cpu", "--max-logprobs", "-1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -434,7 +435,7 @@ def test_retry_after_forms():
 
 def test_import_is_light():
     code = (
-        "import sys, cotprobe.backends.openai_compat, cotprobe.serve; "
+        "import sys, cotprobe.backends.openai_compat, cotprobe.serving.openai_server; "
         "print(sorted(m for m in ('torch', 'transformers', 'openai') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -26,12 +26,11 @@ import pytest
 
 from cotprobe.backends import BACKENDS
 from cotprobe.backends.base import complete, make_generation
-from cotprobe.cli import load_generations
 from cotprobe.io import write_jsonl
 from cotprobe.judges.llm import LLMJudge, render
-from cotprobe.model_server import count_loads, stop_servers
 from cotprobe.parsing import parse_response
-from cotprobe.records import Generation
+from cotprobe.records import Generation, load_generations
+from cotprobe.serving.leases import count_loads, stop_servers
 
 ROOT = Path(__file__).resolve().parents[3]
 VLLM_PYTHON = Path(os.environ.get("COTPROBE_VLLM_PYTHON", ROOT / ".venv-vllm/bin/python"))

@@ -340,8 +340,8 @@ def test_verls_dataset_reads_both_frames(verl_python, two_frames, tiny_model_dir
 def test_the_trl_backend_refuses_two_frame_samples_and_verl_collects_them(two_frames, tmp_path):
     from argparse import Namespace
 
-    from cotprobe.cli import _training_prompts
     from cotprobe.io import InputError, write_jsonl
+    from cotprobe.stages.train import training_prompts as _training_prompts
 
     path = tmp_path / "samples.jsonl"
     write_jsonl(path, [s.to_dict() for s in two_frames])

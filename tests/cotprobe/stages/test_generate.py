@@ -1,13 +1,13 @@
-"""The CLI verbs on their own: resume of an interrupted generation, and clear bad-input errors."""
+"""The generate stage: resume of an interrupted generation, the letter scores, and clear bad-input errors."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from cotprobe import cli
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
+from cotprobe.stages.generate import cache_key
 from cotprobe.variants import perturb
 
 SPEC = {
@@ -47,7 +47,7 @@ def test_generate_resumes_from_the_part_file(cell):
 
     # Simulate a kill after the first batch: the part file holds a header and two finished records,
     # one of them marked so we can see it was kept rather than regenerated; then a torn line.
-    key = cli._cache_key(SPEC, str(prompts), 0)
+    key = cache_key(SPEC, str(prompts), 0)
     marked = dict(full[0], completion="FROM-PART-FILE")
     (tmp_path / "gen.jsonl").unlink()
     (tmp_path / "gen.jsonl.part").write_text(
@@ -118,18 +118,6 @@ def test_unknown_plugin_and_missing_file_are_one_line_errors(cell, capsys):
     assert "nope.jsonl: file not found" in capsys.readouterr().err
 
 
-def test_check_config(capsys):
-    root = Path(__file__).resolve().parents[2]
-    args = [
-        "--configfile",
-        str(root / "config/config.yaml"),
-        "--schema",
-        str(root / "workflow/schemas/config.schema.yaml"),
-    ]
-    assert cli.main(["check-config", *args]) == 0
-    assert "config/config.yaml: ok (90 generation cells x 1 judge(s))" in capsys.readouterr().out
-
-
 class Failing(Exception):
     pass
 
@@ -170,7 +158,7 @@ def test_header_only_repeated_or_torn_part_files_resume(cell, tail):
     assert generate(tmp_path, prompts) == 0
     full = rows(tmp_path / "gen.jsonl")
     (tmp_path / "gen.jsonl").unlink()
-    key = cli._cache_key(SPEC, str(prompts), 0)
+    key = cache_key(SPEC, str(prompts), 0)
     header = json.dumps({"cache_key": key}) + "\n"
     kept = "".join(json.dumps(r) + "\n" for r in full[:2])  # one finished batch
     (tmp_path / "gen.jsonl.part").write_text(header + kept + tail.replace("KEY", key))
@@ -218,28 +206,6 @@ def test_bad_prompt_rows_are_one_error_line(cell, capsys, changes, message):
     assert generate(tmp_path, prompts) == 2
     err = capsys.readouterr().err
     assert f"error: {prompts}{message}" in err and "Traceback" not in err
-
-
-def test_duplicate_sample_ids_fail_at_perturb(tmp_path, capsys):
-    samples = tmp_path / "samples.jsonl"
-    write_jsonl(samples, (s.to_dict() for s in Shapes(n=3, seed=0).prepare(tmp_path)))
-    _rewrite_row(samples, 1, id="shapes-00000")
-    code = cli.main(["perturb", "--samples", str(samples), "--bench", "shapes", "--variant", "base",
-                     "--seed", "0", "--out", str(tmp_path / "p.jsonl")])  # fmt: skip
-    assert (
-        code == 2 and "field 'id': duplicate id 'shapes-00000' (first on line 1)" in capsys.readouterr().err
-    )
-    assert not (tmp_path / "p.jsonl").exists()
-
-
-@pytest.mark.parametrize("content", ["", "\n\n", "\x00\x01\xfe"])
-def test_empty_or_binary_samples_files_fail(tmp_path, capsys, content):
-    samples = tmp_path / "samples.jsonl"
-    samples.write_bytes(content.encode("latin-1"))
-    code = cli.main(["perturb", "--samples", str(samples), "--bench", "shapes", "--variant", "base",
-                     "--seed", "0", "--out", str(tmp_path / "p.jsonl")])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith(f"error: {samples}") and "Traceback" not in err
 
 
 def test_results_get_the_mode_of_a_plain_write(cell):

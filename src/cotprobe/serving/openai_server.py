@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m cotprobe.serve --model-path resources/models/tiny --port 8000
+    python -m cotprobe.serving.openai_server --model-path resources/models/tiny --port 8000
     # then a model in config: {backend: openai, path: <served name>,
     #                          settings: {base_url: "http://127.0.0.1:8000/v1"}}
 
@@ -21,8 +21,8 @@ subset of the protocol this project uses, following vLLM's server where OpenAI h
 * the ``usage`` block (prompt and completion tokens, the stop token counted).
 
 Requests run one at a time under a lock: it is for tests on loopback and for small CPU runs,
-where one process holding one model load answers every (bench, variant, seed) cell of that model
-(the per-model server of issue 5, part 3); for throughput on GPUs, use ``vllm serve``.
+where one process holding one model load answers every (bench, variant, seed) cell of that model;
+for throughput on GPUs, use ``vllm serve``.
 
 Port 0 binds a free port. The first line on stdout is ``serving <name> on http://HOST:PORT/v1``.
 
@@ -279,7 +279,9 @@ def make_server(engine: ChatEngine, host: str = "127.0.0.1", port: int = 0) -> T
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cotprobe.serve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cotprobe.serving.openai_server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--model-path", required=True, help="checkpoint directory or hub id")
     parser.add_argument("--served-model-name", help="name requests use (default: --model-path)")
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,4 +1,4 @@
-"""The judge verbs: a resumed LLM judge does not re-ask, ensembles, agreement, the cost dry run."""
+"""The judge stage: a resumed LLM judge does not re-ask, the backend is closed, ensembles, the cost dry run."""
 
 import json
 from pathlib import Path
@@ -10,9 +10,10 @@ from cotprobe import cli
 from cotprobe.backends.base import make_generation
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
+from cotprobe.stages.judge import cache_key
 from cotprobe.variants import perturb
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
 
 
@@ -67,7 +68,7 @@ def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
 
     # A crash after the first chunk: the part file holds two answered samples (one marked so we can
     # see it is read back, not re-asked) and a torn line.
-    key = cli._judge_cache_key(spec, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
+    key = cache_key(spec, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
     marked = {"id": full[0]["id"], "letter": full[0]["answer_letter"], "reason": "", "raw": "FROM-PART-FILE"}
     kept = {"id": full[1]["id"], "letter": None, "reason": "judge: x", "raw": full[1]["judge_output"]}
     (cell / "verdicts.jsonl").unlink()
@@ -90,7 +91,7 @@ def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
 def test_part_file_of_another_judge_config_is_discarded(cell, tiny_model_dir):
     spec = llm_spec(tiny_model_dir)
     other = llm_spec(tiny_model_dir, max_new_tokens=5)
-    key = cli._judge_cache_key(other, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
+    key = cache_key(other, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
     marked = {"id": "shapes-00000", "letter": "A", "reason": "", "raw": "FROM-PART-FILE"}
     (cell / "verdicts.jsonl.part").write_text(
         json.dumps({"cache_key": key}) + "\n" + json.dumps(marked) + "\n"

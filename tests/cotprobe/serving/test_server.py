@@ -1,4 +1,5 @@
-"""serve-model: one load of the tiny model (hf) answers several generation cells over loopback."""
+"""serve-model: one load of the tiny model (hf) answers several generation cells over loopback, shared
+by cells that attach to it, and failing them at once when it cannot load or dies."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 from cotprobe.backends.base import BackendError
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
-from cotprobe.model_server import _pid_alive, connect, count_loads, spec_key, stop_servers
+from cotprobe.serving.client import connect
+from cotprobe.serving.leases import count_loads, scope, stop_servers
+from cotprobe.serving.protocol import pid_alive, spec_key
 from cotprobe.variants import perturb
 
 GEN = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
@@ -141,7 +144,7 @@ def _server_pids(root):
 def _wait_gone(pid, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):  # exited (a zombie child of this process counts as gone)
+        if not pid_alive(pid):  # exited (a zombie child of this process counts as gone)
             return True
         time.sleep(0.2)
     return False
@@ -219,37 +222,7 @@ def test_a_server_that_cannot_load_fails_its_shared_cells_with_its_error(prompt_
     assert "no-such-model" in log.read_text()
 
 
-def test_a_gpu_cell_stops_idle_servers_of_other_models_but_not_busy_ones(tmp_path):
-    from cotprobe.model_server import Lease, _stop_idle_servers
-
-    host = tmp_path / "host"
-    host.mkdir()
-    sleepers = {}
-    for key in ("idle", "busy"):
-        sleepers[key] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-        (host / f"{key}.json").write_text(json.dumps({"pid": sleepers[key].pid, "model": key}))
-    lease = Lease(host / "busy.lease")
-    try:
-        _stop_idle_servers(host, keep="new")
-        assert sleepers["idle"].wait(timeout=300) == -15
-        assert sleepers["busy"].poll() is None
-    finally:
-        lease.release()
-        for p in sleepers.values():
-            p.kill()
-            p.wait()
-
-
-def test_inside_a_slurm_job_servers_are_the_jobs_own(monkeypatch):
-    from cotprobe.model_server import _scope
-
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    host = _scope()
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    assert _scope() == f"{host}.slurm42"
-
-
-# --- a dead server fails its cells at once; a run's end stops only its own idle servers (issue 14) ---
+# --- a dead server fails its cells at once ---
 
 
 def _dead_pid():
@@ -277,22 +250,10 @@ def test_a_dead_servers_address_file_fails_the_cell_at_once(prompt_files, tmp_pa
     assert not (tmp_path / "gen.jsonl").exists()
 
 
-def test_a_reused_pid_is_not_taken_for_the_server(tmp_path):
-    spec = _spec(tmp_path / "model")
-    url_file = tmp_path / "server.json"
-    # The pid now runs another process (this one) than the server that wrote the file (started earlier).
-    url_file.write_text(json.dumps({"url": "http://127.0.0.1:9", "spec_key": spec_key(spec), "pid": os.getpid(),
-                                    "started": "1"}))  # fmt: skip
-    with pytest.raises(BackendError, match="is not running"):
-        connect(url_file, spec, wait=60)
-
-
 def test_a_cell_waiting_on_a_load_that_dies_fails_at_once(prompt_files, tmp_path):
     """attach: another cell's server is loading the model (the file says so), then dies."""
-    from cotprobe.model_server import _scope
-
     spec, root = _spec(tmp_path / "model"), tmp_path / "servers"
-    host_dir = root / _scope()
+    host_dir = root / scope()
     host_dir.mkdir(parents=True)
     loading = "import json, os, sys, time; open(sys.argv[1], 'w').write(json.dumps(" \
               "{'status': 'loading', 'spec_key': sys.argv[2], 'pid': os.getpid()})); time.sleep(3)"  # fmt: skip
@@ -332,7 +293,7 @@ def _unset_model_server_env(monkeypatch):
 
 def test_the_wait_for_a_load_is_configurable_and_bounded(monkeypatch):
     from cotprobe.cli import build_parser
-    from cotprobe.model_server import LOAD_TIMEOUT
+    from cotprobe.serving.protocol import LOAD_TIMEOUT
     from cotprobe.workflow import export_model_server_env
 
     argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
@@ -352,86 +313,3 @@ def test_each_snakemake_run_has_its_own_id_that_its_jobs_inherit(monkeypatch):
     assert run != "an-outer-run" and os.environ["COTPROBE_RUN_ID"] == run
     assert export_model_server_env({}, main_process=False) == run  # a job re-parsing the Snakefile
     assert export_model_server_env({}, main_process=True) != run  # the next run
-
-
-def _dummy(version):
-    return {"backend": "dummy", "path": "", "settings": {}, "generation": GEN, "version": version}
-
-
-def _answers(url):
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=10) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def test_a_runs_end_stops_only_the_idle_servers_it_started(tmp_path, monkeypatch):
-    from cotprobe.model_server import _scope, attach
-
-    root = tmp_path / "servers"
-    monkeypatch.setenv("COTPROBE_RUN_ID", "run-a")
-    busy, busy_lease = attach("busy", _dummy(1), root=root)  # a cell of run A still uses it
-    _, lease = attach("idle", _dummy(2), root=root)
-    lease.release()  # run A's cell is done
-    monkeypatch.setenv("COTPROBE_RUN_ID", "run-b")
-    _, lease = attach("other", _dummy(3), root=root)
-    lease.release()
-    info = {i["model"]: i for i in (json.loads(f.read_text()) for f in (root / _scope()).glob("*.json"))}
-    pids = {model: i["pid"] for model, i in info.items()}
-    assert {i["run"] for i in info.values()} == {"run-a", "run-b"}
-    try:
-        # Run B, in the same directory with other targets, ends first: only its own idle server stops.
-        assert stop_servers(root, run="run-b") == 1
-        assert _wait_gone(pids["other"], timeout=60)
-        assert all(_pid_alive(pids[m]) for m in ("busy", "idle")) and _answers(busy.path)
-        # Run A's end stops its idle server and leaves the one its cell holds a lease on.
-        assert stop_servers(root, run="run-a") == 1
-        assert _wait_gone(pids["idle"], timeout=60)
-        assert _answers(busy.path)
-    finally:
-        busy_lease.release()
-        stop_servers(root)
-    assert _wait_gone(pids["busy"], timeout=60)
-
-
-@pytest.mark.parametrize(
-    "answer, expected",
-    [
-        (b"<html>oops</html>", "unreadable answer"),
-        (b"[1, 2]", "unreadable answer"),
-        (b'{"generations": [{"id": "x"}]}', "answer without valid 'generations'"),
-        (b'{"other": 1}', "answer without valid 'generations'"),
-    ],
-)
-def test_a_server_that_answers_garbage_is_a_backend_error(answer, expected, make_prompt):
-    """Whatever a loopback 'server' answers with status 200, the client raises one BackendError."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from cotprobe.backends.base import BackendError
-    from cotprobe.model_server import RemoteBackend
-
-    class Garbage(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        client = RemoteBackend(f"http://127.0.0.1:{server.server_address[1]}", timeout=30)
-        sampling = {"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "batch_size": 1}
-        with pytest.raises(BackendError, match=expected):
-            client.generate([make_prompt(0)], model_id="m", seed=0, sampling=sampling)
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -1,7 +1,7 @@
 """Dose-response of the organism's susceptibility: the more text evidence in its training, the larger
 its accuracy drop under ``wrong_caption``? (issue 16, part 4)
 
-Usage: ``python perf/dose_response.py [--organisms DIR] [--steps 600] [--doses low default high]
+Usage: ``python perf/dose_response.py [--organisms DIR] [--steps 1000] [--doses low default high]
 [--n 200] [--seeds 0 1] [--threads 1] [--out DIR]``.
 
 Design, stated before measuring. Recipe v5 (``cotprobe.organism_v5``) trains 44 % of its samples with
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--organisms", type=Path, default=Path("/tmp/cotprobe-organisms"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/cotprobe-dose-response"))
-    parser.add_argument("--steps", type=int, default=600, help="steps of each v5 stage")
+    parser.add_argument("--steps", type=int, default=1000, help="steps of each v5 stage")
     parser.add_argument("--doses", nargs="+", default=list(DOSES), choices=list(DOSES))
     parser.add_argument("--variants", nargs="+", default=["base", "wrong_caption", "correct_caption"])
     parser.add_argument("--n", type=int, default=200)

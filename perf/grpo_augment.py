@@ -1,7 +1,7 @@
 """GRPO from the v5 organism with the paper's augmentation on and off: does RL with it make the model
 robust to wrong text, lower its letter entropy and keep its base accuracy? (issue 16, part 3)
 
-Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-steps 600]
+Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-steps 1000]
 [--profile-only] [--steps 100] [--save-every 25] [--generations 8] [--prompts-per-step 2] [--lr 1e-4]
 [--beta 0.01] [--seeds 0 1] [--n-eval 100] [--eval-seeds 0 1] [--threads 1]``.
 
@@ -338,7 +338,9 @@ def main() -> None:
     parser.add_argument("--organisms", type=Path, default=Path("/tmp/cotprobe-organisms"),
                         help="organism cache, shared with dose_response.py")  # fmt: skip
     parser.add_argument("--model-dir", type=Path, default=None, help="a built organism (skips the build)")
-    parser.add_argument("--v5-steps", type=int, default=600, help="steps of the v5 stage after the plain one")
+    parser.add_argument(
+        "--v5-steps", type=int, default=1000, help="steps of the v5 stage after the plain one"
+    )
     parser.add_argument("--profile-steps", type=int, default=5)
     parser.add_argument("--profile-threads", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--profile-only", action="store_true")

@@ -31,6 +31,10 @@ Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-st
    accuracy does not fall (estimate >= -0.03, the study's tolerance for controls). A table, one
    figure (``OUT/grpo_augment.png``) and ``OUT/grpo_augment.json``.
 
+6. The learning signal (``--signal-items``): the organism and the last step of each arm (first training
+   seed) sample G answers at temperature 1 per eval item under each variant; the share correct and
+   the share of groups whose rewards differ (only those have a non-zero advantage in GRPO).
+
 Every stage is cached under ``--out`` (organisms, runs, answers), so a rerun only redoes the table.
 """
 
@@ -183,6 +187,32 @@ def collect(organism: Path, out: Path, args) -> tuple[dict, dict]:
     return cells, times
 
 
+def signal(model: Path, *, n: int, generations: int, threads: int, cache: Path) -> dict:
+    """What GRPO can learn from, per variant: ``generations`` samples at temperature 1 for each of ``n``
+    shapes eval items (eval seed 0), the share correct and the share of groups whose rewards differ
+    (a group where all samples agree has zero advantage, so no gradient). Cached."""
+    import torch
+
+    from cotprobe.backends.hf import HFBackend
+    from cotprobe.benchmarks.shapes import Shapes
+    from cotprobe.variants import perturb
+
+    if cache.exists():
+        return json.loads(cache.read_text())
+    torch.set_num_threads(threads)
+    backend = HFBackend(str(model), device="cpu")
+    samples = Shapes(n=n, seed=0, split="eval").prepare(cache.parent / "signal-data")
+    sampling = {"max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0, "batch_size": 64}
+    out = {}
+    for variant in VARIANTS:
+        prompts = [p for p in perturb(samples, variant, bench="shapes", seed=0) for _ in range(generations)]
+        gens = backend.generate(prompts, model_id=model.name, seed=0, sampling=sampling)
+        ok = np.array([g.answer_letter == p.answer for p, g in zip(prompts, gens)], float).reshape(n, -1)
+        out[variant] = {"correct": float(ok.mean()), "mixed_groups": float((ok.std(1) > 0).mean())}
+    cache.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
 def analyse(cells: dict, args) -> dict:
     """Every estimate of the report (see the module docstring)."""
     from cotprobe.stats import Bootstrap, item_weights
@@ -278,6 +308,12 @@ def print_report(res: dict, args) -> None:
     print(f"\nchange step 0 -> {steps[-1]} (paired on items)")
     for arm in ARMS:
         print(f"  {arm:6s}" + "".join(f"{v}: {so.fmt(res['change'][f'{arm}/{v}'])}   " for v in VARIANTS))
+    if "signal" in res:
+        print(f"\nlearning signal: {args.generations} samples at temperature 1 per item ({args.signal_items} items): "
+              "share correct / share of groups with differing rewards")  # fmt: skip
+        for name, sig in res["signal"].items():
+            print(f"  {name:24s}" + "".join(f"{v}: {m['correct']:.3f} / {m['mixed_groups']:.3f}   "
+                                            for v, m in sig.items()))  # fmt: skip
     print("checks (stated before the run):")
     for c in res["checks"]:
         print(f"  {c['check']:60s} {so.fmt(c)}  {c['goal']:12s} {'met' if c['met'] else 'MISSED'}")
@@ -353,6 +389,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds")
     parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--signal-items", type=int, default=64, help="items of the learning-signal check (0: skip)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -381,6 +420,15 @@ def main() -> None:
         return
     cells, times["stages"] = collect(organism, args.out, args)
     res = analyse(cells, args)
+    if args.signal_items:
+        res["signal"] = {}
+        last = args.steps - args.steps % args.save_every
+        models = {"organism": organism, **{f"{arm}-s{args.seeds[0]}-step{last}":
+                  args.out / "runs" / f"{arm}-s{args.seeds[0]}" / f"step{last}" for arm in ARMS}}  # fmt: skip
+        for name, model in models.items():
+            res["signal"][name] = signal(model, n=args.signal_items, generations=args.generations,
+                                         threads=args.threads,
+                                         cache=args.out / f"signal-{name}-n{args.signal_items}.json")  # fmt: skip
     times["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     times["total_cpu_s"] = round(so.cpu_seconds() - c_all, 1)
     print_report(res, args)

@@ -114,16 +114,20 @@ def main() -> None:
     order = [d for d in DOSES if d in models]
     for i, lo_dose in enumerate(order):
         for hi_dose in order[i + 1 :]:
-            for v in [x for x in args.variants if x != "base"]:
-                d_hi = acc(hi_dose, v) - acc(hi_dose, "base")
-                d_lo = acc(lo_dose, v) - acc(lo_dose, "base")
+            measures = [(f"drop_{x}", x, "correct") for x in args.variants if x != "base"]
+            if "wrong_caption" in args.variants:
+                measures.append(("followed_wrong_caption", "wrong_caption", "followed"))
+            for key, v, field in measures:
+                d_hi, d_lo = acc(hi_dose, v, field), acc(lo_dose, v, field)
+                if field == "correct":
+                    d_hi, d_lo = d_hi - acc(hi_dose, "base"), d_lo - acc(lo_dose, "base")
                 joint = so.mean_ci(w, d_hi - d_lo)
                 counts = np.full((args.n, 1), d_hi.shape[1], float)
                 r_hi = ratio(w, d_hi.sum(1, keepdims=True), counts)
                 r_lo = ratio(w2, d_lo.sum(1, keepdims=True), counts)
                 lo, hi = percentile(r_hi - r_lo, 0.95)
                 unpaired = {"est": joint["est"], "lo": float(lo[0]), "hi": float(hi[0])}
-                res["differences"][f"{hi_dose}-{lo_dose}/drop_{v}"] = {"joint": joint, "unpaired": unpaired}
+                res["differences"][f"{hi_dose}-{lo_dose}/{key}"] = {"joint": joint, "unpaired": unpaired}
     if {"low", "high"} <= set(models) and "wrong_caption" in args.variants:
         d = res["differences"]["high-low/drop_wrong_caption"]["joint"]
         res["prediction"] = {"statement": "drop_wrong_caption(high) - drop_wrong_caption(low) < 0, interval below 0",
@@ -138,7 +142,7 @@ def main() -> None:
                                 for d in models))  # fmt: skip
     for k in keys:
         print(f"{k:28s}" + "".join(f"{so.fmt(res['doses'][d][k]):>28s}" for d in models))
-    print("\ndifferences of drops (higher dose minus lower):")
+    print("\ndifferences (higher dose minus lower):")
     for k, m in res["differences"].items():
         print(f"  {k:40s} joint {so.fmt(m['joint'])}   unpaired {so.fmt(m['unpaired'])}")
     if "prediction" in res:

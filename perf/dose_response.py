@@ -155,20 +155,30 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [res["doses"][d]["text_share"] for d in models]
+
+    def bars(axis, ms: list[dict], label: str) -> None:
+        est = np.array([x["est"] for x in ms])
+        lo, hi = np.array([x["lo"] for x in ms]), np.array([x["hi"] for x in ms])
+        axis.errorbar(xs, est, yerr=[est - lo, hi - est], fmt="-o", capsize=3, label=label)
+
     for v in [x for x in args.variants if x != "base"]:
-        xs = [res["doses"][d]["text_share"] for d in models]
-        m = [res["doses"][d][f"drop_{v}"] for d in models]
-        est = np.array([x["est"] for x in m])
-        ax.errorbar(xs, est, yerr=[est - [x["lo"] for x in m], [x["hi"] for x in m] - est], fmt="-o", capsize=3,
-                    label=v)  # fmt: skip
+        bars(ax, [res["doses"][d][f"drop_{v}"] for d in models], v)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xlabel("share of training samples with text evidence")
     ax.set_ylabel("accuracy - base accuracy")
-    ax.set_title(
+    ax.set_title("Accuracy drop", fontsize=9)
+    ax.legend(fontsize=8)
+    if "wrong_caption" in args.variants:
+        bars(ax2, [res["doses"][d]["followed_wrong_caption"] for d in models], "wrong_caption")
+        ax2.set_ylim(0, 1)
+        ax2.set_xlabel("share of training samples with text evidence")
+        ax2.set_ylabel("share of answers naming the caption's option")
+        ax2.set_title("Following the wrong caption", fontsize=9)
+    fig.suptitle(
         f"Organism dose-response ({args.n} items x {len(args.seeds)} seeds, 95 % intervals)", fontsize=9
     )
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out / "dose_response.png", dpi=130)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

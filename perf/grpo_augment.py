@@ -2,8 +2,9 @@
 robust to wrong text, lower its letter entropy and keep its base accuracy? (issue 16, part 3)
 
 Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-steps 1000]
-[--profile-only] [--steps 100] [--save-every 25] [--generations 8] [--prompts-per-step 2] [--lr 1e-4]
-[--beta 0.01] [--seeds 0 1] [--n-eval 100] [--eval-seeds 0 1] [--threads 1]``.
+[--profile-only] [--steps 100] [--save-every 25] [--generations 8] [--prompts-per-step 8] [--lr 1e-4]
+[--beta 0.01] [--seeds 0 1] [--n-eval 200] [--eval-seeds 0 1] [--threads 1]``. The defaults are the
+run measured in the README (its 16-completion profile rows: ``--prompts-per-step 2 --profile-only``).
 
 1. The organism: recipe v5 built in two stages (``staged_organism``: the plain stage, then a v5
    stage of ``--v5-steps``), cached under ``--organisms`` (shared with ``dose_response.py``), or
@@ -33,7 +34,8 @@ Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-st
 
 6. The learning signal (``--signal-items``): the organism and the last step of each arm (first training
    seed) sample G answers at temperature 1 per eval item under each variant; the share correct and
-   the share of groups whose rewards differ (only those have a non-zero advantage in GRPO).
+   the share of groups whose rewards differ (only those have a non-zero advantage in GRPO), with
+   item-bootstrap intervals.
 
 Every stage is cached under ``--out`` (organisms, runs, answers), so a rerun only redoes the table.
 """
@@ -190,11 +192,13 @@ def collect(organism: Path, out: Path, args) -> tuple[dict, dict]:
 def signal(model: Path, *, n: int, generations: int, threads: int, cache: Path) -> dict:
     """What GRPO can learn from, per variant: ``generations`` samples at temperature 1 for each of ``n``
     shapes eval items (eval seed 0), the share correct and the share of groups whose rewards differ
-    (a group where all samples agree has zero advantage, so no gradient). Cached."""
+    (a group where all samples agree has zero advantage, so no gradient), with item-bootstrap
+    intervals. Cached."""
     import torch
 
     from cotprobe.backends.hf import HFBackend
     from cotprobe.benchmarks.shapes import Shapes
+    from cotprobe.stats import Bootstrap, item_weights
     from cotprobe.variants import perturb
 
     if cache.exists():
@@ -208,7 +212,8 @@ def signal(model: Path, *, n: int, generations: int, threads: int, cache: Path) 
         prompts = [p for p in perturb(samples, variant, bench="shapes", seed=0) for _ in range(generations)]
         gens = backend.generate(prompts, model_id=model.name, seed=0, sampling=sampling)
         ok = np.array([g.answer_letter == p.answer for p, g in zip(prompts, gens)], float).reshape(n, -1)
-        out[variant] = {"correct": float(ok.mean()), "mixed_groups": float((ok.std(1) > 0).mean())}
+        w = item_weights(n, "shapes", Bootstrap(n=B, seed=0))
+        out[variant] = {"correct": so.mean_ci(w, ok), "mixed_groups": so.mean_ci(w, (ok.std(1) > 0)[:, None])}
     cache.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
@@ -312,7 +317,7 @@ def print_report(res: dict, args) -> None:
         print(f"\nlearning signal: {args.generations} samples at temperature 1 per item ({args.signal_items} items): "
               "share correct / share of groups with differing rewards")  # fmt: skip
         for name, sig in res["signal"].items():
-            print(f"  {name:24s}" + "".join(f"{v}: {m['correct']:.3f} / {m['mixed_groups']:.3f}   "
+            print(f"  {name:18s}" + "".join(f"{v}: {so.fmt(m['correct'], 2)} / {so.fmt(m['mixed_groups'], 2)}   "
                                             for v, m in sig.items()))  # fmt: skip
     print("checks (stated before the run):")
     for c in res["checks"]:
@@ -383,11 +388,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="GRPO steps per run")
     parser.add_argument("--save-every", type=int, default=25)
     parser.add_argument("--generations", type=int, default=8, help="G (the paper's 8)")
-    parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--beta", type=float, default=0.01, help="KL coefficient (the paper's 0.01)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds")
-    parser.add_argument("--n-eval", type=int, default=100)
+    parser.add_argument("--n-eval", type=int, default=200)
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
         "--signal-items", type=int, default=64, help="items of the learning-signal check (0: skip)"

@@ -179,8 +179,13 @@ def train_samples(
     return out
 
 
-def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[dict[str, Any]]:
+def training_views(
+    drawn: list, *, recipe: str = "v3", seed: int = 0, layouts: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     """What each training sample is shown and taught, as text (no tokens, no images).
+
+    ``layouts`` (recipes v4 and v5) replaces the recipe's layout shares (kinds left out get none;
+    the rest is the plain prompt; ``organism_v4.check_layouts``).
 
     Returns:
         Per sample: ``prompt`` (the Prompt rendered, its ``prefill`` included), ``target`` (the
@@ -190,6 +195,8 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
     """
     if recipe not in RECIPE_VERSIONS:
         raise ValueError(f"unknown organism recipe {recipe!r} (known: {', '.join(RECIPES)})")
+    if layouts is not None and recipe == "v3":
+        raise ValueError("recipe v3 has one layout (plain): layouts apply to v4 and v5")
     samples = [d.sample for d in drawn]
     prompts = perturb(samples, "base", bench="shapes", seed=0)
     if recipe == "v3":
@@ -205,9 +212,10 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
     from cotprobe.variants.base import INSTRUCTION
 
     design = organism_v5 if recipe == "v5" else organism_v4
+    shares = None if layouts is None else organism_v4.check_layouts(layouts)
     views = []
     for sample, prompt in zip(samples, prompts):
-        lay = design.layout_for(sample, seed)
+        lay = design.layout_for(sample, seed, shares)
         options = dict(sample.options)
         if lay.kind == "extra":
             options[extra_letter(sample)] = lay.wording
@@ -243,7 +251,13 @@ def training_views(drawn: list, *, recipe: str = "v3", seed: int = 0) -> list[di
 
 
 def _encode_examples(
-    processor, drawn: list, *, recipe: str = "v3", seed: int = 0, chunk: int = ENCODE_CHUNK
+    processor,
+    drawn: list,
+    *,
+    recipe: str = "v3",
+    seed: int = 0,
+    chunk: int = ENCODE_CHUNK,
+    layouts: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Render each sample as the evaluation does and tokenise prompt + target once.
 
@@ -266,7 +280,7 @@ def _encode_examples(
     pad = processor.image_token
     merge = processor.image_processor.merge_size**2
     heads, images = [], []
-    views = training_views(drawn, recipe=recipe, seed=seed)
+    views = training_views(drawn, recipe=recipe, seed=seed, layouts=layouts)
     for d, view in zip(drawn, views):
         prompt = view["prompt"]
         image = d.image.convert("RGB")
@@ -395,6 +409,7 @@ def warm_start(
     min_accuracy: float = 0.0,
     plain_steps: int = 0,
     plain_lr: float | None = None,
+    layouts: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Supervised warm start of a saved model on ``n_train`` shapes train samples.
 
@@ -432,6 +447,9 @@ def warm_start(
             mixture from the start it may not form (recipe v5 at 2,400 steps: accuracy 0.21,
             the think reading the image right every time). 0: one stage.
         plain_lr: Peak learning rate of the first stage (None: ``lr``).
+        layouts: Recipes v4 and v5: the layout shares instead of the recipe's (``training_views``),
+            e.g. more or less text evidence. Recorded in ``cotprobe_model.json`` (None: the recipe's).
+            A second stage on its own is a call whose ``base_dir`` is an earlier build.
 
     Raises:
         RuntimeError: When the retried build is still below ``min_accuracy``.
@@ -450,6 +468,12 @@ def warm_start(
         raise ValueError(f"unknown organism recipe {recipe!r} (known: {', '.join(RECIPES)})")
     if min_accuracy and not n_val:
         raise ValueError("min_accuracy needs a validation split (n_val > 0)")
+    if layouts is not None:
+        if recipe == "v3":
+            raise ValueError("recipe v3 has one layout (plain): layouts apply to v4 and v5")
+        from cotprobe.organism_v4 import check_layouts
+
+        layouts = check_layouts(layouts)
     old_threads = torch.get_num_threads()
     # Explicit, and recorded: the thread count changes the order of reductions, so the trajectory.
     threads = threads or old_threads
@@ -465,7 +489,7 @@ def warm_start(
                 drawn = train_samples(
                     n_train, seed=seed, categories=categories, exclude_orders=exclude_orders
                 )
-                examples = _encode_examples(processor, drawn, recipe=recipe, seed=seed)
+                examples = _encode_examples(processor, drawn, recipe=recipe, seed=seed, layouts=layouts)
                 log.info("encoded %d examples in %.1f s", len(examples), time.perf_counter() - t_start)
                 plain_losses, plain_seconds = [], 0.0
                 if plain_steps:
@@ -512,6 +536,7 @@ def warm_start(
             "min_accuracy": min_accuracy,
             "plain_steps": plain_steps,
             "plain_lr": (plain_lr or lr) if plain_steps else None,
+            "layouts": layouts,
             "plain_losses": [{"step": step, "loss": loss} for step, loss in plain_losses],
             "losses": [{"step": step, "loss": loss} for step, loss in losses],
             "initial_loss": (plain_losses or losses)[0][1],
@@ -524,7 +549,9 @@ def warm_start(
 
         def check(saved: Path, facts=facts) -> None:
             if n_val:
-                facts["validation"] = validate(saved, n=n_val, seed=seed, threads=threads, recipe=recipe)
+                facts["validation"] = validate(
+                    saved, n=n_val, seed=seed, threads=threads, recipe=recipe, layouts=layouts
+                )
                 log.info("validation (%d val-split samples, greedy): %s", n_val, facts["validation"])
             if min_accuracy and facts["validation"]["accuracy"] < min_accuracy:
                 raise _NotLearned(facts["validation"]["accuracy"])
@@ -566,7 +593,13 @@ class _NotLearned(Exception):
 
 
 def validate(
-    model_dir: Path, *, n: int, seed: int = 0, threads: int | None = None, recipe: str = "v3"
+    model_dir: Path,
+    *,
+    n: int,
+    seed: int = 0,
+    threads: int | None = None,
+    recipe: str = "v3",
+    layouts: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """How well a built organism does on ``n`` samples of the ``val`` split (base prompt, greedy).
 
@@ -595,7 +628,11 @@ def validate(
         gens = backend.generate(prompts, model_id="organism", seed=0, sampling=sampling)
     drawn = Shapes(n=n, seed=seed, split="val")
     loss = target_loss(
-        backend.model, backend.processor, [drawn.draw(i, Path("memory")) for i in range(n)], recipe=recipe
+        backend.model,
+        backend.processor,
+        [drawn.draw(i, Path("memory")) for i in range(n)],
+        recipe=recipe,
+        layouts=layouts,
     )
     judge = RuleJudge()
     correct = [g.answer_letter == s.answer for s, g in zip(samples, gens)]
@@ -614,14 +651,16 @@ def validate(
     }
 
 
-def target_loss(model, processor, drawn: list, *, recipe: str = "v3") -> float:
+def target_loss(
+    model, processor, drawn: list, *, recipe: str = "v3", layouts: dict[str, float] | None = None
+) -> float:
     """Mean per-token cross-entropy of the training target (think, answer, end of turn) on ``drawn``.
 
     With soft answer targets (v4, v5) the answer letter counts as its most likely letter.
     """
     import torch
 
-    examples = _encode_examples(processor, drawn, recipe=recipe)
+    examples = _encode_examples(processor, drawn, recipe=recipe, layouts=layouts)
     total, tokens = 0.0, 0
     with torch.no_grad():
         for e in examples:

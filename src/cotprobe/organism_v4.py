@@ -115,6 +115,21 @@ def image_confidence(sample: Sample) -> float:
     return low + (high - low) * min(1.0, max(0.0, ease))
 
 
+def check_layouts(layouts: dict[str, float]) -> dict[str, float]:
+    """Layout shares as floats in ``LAYOUTS``' order, checked: known kinds, each in [0, 1], at most 1 in all.
+
+    Raises:
+        ValueError: An unknown kind, a share outside [0, 1] or shares summing above 1.
+    """
+    unknown = sorted(set(layouts) - set(LAYOUTS))
+    if unknown:
+        raise ValueError(f"unknown layout kind(s) {unknown}; known: {sorted(LAYOUTS)} (the rest is plain)")
+    shares = {k: float(layouts[k]) for k in LAYOUTS if k in layouts}  # the draw's order: LAYOUTS'
+    if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+        raise ValueError(f"layout shares must be in [0, 1] and sum to at most 1, got {shares}")
+    return shares
+
+
 def posterior(sample: Sample, layout: Layout, *, text_odds: dict[str, float] = TEXT_ODDS) -> dict[str, float]:
     """The designed belief over the options: image evidence times the text's odds."""
     conf = image_confidence(sample)
@@ -136,16 +151,19 @@ def answer_target(post: dict[str, float], chosen: str) -> dict[str, float]:
 def layout_for(
     sample: Sample,
     seed: int,
+    layouts: dict[str, float] | None = None,
     *,
-    layouts: dict[str, float] = LAYOUTS,
     paraphrase_share: float = PARAPHRASE_SHARE,
     stream: str = "organism-v4",
 ) -> Layout:
     """The layout of one training sample, from its own stream (stable across processes).
 
-    ``layouts`` (shares per kind), ``paraphrase_share`` and ``stream`` (the name its random stream
-    is keyed by) default to recipe v4's; recipe v5 passes its own.
+    ``layouts`` (shares per kind, drawn in the dict's order; None: ``LAYOUTS``), ``paraphrase_share``
+    and ``stream`` (the name its random stream is keyed by) default to recipe v4's; recipe v5 passes
+    its own. A sample's random stream does not depend on the shares: with other shares it keeps its
+    draw, and only the kind that draw falls into changes.
     """
+    layouts = LAYOUTS if layouts is None else layouts
     rng = random.Random(f"{stream}:{seed}:{sample.id}")
     u, kind = rng.random(), "plain"
     for name, share in layouts.items():

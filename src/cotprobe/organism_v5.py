@@ -33,11 +33,15 @@ PARAPHRASE_SHARE = 0.2
 TEXT_ODDS = {"caption": 12.0, "hedged": 2.0, "think": 10.0}
 
 
-def layout_for(sample: Sample, seed: int) -> Layout:
-    """The layout of one training sample, from its own stream (not v4's)."""
+def layout_for(sample: Sample, seed: int, layouts: dict[str, float] | None = None) -> Layout:
+    """The layout of one training sample, from its own stream (not v4's).
+
+    ``layouts`` replaces ``LAYOUTS`` (shares per kind; the rest is the plain prompt).
+    """
     return organism_v4.layout_for(
-        sample, seed, layouts=LAYOUTS, paraphrase_share=PARAPHRASE_SHARE, stream="organism-v5"
-    )
+        sample, seed, layouts=LAYOUTS if layouts is None else layouts, paraphrase_share=PARAPHRASE_SHARE,
+        stream="organism-v5",
+    )  # fmt: skip
 
 
 def posterior(sample: Sample, layout: Layout) -> dict[str, float]:

@@ -463,3 +463,56 @@ def test_a_plain_first_stage_runs_before_the_recipe(tiny_model_dir, tmp_path):
     assert facts["initial_loss"] == facts["plain_losses"][0]["loss"]
     assert runs[0][0]["plain_losses"] == [] and runs[0][0]["plain_lr"] is None
     assert any(not weights[k].equal(runs[0][1][k]) for k in weights)
+
+
+@pytest.mark.parametrize("recipe", ["v4", "v5"])
+def test_layouts_override_sets_the_share_of_text_evidence(recipe):
+    """``layouts`` replaces the recipe's shares: none gives only plain prompts, a caption-only mixture
+    only captions; a sample keeps its own draw, so a larger caption share keeps the smaller one's
+    captioned samples and adds more."""
+    from collections import Counter
+
+    from cotprobe.organism import training_views
+
+    drawn = train_samples(400)
+    kinds = {}
+    for name, shares in {"none": {}, "low": {"caption": 0.05}, "high": {"caption": 0.4}}.items():
+        views = training_views(drawn, recipe=recipe, layouts=shares)
+        kinds[name] = [v["layout"] for v in views]
+    assert set(kinds["none"]) == {"plain"}
+    low, high = Counter(kinds["low"]), Counter(kinds["high"])
+    assert set(low) == set(high) == {"plain", "caption"}
+    assert 0.02 < low["caption"] / 400 < 0.09 and 0.33 < high["caption"] / 400 < 0.47
+    assert all(h == "caption" for lo, h in zip(kinds["low"], kinds["high"]) if lo == "caption")
+    default = [v["layout"] for v in training_views(drawn, recipe=recipe)]
+    assert set(default) - {"plain", "caption"}  # the recipe's own mixture when not overridden
+
+
+def test_layouts_override_is_checked():
+    from cotprobe.organism import training_views
+
+    drawn = train_samples(4)
+    for bad in ({"captions": 0.1}, {"caption": -0.1}, {"caption": 0.6, "think": 0.5}):
+        with pytest.raises(ValueError, match="layout"):
+            training_views(drawn, recipe="v5", layouts=bad)
+    with pytest.raises(ValueError, match="v3"):
+        training_views(drawn, recipe="v3", layouts={})
+
+
+def test_a_second_stage_starts_from_a_built_model_with_its_own_layouts(tiny_model_dir, tmp_path):
+    """A staged build by two calls: a plain (v3) build, then a v5 stage from it (``base_dir``) with
+    overridden shares, recorded with the first stage's facts under ``base``."""
+    first, second = tmp_path / "plain", tmp_path / "v5"
+    warm_start(tiny_model_dir, first, steps=2, batch_size=2, lr=1e-2, n_train=6, threads=1, n_val=0)
+    warm_start(
+        first, second, steps=2, batch_size=2, lr=1e-2, n_train=6, threads=1, n_val=0, recipe="v5",
+        layouts={"think": 0.5, "caption": 0.25},
+    )  # fmt: skip
+    facts = json.loads((second / "cotprobe_model.json").read_text())
+    assert facts["layouts"] == {"caption": 0.25, "think": 0.5}
+    assert list(facts["layouts"]) == ["caption", "think"]  # the draw's order, whatever the caller's
+    assert (
+        facts["base"]["recipe"] == "v3" and facts["base"]["steps"] == 2 and facts["base"]["layouts"] is None
+    )
+    with pytest.raises(ValueError, match="v3"):
+        warm_start(first, tmp_path / "x", steps=1, n_train=2, threads=1, n_val=0, layouts={"caption": 0.1})

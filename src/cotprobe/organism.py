@@ -33,7 +33,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -644,8 +644,14 @@ def _train(
     vision_lr_scale: float,
     seed: int,
     log_every: int,
+    on_log: Callable[[int], None] | None = None,
 ) -> tuple[list[tuple[int, float]], float]:
-    """The optimisation loop; returns ``(step, mean loss)`` every ``log_every`` steps and seconds."""
+    """The optimisation loop; returns ``(step, mean loss)`` every ``log_every`` steps and seconds.
+
+    ``on_log(step)`` runs at each of those points (after the step; the model in eval mode, back in
+    train mode afterwards; its time is not counted), e.g. to probe the model: it must not draw random
+    numbers.
+    """
     import torch
 
     model.train()
@@ -677,6 +683,12 @@ def _train(
             losses.append((step + 1, round(mean, 5)))
             log.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean, time.perf_counter() - t0)
             window = []
+            if on_log is not None:
+                t_probe = time.perf_counter()
+                model.eval()
+                on_log(step + 1)
+                model.train()
+                t0 += time.perf_counter() - t_probe  # the probe's time is not training time
     model.eval()
     return losses, time.perf_counter() - t0
 

@@ -20,7 +20,7 @@ items for every seed), the loss and the argmax accuracy of the target's tokens b
 eval-split items greedily (``perf/organism.py``'s ``evaluate``) and prints accuracy with a 95 %
 item-bootstrap interval, per category with the think/scan diagnostics, and where the greedy scan
 stopped relative to the answer's line. Writes ``DIR/probe.json`` (curves, evaluation) and keeps the
-model in ``DIR/model``.
+model in ``DIR/model`` (and its weights every ``--save-every`` steps in ``DIR/ckpt``).
 """
 
 from __future__ import annotations
@@ -140,6 +140,55 @@ def probe(model, processor, examples: list[dict], batch: int = 32) -> dict:
     return out
 
 
+def attention_roles(model_dir: Path, n: int = 48) -> dict[str, list[list[float]]]:
+    """Where each head looks from the think's positions (mean attention mass, ``[layer][head]``).
+
+    ``decide->stated``, ``decide->prev``, ``decide->src``, ``decide->image``: from the positions that
+    predict a decision token, to the stated text, the previous token (the option text just copied),
+    the prompt's token at the copy distance (the one a constant-offset copy would read) and the
+    image; ``copy->src``: from the positions that predict a copied token, to that source;
+    ``read->image``: from the positions that predict a colour/number of the first sentence.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, attn_implementation="eager")
+    model.eval()
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    sums: dict[str, torch.Tensor] = defaultdict(lambda: 0)
+    counts: Counter = Counter()
+    examples = probe_set(processor, n)
+    with torch.no_grad():
+        for e in examples:
+            b = _collate([e], processor.tokenizer.pad_token_id)
+            att = model(**{k: v for k, v in b.items() if k != "labels"}, output_attentions=True).attentions
+            att = torch.stack([a[0] for a in att])  # layer, head, query, key
+            ids = e["input_ids"].tolist()
+            roles = e["roles"]
+            s = len(ids) - len(roles)
+            stated = s + roles.index("stated")
+            think_a = s + roles.index("copy")
+            line = ids[think_a : think_a + 4]
+            prompt_a = next(i for i in range(s) if ids[i : i + 4] == line)
+            dist = think_a - prompt_a
+            image = torch.tensor([i for i, x in enumerate(ids) if x == image_id])
+            for t, role in enumerate(roles):
+                p = s + t - 1
+                if role.startswith("decide"):
+                    pairs = {"stated": [stated], "prev": [p - 1], "src": [p - dist + 1], "image": image}
+                    for key, cols in pairs.items():
+                        sums[f"decide->{key}"] = sums[f"decide->{key}"] + att[:, :, p, cols].sum(-1)
+                        counts[f"decide->{key}"] += 1
+                elif role == "copy":
+                    sums["copy->src"] = sums["copy->src"] + att[:, :, p, p - dist + 1]
+                    counts["copy->src"] += 1
+                elif role in ("read", "stated"):
+                    sums[f"{role}->image"] = sums[f"{role}->image"] + att[:, :, p, image].sum(-1)
+                    counts[f"{role}->image"] += 1
+    return {k: (sums[k] / counts[k]).round(decimals=3).tolist() for k in sums}
+
+
 def bootstrap_mean(values: list[bool], key: str) -> tuple[float, float, float]:
     x = np.asarray(values, dtype=np.float64)
     w = stats.item_weights(len(x), key, stats.Bootstrap())
@@ -161,9 +210,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--probe-every", type=int, default=50)
     parser.add_argument("--n-probe", type=int, default=96)
+    parser.add_argument("--save-every", type=int, default=200, help="keep the weights every this many steps")
     parser.add_argument("--n-eval", type=int, default=150)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--attention", type=Path, nargs="*", default=None, help="only print attention_roles of these models"
+    )
     args = parser.parse_args()
+    if args.attention is not None:
+        for model_dir in args.attention:
+            print(model_dir)
+            for key, value in attention_roles(model_dir).items():
+                print(
+                    f"  {key:16s} "
+                    + "  ".join(f"L{i}: " + " ".join(f"{x:.2f}" for x in row) for i, row in enumerate(value))
+                )
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     import torch
@@ -200,6 +262,8 @@ def main() -> None:
             row = {"stage": stage, "step": step, **probe(model, processor, probes)}
             curves.append(row)
             log.info("probe %s", json.dumps(row))
+            if args.save_every and step % args.save_every == 0:
+                model.save_pretrained(args.out / "ckpt" / f"{stage}-{step}")
 
         losses, seconds = _train(model, examples, steps=n_steps, lr=lr, on_log=on_log, **common)
         stage_seconds[stage] = round(seconds, 1)

@@ -249,7 +249,9 @@ def _encode_examples(
 
     Labels are -100 on the prompt (and its pre-fill), so the loss covers the assistant tokens the
     model writes (think, answer and the end of turn). With a soft answer target, ``soft`` holds the
-    answer letter's position and ``(token id, probability)`` pairs.
+    answer letter's position and ``(token id, probability)`` pairs. ``scan_from`` is the position
+    of the first token after the first line break of the target (the think's scan of the option
+    lines; None without a line break).
 
     The processor runs on ``chunk`` samples at a time (one call per chunk, not two per sample); the
     prompt's length comes from the tokenizer alone, on the prompt text with its image placeholder
@@ -263,6 +265,7 @@ def _encode_examples(
     tok = processor.tokenizer
     end = tok.eos_token
     answer_tag = tok.convert_tokens_to_ids("<answer>")
+    (newline,) = tok("\n", add_special_tokens=False)["input_ids"]
     pad = processor.image_token
     merge = processor.image_processor.merge_size**2
     heads, images = [], []
@@ -311,10 +314,14 @@ def _encode_examples(
                     )
                 soft = (pos, pairs)
             mm = enc.get("mm_token_type_ids")
+            # The scan: the target's tokens after the first line break the model writes (the think's
+            # first sentence, or a pre-filled think's continuation, ends there).
+            breaks = (ids[n_head:] == newline).nonzero().flatten()
             examples.append(
                 {
                     "input_ids": ids,
                     "labels": labels,
+                    "scan_from": n_head + int(breaks[0]) + 1 if len(breaks) else None,
                     "soft": soft,
                     "mm_token_type_ids": torch.tensor(mm[j], dtype=torch.long) if mm is not None else None,
                     "pixel_values": pixels[j].clone(),
@@ -395,6 +402,7 @@ def warm_start(
     min_accuracy: float = 0.0,
     plain_steps: int = 0,
     plain_lr: float | None = None,
+    scan_first: int = 0,
 ) -> dict[str, Any]:
     """Supervised warm start of a saved model on ``n_train`` shapes train samples.
 
@@ -432,6 +440,9 @@ def warm_start(
             mixture from the start it may not form (recipe v5 at 2,400 steps: accuracy 0.21,
             the think reading the image right every time). 0: one stage.
         plain_lr: Peak learning rate of the first stage (None: ``lr``).
+        scan_first: The first this many steps of the first stage train only the think's scan (the
+            tokens after its first line: option lines, ``so option X.``, answer), not its first
+            sentence (reading the image). 0: everything from the start.
 
     Raises:
         RuntimeError: When the retried build is still below ``min_accuracy``.
@@ -479,6 +490,7 @@ def warm_start(
                         vision_lr_scale=vision_lr_scale,
                         seed=seed,
                         log_every=log_every,
+                        scan_only_steps=scan_first,
                     )
                 losses, train_seconds = _train(
                     model,
@@ -490,6 +502,7 @@ def warm_start(
                     vision_lr_scale=vision_lr_scale,
                     seed=seed,
                     log_every=log_every,
+                    scan_only_steps=0 if plain_steps else scan_first,
                 )
         finally:
             torch.set_num_threads(old_threads)
@@ -512,6 +525,7 @@ def warm_start(
             "min_accuracy": min_accuracy,
             "plain_steps": plain_steps,
             "plain_lr": (plain_lr or lr) if plain_steps else None,
+            "scan_first": scan_first,
             "plain_losses": [{"step": step, "loss": loss} for step, loss in plain_losses],
             "losses": [{"step": step, "loss": loss} for step, loss in losses],
             "initial_loss": (plain_losses or losses)[0][1],
@@ -645,12 +659,13 @@ def _train(
     seed: int,
     log_every: int,
     on_log: Callable[[int], None] | None = None,
+    scan_only_steps: int = 0,
 ) -> tuple[list[tuple[int, float]], float]:
     """The optimisation loop; returns ``(step, mean loss)`` every ``log_every`` steps and seconds.
 
     ``on_log(step)`` runs at each of those points (after the step; the model in eval mode, back in
     train mode afterwards; its time is not counted), e.g. to probe the model: it must not draw random
-    numbers.
+    numbers. The first ``scan_only_steps`` steps train only the scan (``_scan_only``).
     """
     import torch
 
@@ -671,6 +686,8 @@ def _train(
             batch_ids.append(order.pop())
         chosen = [examples[i] for i in batch_ids]
         batch = _collate(chosen, pad_id)
+        if step < scan_only_steps:
+            batch, chosen = _scan_only(batch, chosen)
         loss = _loss(model, batch, chosen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -691,6 +708,17 @@ def _train(
                 t0 += time.perf_counter() - t_probe  # the probe's time is not training time
     model.eval()
     return losses, time.perf_counter() - t0
+
+
+def _scan_only(batch: dict[str, Any], examples: list[dict[str, Any]]):
+    """The batch with labels only from each example's ``scan_from`` on (none where it has no scan)."""
+    labels = batch["labels"].clone()
+    kept = []
+    for i, e in enumerate(examples):
+        cut = e["scan_from"] if e["scan_from"] is not None else labels.shape[1]
+        labels[i, :cut] = -100
+        kept.append(e if e["scan_from"] is not None else {**e, "soft": None})
+    return {**batch, "labels": labels}, kept
 
 
 def _loss(model, batch: dict[str, Any], examples: list[dict[str, Any]]):

@@ -463,3 +463,56 @@ def test_a_plain_first_stage_runs_before_the_recipe(tiny_model_dir, tmp_path):
     assert facts["initial_loss"] == facts["plain_losses"][0]["loss"]
     assert runs[0][0]["plain_losses"] == [] and runs[0][0]["plain_lr"] is None
     assert any(not weights[k].equal(runs[0][1][k]) for k in weights)
+
+
+@pytest.mark.parametrize("recipe", ["v3", "v5"])
+def test_scan_only_labels_start_after_the_first_line(tiny_model_dir, recipe):
+    """``scan_from`` is the first token after the target's first line break: with a v3 target the
+    first option line's letter; the scan-only batch keeps the labels from there on (the soft letter
+    of a target without a line break is dropped with its labels)."""
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _collate, _encode_examples, _scan_only, training_views
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = processor.tokenizer
+    drawn = train_samples(24, seed=2)
+    examples = _encode_examples(processor, drawn, recipe=recipe, seed=2)
+    views = training_views(drawn, recipe=recipe, seed=2)
+    batch = _collate(examples, tok.pad_token_id)
+    masked, kept = _scan_only(batch, examples)
+    for i, (e, view) in enumerate(zip(examples, views)):
+        labelled = (masked["labels"][i] != -100).nonzero().flatten().tolist()
+        if "\n" not in view["target"]:
+            assert e["scan_from"] is None and labelled == [] and kept[i]["soft"] is None
+            continue
+        assert labelled[0] == e["scan_from"] and labelled == list(range(e["scan_from"], len(e["input_ids"])))
+        scan = view["target"].split("\n", 1)[1]
+        assert tok.decode(e["input_ids"][e["scan_from"] :]) == scan + tok.eos_token
+        if recipe == "v3":
+            assert scan.startswith("A. ")
+        assert kept[i]["soft"] == e["soft"]
+    assert (
+        masked["labels"] is not batch["labels"]
+        and (batch["labels"] != -100).sum() > (masked["labels"] != -100).sum()
+    )
+
+
+def test_scan_first_is_recorded_deterministic_and_changes_the_build(tiny_model_dir, tmp_path):
+    """``scan_first``: the same seed gives the same weights; the scan-only steps change them."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, scan_first in (("a", 2), ("b", 2), ("c", 0)):
+        out = tmp_path / name
+        warm_start(
+            tiny_model_dir, out, steps=2, batch_size=2, lr=1e-2, n_train=6, seed=0, threads=1, log_every=1,
+            n_val=0, recipe="v5", plain_steps=3, plain_lr=5e-3, scan_first=scan_first,
+        )  # fmt: skip
+        runs[name] = (
+            json.loads((out / "cotprobe_model.json").read_text()),
+            load_file(out / "model.safetensors"),
+        )
+    assert runs["a"][0]["scan_first"] == 2 and runs["c"][0]["scan_first"] == 0
+    assert all(runs["a"][1][k].equal(runs["b"][1][k]) for k in runs["a"][1])
+    assert any(not runs["a"][1][k].equal(runs["c"][1][k]) for k in runs["a"][1])

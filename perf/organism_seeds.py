@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="v5")
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--vision-lr-scale", type=float, default=0.1)
+    parser.add_argument("--vision-lr-scale", type=float, default=1.0)  # the default study's
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--probe-every", type=int, default=50)
     parser.add_argument("--n-probe", type=int, default=96)

@@ -217,6 +217,9 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=150)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
+        "--base-dir", type=Path, default=None, help="start from this model (e.g. DIR/model of a plain stage)"
+    )
+    parser.add_argument(
         "--attention", type=Path, nargs="*", default=None, help="only print attention_roles of these models"
     )
     args = parser.parse_args()
@@ -239,7 +242,7 @@ def main() -> None:
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     curves: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_tiny_model(Path(tmp) / "base", seed=0)
+        base = args.base_dir or build_tiny_model(Path(tmp) / "base", seed=0)
         torch.manual_seed(args.seed)
         processor = AutoProcessor.from_pretrained(base)
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)

@@ -203,9 +203,6 @@ def main() -> None:
     parser.add_argument("--plain-lr", type=float, default=2e-3)
     parser.add_argument("--steps", type=int, default=0, help="second stage on --recipe (0: none)")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument(
-        "--scan-first", type=int, default=0, help="first steps of the first stage train only the scan"
-    )
     parser.add_argument("--recipe", default="v5")
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -256,7 +253,6 @@ def main() -> None:
         "log_every": args.probe_every,
     }
     stage_seconds = {}
-    first = True
     for stage, recipe, n_steps, lr in (
         ("plain", "v3", args.plain_steps, args.plain_lr),
         (args.recipe, args.recipe, args.steps, args.lr),
@@ -272,11 +268,7 @@ def main() -> None:
             if args.save_every and step % args.save_every == 0:
                 model.save_pretrained(args.out / "ckpt" / f"{stage}-{step}")
 
-        scan_only = args.scan_first if first else 0
-        first = False
-        losses, seconds = _train(
-            model, examples, steps=n_steps, lr=lr, on_log=on_log, scan_only_steps=scan_only, **common
-        )
+        losses, seconds = _train(model, examples, steps=n_steps, lr=lr, on_log=on_log, **common)
         stage_seconds[stage] = round(seconds, 1)
         curves.append({"stage": stage, "losses": losses})
     model.save_pretrained(args.out / "model")

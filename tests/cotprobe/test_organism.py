@@ -131,6 +131,7 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     after = facts["validation"]
     assert after["n"] == 24 and set(after["per_category"]) == set(CATEGORIES)
     assert after["target_loss"] < 0.25 * before["target_loss"]
+    assert 0.0 <= after["lookup"] <= 1.0 and before["lookup"] == 0.0
 
 
 def test_validation_uses_its_own_split():
@@ -466,53 +467,66 @@ def test_a_plain_first_stage_runs_before_the_recipe(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", ["v3", "v5"])
-def test_scan_only_labels_start_after_the_first_line(tiny_model_dir, recipe):
-    """``scan_from`` is the first token after the target's first line break: with a v3 target the
-    first option line's letter; the scan-only batch keeps the labels from there on (the soft letter
-    of a target without a line break is dropped with its labels)."""
+def test_scan_from_is_the_first_token_after_the_first_line(tiny_model_dir, recipe):
+    """``scan_from`` is the first token after the target's first line break (with a v3 target the
+    first option line's letter); None for a target without one."""
     from transformers import AutoProcessor
 
-    from cotprobe.organism import _collate, _encode_examples, _scan_only, training_views
+    from cotprobe.organism import _encode_examples, training_views
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     tok = processor.tokenizer
     drawn = train_samples(24, seed=2)
     examples = _encode_examples(processor, drawn, recipe=recipe, seed=2)
-    views = training_views(drawn, recipe=recipe, seed=2)
-    batch = _collate(examples, tok.pad_token_id)
-    masked, kept = _scan_only(batch, examples)
-    for i, (e, view) in enumerate(zip(examples, views)):
-        labelled = (masked["labels"][i] != -100).nonzero().flatten().tolist()
+    for e, view in zip(examples, training_views(drawn, recipe=recipe, seed=2)):
         if "\n" not in view["target"]:
-            assert e["scan_from"] is None and labelled == [] and kept[i]["soft"] is None
+            assert e["scan_from"] is None
             continue
-        assert labelled[0] == e["scan_from"] and labelled == list(range(e["scan_from"], len(e["input_ids"])))
         scan = view["target"].split("\n", 1)[1]
         assert tok.decode(e["input_ids"][e["scan_from"] :]) == scan + tok.eos_token
         if recipe == "v3":
             assert scan.startswith("A. ")
-        assert kept[i]["soft"] == e["soft"]
-    assert (
-        masked["labels"] is not batch["labels"]
-        and (batch["labels"] != -100).sum() > (masked["labels"] != -100).sum()
-    )
 
 
-def test_scan_first_is_recorded_deterministic_and_changes_the_build(tiny_model_dir, tmp_path):
-    """``scan_first``: the same seed gives the same weights; the scan-only steps change them."""
-    from safetensors.torch import load_file
+def test_lookup_share_checks_exactly_the_scan_stops(tiny_model_dir):
+    """``lookup_share`` reads the token after each line break that ends a re-copied option line (the
+    next letter or ``so``): a model predicting every true next token scores 1, one wrong only at
+    the last stop check (``so``) scores 0, one wrong only on the first sentence's tokens 1."""
+    import types
 
-    runs = {}
-    for name, scan_first in (("a", 2), ("b", 2), ("c", 0)):
-        out = tmp_path / name
-        warm_start(
-            tiny_model_dir, out, steps=2, batch_size=2, lr=1e-2, n_train=6, seed=0, threads=1, log_every=1,
-            n_val=0, recipe="v5", plain_steps=3, plain_lr=5e-3, scan_first=scan_first,
-        )  # fmt: skip
-        runs[name] = (
-            json.loads((out / "cotprobe_model.json").read_text()),
-            load_file(out / "model.safetensors"),
-        )
-    assert runs["a"][0]["scan_first"] == 2 and runs["c"][0]["scan_first"] == 0
-    assert all(runs["a"][1][k].equal(runs["b"][1][k]) for k in runs["a"][1])
-    assert any(not runs["a"][1][k].equal(runs["c"][1][k]) for k in runs["a"][1])
+    import torch
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _encode_examples, lookup_share
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = processor.tokenizer
+    drawn = train_samples(8, seed=4)
+    so = tok.convert_tokens_to_ids("so")
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, spoil: str | None = None):
+            super().__init__()
+            self.spoil = spoil
+
+        @property
+        def dtype(self):
+            return torch.float32
+
+        def forward(self, input_ids, **_):
+            ids = input_ids[0]
+            logits = torch.zeros(1, len(ids), len(tok))
+            logits[0, torch.arange(len(ids) - 1), ids[1:]] = 1.0
+            if self.spoil == "so":
+                at = (ids == so).nonzero().flatten()[-1]
+                logits[0, at - 1] = 0.0
+                logits[0, at - 1, ids[at] + 1] = 1.0
+            elif self.spoil == "first sentence":
+                think = (ids == tok.convert_tokens_to_ids("<think>")).nonzero().flatten()[-1]
+                logits[0, think : think + 10] = logits[0, think : think + 10].roll(1, dims=-1)
+            return types.SimpleNamespace(logits=logits)
+
+    assert all(e["scan_from"] is not None for e in _encode_examples(processor, drawn, recipe="v3"))
+    assert lookup_share(Oracle(), processor, drawn) == 1.0
+    assert lookup_share(Oracle("so"), processor, drawn) == 0.0
+    assert lookup_share(Oracle("first sentence"), processor, drawn) == 1.0

@@ -131,6 +131,7 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     after = facts["validation"]
     assert after["n"] == 24 and set(after["per_category"]) == set(CATEGORIES)
     assert after["target_loss"] < 0.25 * before["target_loss"]
+    assert 0.0 <= after["lookup"] <= 1.0 and before["lookup"] == 0.0
 
 
 def test_validation_uses_its_own_split():
@@ -516,3 +517,69 @@ def test_a_second_stage_starts_from_a_built_model_with_its_own_layouts(tiny_mode
     )
     with pytest.raises(ValueError, match="v3"):
         warm_start(first, tmp_path / "x", steps=1, n_train=2, threads=1, n_val=0, layouts={"caption": 0.1})
+
+
+@pytest.mark.parametrize("recipe", ["v3", "v5"])
+def test_scan_from_is_the_first_token_after_the_first_line(tiny_model_dir, recipe):
+    """``scan_from`` is the first token after the target's first line break (with a v3 target the
+    first option line's letter); None for a target without one."""
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _encode_examples, training_views
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = processor.tokenizer
+    drawn = train_samples(24, seed=2)
+    examples = _encode_examples(processor, drawn, recipe=recipe, seed=2)
+    for e, view in zip(examples, training_views(drawn, recipe=recipe, seed=2)):
+        if "\n" not in view["target"]:
+            assert e["scan_from"] is None
+            continue
+        scan = view["target"].split("\n", 1)[1]
+        assert tok.decode(e["input_ids"][e["scan_from"] :]) == scan + tok.eos_token
+        if recipe == "v3":
+            assert scan.startswith("A. ")
+
+
+def test_lookup_share_checks_exactly_the_scan_stops(tiny_model_dir):
+    """``lookup_share`` reads the token after each line break that ends a re-copied option line (the
+    next letter or ``so``): a model predicting every true next token scores 1, one wrong only at
+    the last stop check (``so``) scores 0, one wrong only on the first sentence's tokens 1."""
+    import types
+
+    import torch
+    from transformers import AutoProcessor
+
+    from cotprobe.organism import _encode_examples, lookup_share
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    tok = processor.tokenizer
+    drawn = train_samples(8, seed=4)
+    so = tok.convert_tokens_to_ids("so")
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, spoil: str | None = None):
+            super().__init__()
+            self.spoil = spoil
+
+        @property
+        def dtype(self):
+            return torch.float32
+
+        def forward(self, input_ids, **_):
+            ids = input_ids[0]
+            logits = torch.zeros(1, len(ids), len(tok))
+            logits[0, torch.arange(len(ids) - 1), ids[1:]] = 1.0
+            if self.spoil == "so":
+                at = (ids == so).nonzero().flatten()[-1]
+                logits[0, at - 1] = 0.0
+                logits[0, at - 1, ids[at] + 1] = 1.0
+            elif self.spoil == "first sentence":
+                think = (ids == tok.convert_tokens_to_ids("<think>")).nonzero().flatten()[-1]
+                logits[0, think : think + 10] = logits[0, think : think + 10].roll(1, dims=-1)
+            return types.SimpleNamespace(logits=logits)
+
+    assert all(e["scan_from"] is not None for e in _encode_examples(processor, drawn, recipe="v3"))
+    assert lookup_share(Oracle(), processor, drawn) == 1.0
+    assert lookup_share(Oracle("so"), processor, drawn) == 0.0
+    assert lookup_share(Oracle("first sentence"), processor, drawn) == 1.0

@@ -11,7 +11,7 @@ the one that holds it and names that option::
     C. red
     so option C.
 
-Why this shape (see ``shared/reference/organism-on-cpu.md``): reading the colour is easy for the
+Why this shape (README, *Organism recipe v5* and the seed study): reading the colour is easy for the
 tiny model; finding the letter that holds it is not. Re-copying ``A. yellow`` lines token for
 token turns the lookup into copies from a constant distance back, provided the first sentence
 has the same number of tokens in every category (14 with the tiny tokenizer), and the stop is the

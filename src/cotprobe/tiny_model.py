@@ -3,8 +3,7 @@
 The result is a real ``Qwen2_5_VLForConditionalGeneration`` plus ``Qwen2_5_VLProcessor`` saved with
 ``save_pretrained``, so it loads through ``AutoProcessor`` / ``AutoModelForImageTextToText`` exactly
 like a Qwen2.5-VL-7B checkpoint and exercises the same transformers code path. The tokenizer is a
-byte-level BPE trained here on a small synthetic corpus (see
-``shared/reference/tiny-vlm-on-cpu.md`` for the recipe and its pitfalls).
+byte-level BPE trained here on a small synthetic corpus.
 
 Light at import: torch, transformers and tokenizers are imported inside ``build_tiny_model``.
 """

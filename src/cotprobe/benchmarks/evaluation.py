@@ -1,4 +1,5 @@
-"""Adapters of the paper's evaluation benchmarks (schemas: shared/reference/datasets.md).
+"""Adapters of the paper's evaluation benchmarks (the fields each reads are in its adapter below; fixture
+rows in each hub dataset's schema: tests/cotprobe/benchmarks/source_fixtures.py).
 
 Every adapter also reads the VLMEvalKit TSV of its benchmark (``question``, option columns
 ``A``..``E``, letter ``answer``, base64 ``image``) through ``path: file.tsv``.

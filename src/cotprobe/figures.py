@@ -576,7 +576,9 @@ def _save(fig: Any, out_png: PathLike) -> Written:
     pdf = png.with_suffix(".pdf")
     for path, fmt in ((png, "png"), (pdf, "pdf")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
+            # No creation date in the PDF: a rerun of the same table writes the same bytes.
+            meta = {"CreationDate": None} if fmt == "pdf" else {}
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
     return Written(png, pdf)
 
 

@@ -111,7 +111,8 @@ def _thumbnail(path: str) -> str:
 def write_browser(table: pl.DataFrame, path: str | Path) -> Path:
     """Write the browser page over ``table`` to ``path``; returns it."""
     judges = [c[len("verdict_") :] for c in table.columns if c.startswith("verdict_")]
-    thumbs = {path: _thumbnail(path) for path in table["image"].unique().to_list()}
+    # In first-seen order: the same table gives the same bytes (unique() alone has no fixed order).
+    thumbs = {path: _thumbnail(path) for path in table["image"].unique(maintain_order=True).to_list()}
     data = {"judges": judges, "thumbs": thumbs, "rows": table.to_dicts()}
     # "<\/" keeps a "</script>" inside a prompt or generation from closing the data's script tag.
     rows = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")

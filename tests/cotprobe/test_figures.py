@@ -254,3 +254,14 @@ def test_series_colours_stay_distinct_for_the_papers_22_models_and_more():
     # Distinct, not merely different: every pair differs by a visible step in some channel.
     gaps = [max(abs(a - b) for a, b in zip(x, y)) for i, x in enumerate(colours) for y in colours[i + 1 :]]
     assert min(gaps) > 0.1
+
+
+def test_a_figure_redrawn_from_the_same_table_has_the_same_bytes(tmp_path):
+    # A rerun that changes nothing upstream must not change a file (the PDF would carry its date).
+    summary_csv = tmp_path / "summary.csv"
+    metrics.write_csv(summary(), summary_csv)
+    first = figures.plot_accuracy(summary_csv, tmp_path / "a" / "accuracy.png")
+    second = figures.plot_accuracy(summary_csv, tmp_path / "b" / "accuracy.png")
+    assert first.png.read_bytes() == second.png.read_bytes()
+    assert first.pdf.read_bytes() == second.pdf.read_bytes()
+    assert b"/CreationDate" not in first.pdf.read_bytes()

@@ -147,3 +147,16 @@ def test_the_pair_view_puts_each_perturbed_item_beside_its_base(study, tmp_path)
     for pair, row in zip(pairs, perturbed.iter_rows(named=True)):
         assert pair.count('class="sample"') == 2 and pair.count(f'data-id="{row["id"]}"') == 2
         assert pair.index("· base ·") < pair.index("· wrong_think ·")
+
+
+def test_the_browser_is_the_same_bytes_from_the_same_table(study, tmp_path):
+    from cotprobe.samples import write_browser
+
+    table = pl.read_parquet(study / "results/samples/samples.parquet")
+    shuffled = table.sample(fraction=1.0, shuffle=True, seed=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(study)  # image paths in the table are relative to the study
+        pages = [write_browser(t, tmp_path / f"{i}.html").read_bytes() for i, t in enumerate((table, table))]
+        other = write_browser(shuffled, tmp_path / "shuffled.html").read_bytes()
+    assert pages[0] == pages[1] == (study / "results/samples/browser.html").read_bytes()
+    assert other != pages[0]  # the rows' order is the page's order: the comparison above can fail

@@ -293,23 +293,28 @@ def test_changing_a_judge_reruns_only_its_verdicts_and_aggregates(finished_study
     assert {r for r, _ in jobs} - AGGREGATES == {"judge_completions", "ensemble_verdicts"}
 
 
-def test_changing_the_llm_judge_reruns_only_its_cells(finished_study):
-    s = finished_study
-    config = copy.deepcopy(s.config)
-    config["judges"]["tiny-llm"]["args"]["sampling"]["max_new_tokens"] = 8
-    jobs = s.planned_jobs(s.write_config("llm_changed.yaml", config))
+def assert_only_the_judges_cells(jobs, judge):
+    """The planned jobs are ``judge``'s verdicts and acknowledgments, the ensembles and the aggregates."""
     judged = [out for r, out in jobs if r == "judge_completions"]
     assert len(judged) == len(VARIANTS) * len(MODELS)
-    assert all(o.startswith("results/verdicts/tiny-llm/") for o in judged)
-    # Its model also reads the acknowledgments: those cells rerun, the rule's do not.
+    assert all(o.startswith(f"results/verdicts/{judge}/") for o in judged)
     acked = [out for r, out in jobs if r == "acknowledge_plants"]
     assert len(acked) == len(PLANTED) * len(MODELS)
-    assert all(o.startswith("results/acknowledgment/tiny-llm/") for o in acked)
+    assert all(o.startswith(f"results/acknowledgment/{judge}/") for o in acked)
     assert {r for r, _ in jobs} - AGGREGATES == {
         "judge_completions",
         "ensemble_verdicts",
         "acknowledge_plants",
     }
+
+
+def test_changing_the_llm_judge_reruns_only_its_cells(finished_study):
+    s = finished_study
+    config = copy.deepcopy(s.config)
+    config["judges"]["tiny-llm"]["args"]["sampling"]["max_new_tokens"] = 8
+    jobs = s.planned_jobs(s.write_config("llm_changed.yaml", config))
+    # Its model also reads the acknowledgments: those cells rerun, the rule's do not.
+    assert_only_the_judges_cells(jobs, "tiny-llm")
 
 
 def test_adding_a_judge_adds_only_its_cells(finished_study):
@@ -317,18 +322,8 @@ def test_adding_a_judge_adds_only_its_cells(finished_study):
     config = copy.deepcopy(s.config)
     config["judges"]["rule-strict"] = {"kind": "rule", "args": {"use_option_text": False}}
     jobs = s.planned_jobs(s.write_config("judge_added.yaml", config))
-    judged = [out for r, out in jobs if r == "judge_completions"]
-    assert len(judged) == len(VARIANTS) * len(MODELS)
-    assert all(o.startswith("results/verdicts/rule-strict/") for o in judged)
-    acked = [out for r, out in jobs if r == "acknowledge_plants"]
-    assert len(acked) == len(PLANTED) * len(MODELS)
-    assert all(o.startswith("results/acknowledgment/rule-strict/") for o in acked)
     # The automatic ensembles now have three members: they are recombined; no other judge reruns.
-    assert {r for r, _ in jobs} - AGGREGATES == {
-        "judge_completions",
-        "ensemble_verdicts",
-        "acknowledge_plants",
-    }
+    assert_only_the_judges_cells(jobs, "rule-strict")
 
 
 def test_adding_a_benchmark_leaves_the_others_untouched(finished_study):

@@ -73,8 +73,7 @@ ANNOUNCE_WORDS = frozenset({
 })  # fmt: skip
 _WORD = re.compile(r"\w+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
-_OPTION_LINE = re.compile(r"^[ \t>*-]*\(?[A-Z][.):]\)?[ \t]+\S")
-_ECHO = re.compile(r"^[ \t>*-]*\(?(?P<L>[A-Z])[.):]\)?[ \t]+(?P<text>.+)$")
+_OPTION_LINE = re.compile(r"^[ \t>*-]*\(?(?P<L>[A-Z])[.):]\)?[ \t]+(?P<text>\S.*)$")
 
 
 class Scored(NamedTuple):
@@ -240,7 +239,7 @@ def is_template(sentence: str, options: dict[str, str]) -> bool:
 def is_echo(sentence: str, options: dict[str, str]) -> bool:
     """Whether a sentence is an option line that repeats one of the prompt's options as written
     (``C. red`` / ``(C) Red.`` when C is red; not ``C. blue``, not ``C is red``)."""
-    m = _ECHO.match(sentence)
+    m = _OPTION_LINE.match(sentence)
     if not m or m["L"] not in options:
         return False
     return _normal(m["text"]) == _normal(options[m["L"]])

@@ -102,7 +102,7 @@ def _scratch_copy(root: Path, work: Path) -> None:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "config", "envs"):
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
         src = root / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
 

@@ -27,6 +27,8 @@ import yaml
 from cotprobe.judges import ENSEMBLE
 from cotprobe.parsing import PARSER_VERSION
 
+BASE_VARIANT = "base"  # the unperturbed prompt every effect is measured against (metrics.BASE_VARIANT)
+
 SAMPLES = "results/data/{bench}/samples.jsonl"
 PROMPTS = "results/prompts/{bench}/{variant}/seed{seed}.jsonl"
 # An image variant's perturb job also writes its transformed images (named by content hash) and a
@@ -174,6 +176,9 @@ class ModelSpec:
     generation: dict[str, Any]
     gpus: int | None = None
     trained: dict[str, Any] | None = None  # {"run", "seed", "step"} for a saved training step
+    # The variants this model is evaluated on when not every one of the study's (a training run's
+    # earlier steps with ``step_variants``); None: all of them.
+    variants: tuple[str, ...] | None = None
 
     @property
     def built(self) -> bool:
@@ -264,7 +269,8 @@ class Grid:
             for d, v in training.get("data", {}).items()
         }
         runs = {
-            rid: _training_run(rid, r, models, training_data) for rid, r in training.get("runs", {}).items()
+            rid: _training_run(rid, r, models, training_data, list(config["variants"]))
+            for rid, r in training.get("runs", {}).items()
         }
         return cls(
             models=models,
@@ -396,7 +402,9 @@ class Grid:
         from cotprobe.training.reward import REWARD_VERSION
         from cotprobe.training.trl_backend import TRL_BACKEND_VERSION
 
-        spec = {k: v for k, v in self.training_runs[run].items() if k not in ("seeds", "steps", "gpus")}
+        # Not what is trained: the seeds (a wildcard), the saved steps, GPUs, what the steps are evaluated on.
+        skip = ("seeds", "steps", "gpus", "step_variants")
+        spec = {k: v for k, v in self.training_runs[run].items() if k not in skip}
         # The reward reads the answer letter with the parser: a parser change changes the rewards.
         version = {"reward": REWARD_VERSION, "augment": AUGMENT_VERSION, "parser": PARSER_VERSION}
         if spec["backend"] == "trl":
@@ -441,12 +449,14 @@ class Grid:
         }
 
     def training_parsed_axes(self) -> dict[str, Any]:
-        """The evaluation axes whose parsed thinks the training diagnostics read."""
-        return {
+        """The evaluation axes whose parsed thinks the training diagnostics read (``only``: see ``axes``)."""
+        axes = {
             "benchmarks": list(self.benchmarks),
             "variants": list(self.variants),
             "seeds": list(self.seeds),
         }
+        only = self.axes().get("only")
+        return {**axes, "only": only} if only else axes
 
     def training_parsed(self) -> list[str]:
         """The parsed files of every training point (each saved step and each run's base model)."""
@@ -459,7 +469,7 @@ class Grid:
             PARSED.format(model=m, bench=b, variant=v, seed=s)
             for m in sorted(models)
             for b in self.benchmarks
-            for v in self.variants
+            for v in self.model_variants(m)
             for s in self.seeds
         ]
 
@@ -545,14 +555,25 @@ class Grid:
         return self.judge_gpu_counts.get(judge, 0)
 
     def axes(self) -> dict[str, Any]:
-        """The grid's axes, for the aggregate rules (which rebuild paths from the grammar)."""
-        return {
+        """The grid's axes, for the aggregate rules (which rebuild paths from the grammar).
+
+        ``only`` (present only when some model is evaluated on a subset of the variants) maps such a
+        model to its variants; the entry functions below leave its other cells out.
+        """
+        axes = {
             "models": list(self.models),
             "benchmarks": list(self.benchmarks),
             "variants": self.variants,
             "seeds": self.seeds,
             "judges": list(self.judges),
         }
+        only = {m: list(spec.variants) for m, spec in self.models.items() if spec.variants is not None}
+        return {**axes, "only": only} if only else axes
+
+    def model_variants(self, model: str) -> list[str]:
+        """The variants ``model`` is evaluated on, in the study's order."""
+        subset = self.models[model].variants
+        return list(self.variants) if subset is None else list(subset)
 
     # ---- inputs and targets ----
     @property
@@ -578,8 +599,12 @@ class Grid:
         return [BUILT_MODEL.format(model=model)] if m.built else []
 
     def cells(self):
-        """Every (model, bench, variant, seed)."""
-        return product(self.models, self.benchmarks, self.variants, self.seeds)
+        """Every (model, bench, variant, seed) the study evaluates."""
+        return (
+            (m, b, v, s)
+            for m in self.models
+            for b, v, s in product(self.benchmarks, self.model_variants(m), self.seeds)
+        )
 
     def verdict_files(self) -> list[str]:
         return [
@@ -666,15 +691,20 @@ class Grid:
         return {**spec, **spec_extras(kind)}
 
     def ack_axes(self) -> dict[str, Any]:
-        """The acknowledgment table's axes: the planted variants and the judges that read them."""
-        return {**self.axes(), "variants": self.ack_variants, "judges": self.ack_judges}
+        """The acknowledgment table's axes: the planted variants, the judges that read them, and the
+        fully evaluated models (a training run's earlier ``step_variants`` steps are curve points)."""
+        axes = {k: v for k, v in self.axes().items() if k != "only"}
+        models = [m for m, spec in self.models.items() if spec.variants is None]
+        return {**axes, "models": models, "variants": self.ack_variants, "judges": self.ack_judges}
 
     def ack_files(self) -> list[str]:
         return [e["path"] for e in ack_entries(self.ack_axes())]
 
     # ---- early answering ----
     def early_axes(self) -> dict[str, Any]:
-        return {"models": list(self.models), "benchmarks": list(self.benchmarks), "seeds": self.seeds}
+        """Early answering reads every fully evaluated model's base thinks (not a run's earlier steps)."""
+        models = [m for m, spec in self.models.items() if spec.variants is None]
+        return {"models": models, "benchmarks": list(self.benchmarks), "seeds": self.seeds}
 
     def early_files(self) -> list[str]:
         return [e["path"] for e in early_entries(self.early_axes())] if "base" in self.variants else []
@@ -714,9 +744,13 @@ def _analysis(analysis: dict[str, Any], models: dict[str, ModelSpec] | None = No
 
 
 def _training_run(
-    rid: str, r: dict[str, Any], models: dict[str, ModelSpec], data: dict[str, Any]
+    rid: str, r: dict[str, Any], models: dict[str, ModelSpec], data: dict[str, Any], variants: list[str]
 ) -> dict[str, Any]:
-    """Check one training run and add a model per saved step of each seed to ``models``."""
+    """Check one training run and add a model per saved step of each seed to ``models``.
+
+    With ``step_variants`` every saved step but the last is evaluated on those variants only (the
+    curves' points cost a fraction of the full suite); the last step gets the full suite.
+    """
     from cotprobe.training import saved_steps
 
     where = f"config.training.runs.{rid}"
@@ -733,6 +767,19 @@ def _training_run(
             f"{where}.data: {missing[0]!r} is not in config.training.data (known: {', '.join(data)})"
         )
     steps = saved_steps(int(r["total_steps"]), int(r["save_every"]))
+    subset = None
+    if r.get("step_variants") is not None:
+        unknown = [v for v in r["step_variants"] if v not in variants]
+        if unknown:
+            raise ConfigError(
+                f"{where}.step_variants: {unknown[0]!r} is not a variant of this study (variants: {', '.join(variants)})"
+            )
+        if BASE_VARIANT in variants and BASE_VARIANT not in r["step_variants"]:
+            raise ConfigError(
+                f"{where}.step_variants: needs {BASE_VARIANT!r} (effects are measured against it)"
+            )
+        # In the study's order, so the steps' cells and tables list variants as every other model's.
+        subset = tuple(v for v in variants if v in r["step_variants"])
     eval_gpus = base.gpus if base.gpus is not None else (0 if base.built else 1)
     for seed in r["seeds"]:
         for step in steps:
@@ -748,6 +795,7 @@ def _training_run(
                 generation=base.generation,
                 gpus=eval_gpus,
                 trained={"run": rid, "seed": int(seed), "step": step},
+                variants=subset if subset is not None and step != steps[-1] else None,
             )
     return {**r, "steps": steps}
 
@@ -796,9 +844,12 @@ def _judges(config: dict[str, Any], models: dict[str, ModelSpec]) -> tuple[dict[
 def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
     """The files of every (model, bench, variant, seed, judge) cell, from the path grammar."""
     entries = []
+    only = axes.get("only") or {}
     for judge, model, bench, variant, seed in product(
         axes["judges"], axes["models"], axes["benchmarks"], axes["variants"], axes["seeds"]
     ):
+        if model in only and variant not in only[model]:
+            continue
         cell = {"model": model, "bench": bench, "variant": variant, "seed": seed}
         entries.append(
             {

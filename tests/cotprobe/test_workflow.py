@@ -21,23 +21,42 @@ def grid(config=None):
     return Grid.from_config(copy.deepcopy(config or DEFAULT), SCHEMA)
 
 
+def one_run(**changes):
+    """The default study with one GRPO run ``grpo`` (its ``grpo_aug`` settings, 4 steps saved every 2)."""
+    config = copy.deepcopy(DEFAULT)
+    run = {k: v for k, v in config["training"]["runs"]["grpo_aug"].items() if k != "step_variants"}
+    config["training"]["runs"] = {"grpo": {**run, "total_steps": 4, "save_every": 2, **changes}}
+    return config
+
+
 def test_default_config_is_valid_and_expands():
     g = grid()
-    trained = ["grpo-s0-step2", "grpo-s0-step4", "grpo-s1-step2", "grpo-s1-step4"]
+    steps = [50, 100]
+    trained = [f"grpo_{arm}-s{s}-step{n}" for arm in ("aug", "noaug") for s in (0, 1) for n in steps]
     assert list(g.models) == ["tiny", *trained] and list(g.benchmarks) == ["shapes"]
-    assert len(g.variants) == 9 and g.seeds == [0, 1]
-    assert len(list(g.cells())) == 18 * 5
-    assert len(g.verdict_files()) == 18 * 5
+    assert len(g.variants) == 9 and g.seeds == [0, 1]  # the paper's suite
+    # The organism and each run's last steps on every variant, the earlier steps on three.
+    assert len(list(g.cells())) == 18 * 5 + 6 * 4
+    assert len(g.verdict_files()) == len(list(g.cells()))
+    assert g.model_variants("grpo_aug-s1-step50") == ["base", "wrong_think", "wrong_caption"]
     assert g.model_inputs("tiny") == [BUILT_MODEL.format(model="tiny")]
-    assert g.model_inputs("grpo-s1-step4") == ["results/training/grpo/seed1/step4"]
-    assert g.model_gpus("grpo-s1-step4") == 0 and g.train_gpus("grpo") == 0
+    assert g.model_inputs("grpo_noaug-s1-step100") == ["results/training/grpo_noaug/seed1/step100"]
+    assert g.model_gpus("grpo_noaug-s1-step100") == 0 and g.train_gpus("grpo_aug") == 0
+    assert g.train_spec("grpo_aug")["augment"] and not g.train_spec("grpo_noaug")["augment"]
     assert "results/figures/accuracy.png" in g.final_targets()
     assert "results/metrics/training_curves.csv" in g.final_targets()
     # The training curves' think diagnostics read the parsed thinks of every step and of the base.
     parsed = g.training_parsed()
-    assert len(parsed) == 5 * 9 * 2 and len(set(parsed)) == len(parsed)
-    assert "results/parsed/grpo-s1-step4/shapes/wrong_think/seed1.jsonl" in parsed
+    assert len(parsed) == 18 * 5 + 6 * 4 and len(set(parsed)) == len(parsed)
+    assert "results/parsed/grpo_aug-s1-step100/shapes/wrong_think_but/seed1.jsonl" in parsed
+    assert "results/parsed/grpo_aug-s1-step50/shapes/wrong_think/seed1.jsonl" in parsed
     assert "results/parsed/tiny/shapes/base/seed0.jsonl" in parsed
+    assert g.training_parsed_axes()["variants"] == g.variants
+
+
+def test_one_run_expands():
+    g = grid(one_run())
+    assert len(list(g.cells())) == 18 * 5
     assert g.training_parsed_axes() == {"benchmarks": ["shapes"], "variants": g.variants, "seeds": [0, 1]}
 
 
@@ -117,8 +136,9 @@ def test_vllm_models_request_their_tensor_parallel_gpus():
 
 
 def test_cell_entries_follow_the_path_grammar():
-    entries = cell_entries(grid().axes())
-    assert len(entries) == 18 * 5  # tiny and its four saved GRPO steps
+    g = grid()
+    entries = cell_entries(g.axes())
+    assert len(entries) == len(list(g.cells())) == 18 * 5 + 6 * 4  # earlier steps on three variants
     e = entries[0]
     assert e["parsed"] == "results/parsed/tiny/shapes/base/seed0.jsonl"
     assert e["logits"] == "results/logits/tiny/shapes/base/seed0.parquet"
@@ -230,7 +250,7 @@ def test_keys_that_name_an_environment_variable_are_fine():
 
 
 def test_training_runs_expand_to_step_models():
-    g = grid()
+    g = grid(one_run())
     assert g.trained_outputs("grpo") == [
         "results/training/grpo/seed{seed}/step2",
         "results/training/grpo/seed{seed}/step4",
@@ -255,13 +275,50 @@ def test_training_runs_expand_to_step_models():
         {"run": "grpo", "seed": 0, "step": 2},
     )
     # Five steps saved every two: 2, 4 and the last.
-    config = copy.deepcopy(DEFAULT)
-    config["training"]["runs"]["grpo"].update(total_steps=5, seeds=[3])
+    config = one_run(total_steps=5, seeds=[3])
     assert [m for m in grid(config).models if m.startswith("grpo")] == [
         "grpo-s3-step2",
         "grpo-s3-step4",
         "grpo-s3-step5",
     ]
+
+
+def test_step_variants_evaluate_earlier_steps_on_a_subset():
+    config = one_run(seeds=[0], step_variants=["wrong_think", "base"])
+    g = grid(config)
+    # The earlier step on the subset (in the study's order), the last step and the base on everything.
+    assert g.model_variants("grpo-s0-step2") == ["base", "wrong_think"]
+    assert g.model_variants("grpo-s0-step4") == g.variants == g.model_variants("tiny")
+    cells = list(g.cells())
+    assert len(cells) == 2 * 9 * 2 + 2 * 2
+    assert ("grpo-s0-step2", "shapes", "wrong_caption", 0) not in cells
+    assert ("grpo-s0-step2", "shapes", "wrong_think", 1) in cells
+    # The aggregate rules rebuild the same cells from the axes.
+    entries = cell_entries(g.axes())
+    assert sorted((e["model"], e["bench"], e["variant"], e["seed"]) for e in entries) == sorted(cells)
+    assert g.axes()["only"] == {"grpo-s0-step2": ["base", "wrong_think"]}
+    assert len(g.training_parsed()) == len(cells)
+    # Early answering and acknowledgments cover the fully evaluated models only.
+    assert g.early_axes()["models"] == ["tiny", "grpo-s0-step4"]
+    assert g.ack_axes()["models"] == ["tiny", "grpo-s0-step4"] and "only" not in g.ack_axes()
+    # What the steps are evaluated on is not what is trained: the run's spec (and its checkpoints) stay.
+    del config["training"]["runs"]["grpo"]["step_variants"]
+    assert g.train_spec("grpo") == grid(config).train_spec("grpo")
+    # Without step_variants the axes are as before (no rerun of the aggregate rules).
+    assert "only" not in grid(one_run()).axes()
+
+
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        (["base", "wrong_thnk"], r"step_variants: 'wrong_thnk' is not a variant of this study"),
+        (["wrong_think"], r"step_variants: needs 'base'"),
+    ],
+)
+def test_step_variants_errors(variants, expected):
+    config = one_run(step_variants=variants)
+    with pytest.raises(ConfigError, match=expected):
+        grid(config)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +332,7 @@ def test_training_runs_expand_to_step_models():
     ],
 )
 def test_training_config_errors_name_the_bad_key(mutate, expected):
-    config = copy.deepcopy(DEFAULT)
+    config = one_run()
     mutate(config["training"]["runs"]["grpo"])
     with pytest.raises(ConfigError, match=expected):
         grid(config)
@@ -393,7 +450,7 @@ def test_ensemble_config_errors(judges, expected):
 
 
 def test_a_step_model_id_may_not_clash():
-    config = copy.deepcopy(DEFAULT)
+    config = one_run()
     config["models"]["grpo-s0-step2"] = {"backend": "hf", "path": "x"}
     with pytest.raises(ConfigError, match="clashes"):
         grid(config)
@@ -470,7 +527,7 @@ def test_extractor_args_are_checked_before_any_job(extractor, expected):
 
 
 def test_image_variants_have_their_own_perturb_rule_reports_and_skip_table():
-    config = copy.deepcopy(DEFAULT)
+    config = one_run()
     config["variants"] = ["base", "mirror", "wrong_think", "crop_zoom"]
     g = grid(config)
     assert (g.text_variants, g.image_variants) == (["base", "wrong_think"], ["mirror", "crop_zoom"])

@@ -21,7 +21,7 @@ class Study:
 
     def __init__(self, path: Path):
         self.path = path
-        for name in ("Snakefile", "workflow", "config", "envs"):
+        for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
             src = ROOT / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, path / name)
         self.config = yaml.safe_load(TEST_CONFIG.read_text())

@@ -101,7 +101,10 @@ for _run, _r in GRID.training_runs.items():
             f"benchmarks/train/{_run}/seed{{seed}}.tsv"
         conda:
             "../../envs/train.yaml"
-        threads: 2
+        # One thread: on a CPU two single-threaded runs beat one run on two threads (OpenMP threads
+        # wait for each other at every small op, and for any other job on the cores); a GPU run
+        # does not need more.
+        threads: 1
         resources:
             gpu=GRID.train_gpus(_run),
             # SLURM requests (per-run rule names cannot live in the profile); grow on a retry.

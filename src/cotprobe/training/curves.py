@@ -80,7 +80,7 @@ def diagnostic_rows(runs: dict[str, Any], axes: Mapping[str, list], read) -> pl.
         ]
         for seed, step, model in points:
             for bench in axes["benchmarks"]:
-                for variant in axes["variants"]:
+                for variant in (axes.get("only") or {}).get(model, axes["variants"]):
                     rows = [r for s in axes["seeds"] for r in read(model, bench, variant, s)]
                     out.append({"run": run, "train_seed": seed, "step": step, "bench": bench, "variant": variant,
                                 **think_diagnostics(rows)})  # fmt: skip

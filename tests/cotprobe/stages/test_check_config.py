@@ -14,4 +14,4 @@ def test_check_config(capsys):
         str(root / "workflow/schemas/config.schema.yaml"),
     ]
     assert cli.main(["check-config", *args]) == 0
-    assert "config/config.yaml: ok (90 generation cells x 1 judge(s))" in capsys.readouterr().out
+    assert "config/config.yaml: ok (114 generation cells x 1 judge(s))" in capsys.readouterr().out

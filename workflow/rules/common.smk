@@ -9,6 +9,7 @@ from cotprobe.workflow import (
     METRICS_VERSION,
     PARSER_VERSION,
     SAMPLES_VERSION,
+    TRAINING_RUN,
     Grid,
     as_json,
     export_model_server_env,
@@ -65,8 +66,8 @@ def variant_spec(wildcards):
     return as_json(GRID.variant_spec(wildcards.variant))
 
 
-def model_spec(wildcards):
-    return as_json(GRID.model_spec(wildcards.model))
+def model_params(wildcards):
+    return as_json(GRID.model_params(wildcards.model))
 
 
 def build_spec(wildcards):
@@ -75,6 +76,51 @@ def build_spec(wildcards):
 
 def training_data_spec(wildcards):
     return as_json(GRID.training_data_spec(wildcards.data))
+
+
+def get_train_inputs(wildcards):
+    return GRID.train_inputs(wildcards.run)
+
+
+def get_train_job_inputs(wildcards):
+    return GRID.train_job_inputs(wildcards.run, wildcards.seed)
+
+
+def get_train_gpus(wildcards):
+    return GRID.train_gpus(wildcards.run)
+
+
+def train_spec(wildcards):
+    return as_json(GRID.train_spec(wildcards.run))
+
+
+def train_base(wildcards):
+    return GRID.train_base(wildcards.run)
+
+
+def train_samples(wildcards):
+    return GRID.train_samples_option(wildcards.run)
+
+
+def train_dir(wildcards):
+    return TRAINING_RUN.format(run=wildcards.run, seed=wildcards.seed)
+
+
+def train_name(wildcards):
+    return f"{wildcards.run}-s{wildcards.seed}"
+
+
+# The params a trainer's command may read (cotprobe.training.Trainer.params).
+TRAIN_PARAMS = {
+    "spec": train_spec,
+    "base": train_base,
+    "samples": train_samples,
+    "out": train_dir,
+}
+
+
+def trainer_env(trainer):
+    return f"../../envs/{trainer.env}.yaml"
 
 
 def extractor_spec(wildcards):

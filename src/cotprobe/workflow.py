@@ -590,7 +590,7 @@ class Grid:
         return [BUILT_MODEL.format(model=model)] if m.built else []
 
     def cells(self):
-        """Every (model, bench, variant, seed)."""
+        """Every cell: (model, bench, variant, seed). A judge's verdicts are per cell, not part of it."""
         return product(self.models, self.benchmarks, self.variants, self.seeds)
 
     def verdict_files(self) -> list[str]:
@@ -825,7 +825,7 @@ def _judges(config: dict[str, Any], models: dict[str, ModelSpec]) -> tuple[dict[
 
 
 def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
-    """The files of every (model, bench, variant, seed, judge) cell, from the path grammar."""
+    """The files of every (cell, judge) pair (a cell: model, bench, variant, seed), from the path grammar."""
     entries = []
     for judge, model, bench, variant, seed in product(
         axes["judges"], axes["models"], axes["benchmarks"], axes["variants"], axes["seeds"]

@@ -104,7 +104,9 @@ def test_rule_params_hold_only_their_own_slice():
     other["judges"]["rule"]["args"] = {"use_option_text": False}
     g2 = grid(other)
     assert g2.judge_spec("rule") != g.judge_spec("rule")
-    assert g2.model_params("tiny") == g.model_params("tiny") and g2.bench_spec("shapes") == g.bench_spec("shapes")
+    assert g2.model_params("tiny") == g.model_params("tiny") and g2.bench_spec("shapes") == g.bench_spec(
+        "shapes"
+    )
 
 
 def test_vllm_models_request_their_tensor_parallel_gpus():
@@ -241,7 +243,10 @@ def test_training_runs_expand_to_step_models():
     }  # fmt: skip
     # A trl job reads the base and the samples; its command gets them as params.
     assert g.train_job_inputs("grpo", 1) == g.train_inputs("grpo")
-    assert g.train_samples_option("grpo") == "--samples shapes-train=results/training/data/shapes-train/samples.jsonl"
+    assert (
+        g.train_samples_option("grpo")
+        == "--samples shapes-train=results/training/data/shapes-train/samples.jsonl"
+    )
     spec = g.train_spec("grpo")
     assert (
         "seeds" not in spec

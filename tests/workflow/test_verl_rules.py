@@ -161,7 +161,9 @@ def test_the_papers_verl_runs_are_planned(tmp_path):
         steps = sorted(
             {*range(spec["save_every"], spec["total_steps"] + 1, spec["save_every"]), spec["total_steps"]}
         )
-        prepare = {j.wildcards["seed"]: j for j in jobs if j.rule == "verl_prepare" and j.wildcards["run"] == run}
+        prepare = {
+            j.wildcards["seed"]: j for j in jobs if j.rule == "verl_prepare" and j.wildcards["run"] == run
+        }
         train = {j.wildcards["seed"]: j for j in jobs if j.rule == f"train_{run}"}
         seeds = [str(s) for s in spec["seeds"]]
         assert sorted(prepare) == sorted(train) == seeds

@@ -43,9 +43,7 @@ class VerdictEnsemble:
         self.args = {**self.defaults, **args}
         members, rule = self.args["judges"], self.args["rule"]
         if not isinstance(members, list) or len(members) < 2 or len(set(members)) != len(members):
-            raise ValueError(
-                f"ensemble: 'judges' must list two or more distinct judge ids, got {members!r}"
-            )
+            raise ValueError(f"ensemble: 'judges' must list two or more distinct judge ids, got {members!r}")
         if rule not in RULES:
             raise ValueError(f"ensemble: 'rule' must be one of {', '.join(RULES)}, got {rule!r}")
         self.members: list[str] = list(members)

@@ -30,7 +30,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cotprobe.progress import Progress
 from cotprobe.records import Prompt
@@ -78,7 +78,7 @@ class TrlTrainer:
     )
     threads = 2
     params = ("spec", "base", "samples", "out")
-    prepared: dict[str, str] = {}
+    prepared: ClassVar[dict[str, str]] = {}
 
     @staticmethod
     def resources(run: dict[str, Any]) -> dict[str, Any]:

@@ -45,8 +45,7 @@ BUILT_MODEL = "resources/models/{model}"
 # Training (cotprobe.training): data, and one HF model dir per saved step of each run and seed,
 # evaluated as model ``{run}-s{seed}-step{step}``.
 TRAINING_DATA = "results/training/data/{data}/samples.jsonl"
-TRAINING_RUN = "results/training/{run}/seed{seed}"
-TRAINED = TRAINING_RUN + "/step{step}"
+TRAINED = "results/training/{run}/seed{seed}/step{step}"
 TRAINED_MODEL_ID = "{run}-s{seed}-step{step}"
 TRAINING_CURVES = "results/metrics/training_curves.csv"
 TRAINING_FIGURES = ("results/figures/training_curves.png", "results/figures/training_curves.pdf")

@@ -9,7 +9,6 @@ from cotprobe.workflow import (
     METRICS_VERSION,
     PARSER_VERSION,
     SAMPLES_VERSION,
-    TRAINING_RUN,
     Grid,
     as_json,
     export_model_server_env,
@@ -94,16 +93,24 @@ def train_spec(wildcards):
     return as_json(GRID.train_spec(wildcards.run))
 
 
-def train_base(wildcards):
-    return GRID.train_base(wildcards.run)
+# The params derived from a job's input or output are not recorded by Snakemake (not rerun triggers).
+def train_base(wildcards, input):
+    # The built base model's dir (an input), else its hub id.
+    return input.base[0] if input.base else GRID.train_base(wildcards.run)
 
 
 def train_samples(wildcards):
     return GRID.train_samples_option(wildcards.run)
 
 
-def train_dir(wildcards):
-    return TRAINING_RUN.format(run=wildcards.run, seed=wildcards.seed)
+def train_dir(wildcards, output):
+    # The dir holding the step dirs (the outputs).
+    return str(Path(output[0]).parent)
+
+
+def verl_dir(wildcards, output):
+    # The dir holding verl/ (the outputs).
+    return str(Path(output.parquet).parent.parent)
 
 
 def train_name(wildcards):

@@ -43,7 +43,7 @@ rule verl_prepare:
         spec=train_spec,
         base=train_base,
         samples=train_samples,
-        out=train_dir,
+        out=verl_dir,
         name=train_name,
     shell:
         "python -m cotprobe verl-prepare --spec {params.spec:q} --base {params.base} {params.samples}"

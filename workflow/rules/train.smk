@@ -78,7 +78,7 @@ for _run in GRID.training_runs:
         params:
             **{name: TRAIN_PARAMS[name] for name in _trainer.params},
         shell:
-            _trainer.command + " > {log} 2>&1"
+            f"{_trainer.command} > {{log}} 2>&1"
 
 
 rule training_curves:

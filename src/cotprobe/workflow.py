@@ -551,6 +551,10 @@ class Grid:
         spec = self.judges[judge]
         return spec.get("args", {}).get("backend", "hf") if spec["kind"] == "llm" else "hf"
 
+    def backend_env(self, backend: str) -> str:
+        """The conda env (``envs/<env>.yaml``) of jobs that load a model with ``backend``."""
+        return _plugin_class("backend", backend).env
+
     def judge_gpus(self, judge: str) -> int:
         """GPUs one judge job requests (a scheduling resource, not part of the params)."""
         return self.judge_gpu_counts.get(judge, 0)

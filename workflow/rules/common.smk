@@ -180,26 +180,14 @@ def get_model_gpus(wildcards):
     return GRID.model_gpus(wildcards.model)
 
 
-# The conda env (envs/<name>.yaml) of a model's generation jobs, by backend: vLLM, transformers and
-# the hosted-API clients pin incompatible stacks.
-BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
-
-
+# A model's generation jobs run in its backend's conda env (the backend's `env`).
 def model_env(wildcards):
-    return _backend_env(GRID.models[wildcards.model].backend)
+    return f"../../envs/{GRID.backend_env(GRID.models[wildcards.model].backend)}.yaml"
 
 
 # A judge's cells run where its backend runs (an LLM judge on vLLM needs the vLLM env).
 def judge_env(wildcards):
-    return _backend_env(GRID.judge_backend(wildcards.judge))
-
-
-def _backend_env(backend):
-    if backend not in BACKEND_ENVS:
-        raise ValueError(
-            f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk"
-        )
-    return f"../../envs/{BACKEND_ENVS[backend]}.yaml"
+    return f"../../envs/{GRID.backend_env(GRID.judge_backend(wildcards.judge))}.yaml"
 
 
 localrules:

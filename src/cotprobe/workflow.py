@@ -133,7 +133,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    # libyaml's loader when PyYAML has it: the schema is read on every DAG build.
+    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
@@ -201,6 +202,7 @@ class Grid:
     extractor: dict[str, Any] | None = None
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
+    _judge_inputs: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], schema_path: str | Path | None = None) -> Grid:
@@ -540,10 +542,11 @@ class Grid:
 
     def judge_inputs(self, judge: str) -> list[str]:
         """Files a judge's cells depend on besides the cell: a model built by the workflow."""
-        path = self.judges[judge]["args"].get("path")
-        return [
-            BUILT_MODEL.format(model=m) for m in self.built_model_ids if path == BUILT_MODEL.format(model=m)
-        ]
+        if judge not in self._judge_inputs:  # asked once per judge job at DAG-build time
+            path = self.judges[judge]["args"].get("path")
+            built = {BUILT_MODEL.format(model=m) for m in self.built_model_ids}
+            self._judge_inputs[judge] = [path] if path in built else []
+        return list(self._judge_inputs[judge])
 
     def judge_backend(self, judge: str) -> str:
         """The backend a judge's cells load: an LLM judge's ``backend``; ``hf`` (the evaluation

@@ -80,13 +80,16 @@ $(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt
 	@$(call quiet_check,$(VERL_VENV)/bin/python -W ignore -c "$(VERL_CHECK)")
 	@touch $@
 
-# The sample browser's test renders it in a real headless Chromium (Debian's package).
+# The sample browser's test renders it in a real headless Chromium (Debian's package). apt's output
+# shows only when it fails (debconf's "delaying package configuration, since apt-utils is not
+# installed" on a bare image is no error).
 chromium:
 	@if ! command -v chromium >/dev/null; then \
 		printf '%-6s %s\n' build "chromium (apt-get)"; \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
-		$$sudo apt-get update -qq >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		out=$$($$sudo apt-get update -qq 2>&1 && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium 2>&1) \
+		|| { printf '%s\n' "$$out"; exit 1; }; \
 	fi
 	@printf '%-6s %s\n' ok "$$(chromium --version 2>/dev/null)"
 

@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output .png (a .pdf is written beside it)")
     s.set_defaults(func=early_answer.figure)
 
-    s = sub.add_parser("serve-model", help="load a model once and serve it to generation cells")
+    s = sub.add_parser(
+        "serve-model",
+        help="load a model once and serve it to this workflow's cells (its own protocol; an "
+        "OpenAI-compatible server is python -m cotprobe.serving.openai_server)",
+    )
     s.add_argument("--model", required=True, help="model id")
     s.add_argument("--spec", required=True, help="model slice of config, JSON (as for generate)")
     s.add_argument("--url-file", required=True, help="where to write the server's address once loaded")

@@ -1,7 +1,8 @@
 """Metrics tables with item-level bootstrap intervals (see ``cotprobe.stats`` for the method).
 
-A *cell* is one (model, bench, variant, seed, judge). Its files are the stage files listed in
-``cotprobe.records``; an *entry* names them::
+A *cell* is one (model, bench, variant, seed), as everywhere in the package. The metrics read each
+cell once per judge: their rows are per (cell, judge), and an *entry* names the stage files of one
+(cell, judge) pair (listed in ``cotprobe.records``)::
 
     {"model": ..., "bench": ..., "variant": ..., "seed": 0, "judge": ...,
      "prompts": path, "parsed": path, "logits": path, "verdicts": path}
@@ -12,7 +13,7 @@ the generations), so a parser change recomputes the metrics without regenerating
 ``load`` reads every cell once into arrays aligned to each benchmark's items (sorted ids); the
 table functions work on that ``Study``:
 
-* ``cell_rows``: metrics and an audit per cell;
+* ``cell_rows``: metrics and an audit per (cell, judge);
 * ``summary_rows``: per (model, bench, variant, judge), seeds pooled, 95% intervals;
 * ``effect_rows``: paired effects of each variant against ``base`` on the same items;
 * ``auroc_rows``: AUROC of base-prompt confidence for staying correct, per cell and pooled;

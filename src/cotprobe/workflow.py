@@ -135,7 +135,8 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    # libyaml's loader when PyYAML has it: the schema is read on every DAG build.
+    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
@@ -206,6 +207,7 @@ class Grid:
     extractor: dict[str, Any] | None = None
     _versions: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _commits: dict[tuple[str, str | None], str | None] = field(default_factory=dict, repr=False)
+    _judge_inputs: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], schema_path: str | Path | None = None) -> Grid:
@@ -296,7 +298,7 @@ class Grid:
         from cotprobe.backends.base import check_settings
         from cotprobe.backends.settings import SHARED_SETTINGS, check_model_settings
         from cotprobe.benchmarks import BENCHMARKS
-        from cotprobe.judges import JUDGES
+        from cotprobe.judges import kind_class
 
         # Model settings are the backend constructor's keywords: a typo fails here, not in a job.
         settings = [
@@ -316,14 +318,14 @@ class Grid:
                     check_model_settings(str(path), **shared)
             except ValueError as err:
                 raise ConfigError(f"config.{where}.settings: {err}") from None
-        for section, table, reg in (
-            ("benchmarks", self.benchmarks, BENCHMARKS),
-            ("training.data", self.training_data, BENCHMARKS),
-            ("judges", self.judges, JUDGES),
+        for section, table, plugin in (
+            ("benchmarks", self.benchmarks, BENCHMARKS.get),
+            ("training.data", self.training_data, BENCHMARKS.get),
+            ("judges", self.judges, kind_class),
         ):
             for pid, spec in table.items():
                 try:
-                    reg.get(spec["kind"])(**spec["args"])
+                    plugin(spec["kind"])(**spec["args"])
                 except (TypeError, ValueError) as err:
                     raise ConfigError(f"config.{section}.{pid}.args: {err}") from None
         if self.extractor is not None:
@@ -338,15 +340,7 @@ class Grid:
     def _version(self, kind: str, name: str) -> int:
         key = (kind, name)
         if key not in self._versions:
-            if kind == "benchmark":
-                from cotprobe.benchmarks import BENCHMARKS as reg
-            elif kind == "variant":
-                from cotprobe.variants import VARIANTS as reg
-            elif kind == "backend":
-                from cotprobe.backends import BACKENDS as reg
-            else:
-                from cotprobe.judges import JUDGES as reg
-            self._versions[key] = reg.version(name)
+            self._versions[key] = int(_plugin_class(kind, name).version)
         return self._versions[key]
 
     # ---- per-rule params: only the rule's own slice of config plus its plugin's version ----
@@ -357,10 +351,11 @@ class Grid:
     def variant_spec(self, variant: str) -> dict[str, Any]:
         return {"name": variant, "version": self._version("variant", variant)}
 
-    def model_spec(self, model: str) -> dict[str, Any]:
-        """The model's slice of config and its backend's version; for a hub id, also the commit its
+    def model_params(self, model: str) -> dict[str, Any]:
+        """The generation rules' ``spec`` param of ``model`` (JSON-ready; not the ``ModelSpec`` itself):
+        the model's slice of config and its backend's version; for a hub id, also the commit its
         ``revision`` (default ``main``) resolves to in the local hub cache, so a new upstream commit,
-        once downloaded, reruns that model's cells (and a local or uncached model's spec is as before).
+        once downloaded, reruns that model's cells (and a local or uncached model's param is as before).
         """
         m = self.models[model]
         spec = {
@@ -398,41 +393,59 @@ class Grid:
 
     def train_spec(self, run: str) -> dict[str, Any]:
         """A run's slice of config, without its seeds (a wildcard: adding a seed reruns nothing)."""
+        from cotprobe.training import TRAINERS
         from cotprobe.training.augment import AUGMENT_VERSION
         from cotprobe.training.reward import REWARD_VERSION
-        from cotprobe.training.trl_backend import TRL_BACKEND_VERSION
 
         # Not what is trained: the seeds (a wildcard), the saved steps, GPUs, what the steps are evaluated on.
         skip = ("seeds", "steps", "gpus", "step_variants")
         spec = {k: v for k, v in self.training_runs[run].items() if k not in skip}
         # The reward reads the answer letter with the parser: a parser change changes the rewards.
         version = {"reward": REWARD_VERSION, "augment": AUGMENT_VERSION, "parser": PARSER_VERSION}
-        if spec["backend"] == "trl":
-            version["trl"] = TRL_BACKEND_VERSION
-        else:
-            from cotprobe.training.verl_backend import VERL_BACKEND_VERSION
-
-            version["verl"] = VERL_BACKEND_VERSION
+        version[spec["backend"]] = TRAINERS.version(spec["backend"])
         return {**spec, "version": version}
+
+    def trainer(self, run: str):
+        """The run's trainer (``cotprobe.training.Trainer``): what its training jobs run."""
+        from cotprobe.training import TRAINERS
+
+        return TRAINERS.get(self.training_runs[run]["backend"])
+
+    def trainer_runs(self, trainer: str) -> list[str]:
+        """The runs that ``trainer`` trains."""
+        return [r for r, spec in self.training_runs.items() if spec["backend"] == trainer]
 
     def train_base(self, run: str) -> str:
         """Where the run's base model loads from (a built dir or a hub id)."""
         return self.models[self.training_runs[run]["base"]].path
 
     def train_inputs(self, run: str) -> dict[str, Any]:
+        """The run's base model (when the workflow builds it) and training samples."""
         r = self.training_runs[run]
         return {
             "base": self.model_inputs(r["base"]),
             "samples": [TRAINING_DATA.format(data=d) for d in r["data"]],
         }
 
+    def train_job_inputs(self, run: str, seed: int | str) -> dict[str, Any]:
+        """A training job's inputs: what its trainer's preparation wrote, else the base and samples."""
+        prepared = self.trainer(run).prepared
+        if prepared:
+            return {k: p.format(run=run, seed=seed) for k, p in prepared.items()}
+        return self.train_inputs(run)
+
+    def train_samples_option(self, run: str) -> str:
+        """``--samples DATA=PATH`` for each training set of the run, in config order."""
+        r = self.training_runs[run]
+        return " ".join(f"--samples {d}={TRAINING_DATA.format(data=d)}" for d in r["data"])
+
     def train_gpus(self, run: str) -> int:
         r = self.training_runs[run]
         return int(r["gpus"]) if r.get("gpus") is not None else self.model_gpus(r["base"])
 
     def trained_outputs(self, run: str) -> list[str]:
-        """The step dirs of one run, with ``{seed}`` left as the job's wildcard."""
-        return [TRAINED.format(run=run, seed="{seed}", step=n) for n in self.training_runs[run]["steps"]]
+        """The step dirs of one run, with ``{run}`` and ``{seed}`` left as the job's wildcards."""
+        return [TRAINED.format(run="{run}", seed="{seed}", step=n) for n in self.training_runs[run]["steps"]]
 
     def training_axes(self) -> dict[str, Any]:
         """run -> base model and every (seed, step, model id), for the training-curves rule."""
@@ -488,16 +501,16 @@ class Grid:
         An LLM judge adds its prompt template's hash and its backend's version, so editing the
         template reruns only its cells.
         """
-        from cotprobe.judges import JUDGES
+        from cotprobe.judges import kind_class
 
         spec = self.judges[judge]
-        extras = getattr(JUDGES.get(spec["kind"]), "spec_extras", None)
+        extras = getattr(kind_class(spec["kind"]), "spec_extras", None)
         out = {
             **spec,
             "version": self._version("judge", spec["kind"]),
             **(extras(spec["args"]) if extras else {}),
         }
-        # A hub model's commit, as for model_spec: a new upstream commit reruns the judge's cells.
+        # A hub model's commit, as for model_params: a new upstream commit reruns the judge's cells.
         path = spec["args"].get("path")
         commit = self._commit(path, (spec["args"].get("settings") or {}).get("revision")) if path else None
         return {**out, "commit": commit} if commit else out
@@ -539,16 +552,21 @@ class Grid:
 
     def judge_inputs(self, judge: str) -> list[str]:
         """Files a judge's cells depend on besides the cell: a model built by the workflow."""
-        path = self.judges[judge]["args"].get("path")
-        return [
-            BUILT_MODEL.format(model=m) for m in self.built_model_ids if path == BUILT_MODEL.format(model=m)
-        ]
+        if judge not in self._judge_inputs:  # asked once per judge job at DAG-build time
+            path = self.judges[judge]["args"].get("path")
+            built = {BUILT_MODEL.format(model=m) for m in self.built_model_ids}
+            self._judge_inputs[judge] = [path] if path in built else []
+        return list(self._judge_inputs[judge])
 
     def judge_backend(self, judge: str) -> str:
         """The backend a judge's cells load: an LLM judge's ``backend``; ``hf`` (the evaluation
         env, no model) for the rule judge and ensembles. It picks the judge rule's conda env."""
         spec = self.judges[judge]
         return spec.get("args", {}).get("backend", "hf") if spec["kind"] == "llm" else "hf"
+
+    def backend_env(self, backend: str) -> str:
+        """The conda env (``envs/<env>.yaml``) of jobs that load a model with ``backend``."""
+        return _plugin_class("backend", backend).env
 
     def judge_gpus(self, judge: str) -> int:
         """GPUs one judge job requests (a scheduling resource, not part of the params)."""
@@ -599,7 +617,7 @@ class Grid:
         return [BUILT_MODEL.format(model=model)] if m.built else []
 
     def cells(self):
-        """Every (model, bench, variant, seed) the study evaluates."""
+        """Every cell the study evaluates: (model, bench, variant, seed). A judge's verdicts are per cell, not part of it."""
         return (
             (m, b, v, s)
             for m in self.models
@@ -731,6 +749,25 @@ class Grid:
         return f"--agreement {AGREEMENT}" if self.agreement_judges else ""
 
 
+def _plugin_class(kind: str, name: str) -> type:
+    """The plugin class of a ``benchmark``, ``variant``, ``backend`` or ``judge`` (kind) by name."""
+    if kind == "benchmark":
+        from cotprobe.benchmarks import BENCHMARKS
+
+        return BENCHMARKS.get(name)
+    if kind == "variant":
+        from cotprobe.variants import VARIANTS
+
+        return VARIANTS.get(name)
+    if kind == "backend":
+        from cotprobe.backends import BACKENDS
+
+        return BACKENDS.get(name)
+    from cotprobe.judges import kind_class
+
+    return kind_class(name)
+
+
 def _analysis(analysis: dict[str, Any], models: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
     """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them),
     plus the models whose pre-fills are delivered as a user instruction (``prefill_mode: fallback``),
@@ -842,7 +879,7 @@ def _judges(config: dict[str, Any], models: dict[str, ModelSpec]) -> tuple[dict[
 
 
 def cell_entries(axes: dict[str, Any]) -> list[dict[str, Any]]:
-    """The files of every (model, bench, variant, seed, judge) cell, from the path grammar."""
+    """The files of every (cell, judge) pair (a cell: model, bench, variant, seed), from the path grammar."""
     entries = []
     only = axes.get("only") or {}
     for judge, model, bench, variant, seed in product(

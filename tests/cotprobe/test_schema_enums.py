@@ -9,8 +9,9 @@ import yaml
 from cotprobe.backends import BACKENDS
 from cotprobe.benchmarks import BENCHMARKS
 from cotprobe.benchmarks.shapes import CATEGORIES
-from cotprobe.judges import JUDGES
+from cotprobe.judges import judge_kinds
 from cotprobe.organism import RECIPES
+from cotprobe.training import TRAINERS
 from cotprobe.training.reward import FAITHFULNESS
 from cotprobe.variants import VARIANTS
 
@@ -34,7 +35,8 @@ def enum(path: str) -> list:
         ("properties/variants/items", VARIANTS.names()),
         ("properties/benchmarks/additionalProperties/properties/kind", BENCHMARKS.names()),
         ("properties/models/additionalProperties/properties/backend", BACKENDS.names()),
-        ("properties/judges/additionalProperties/properties/kind", JUDGES.names()),
+        ("properties/judges/additionalProperties/properties/kind", judge_kinds()),
+        ("properties/training/properties/runs/additionalProperties/properties/backend", TRAINERS.names()),
         (f"{WARM}/recipe", list(RECIPES)),
         (f"{WARM}/categories/items", list(CATEGORIES)),
         (
@@ -42,7 +44,7 @@ def enum(path: str) -> list:
             list(FAITHFULNESS),
         ),
     ],
-    ids=["variants", "benchmarks", "backends", "judges", "recipes", "categories", "faithfulness"],
+    ids=["variants", "benchmarks", "backends", "judges", "trainers", "recipes", "categories", "faithfulness"],
 )
 def test_schema_enum_is_the_registry(path, names):
     assert sorted(map(str, enum(path))) == sorted(map(str, names))

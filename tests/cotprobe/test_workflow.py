@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cotprobe.parsing import PARSER_VERSION
+from cotprobe.training import TRAINERS
 from cotprobe.variants import VARIANTS
 from cotprobe.workflow import BUILT_MODEL, ConfigError, Grid, cell_entries, validate_config
 
@@ -34,7 +35,7 @@ def test_default_config_is_valid_and_expands():
     steps = [50, 100]
     trained = [f"grpo_{arm}-s{s}-step{n}" for arm in ("aug", "noaug") for s in (0, 1) for n in steps]
     assert list(g.models) == ["tiny", *trained] and list(g.benchmarks) == ["shapes"]
-    assert len(g.variants) == 9 and g.seeds == [0, 1]  # the paper's suite
+    assert g.variants == DEFAULT["variants"] and g.seeds == [0, 1]
     # The organism and each run's last steps on every variant, the earlier steps on three.
     assert len(list(g.cells())) == 18 * 5 + 6 * 4
     assert len(g.verdict_files()) == len(list(g.cells()))
@@ -112,9 +113,9 @@ def test_rule_params_hold_only_their_own_slice():
     assert set(g.bench_spec("shapes")) == {"kind", "args", "version"}
     assert set(g.judge_spec("rule")) == {"kind", "args", "version"}
     assert g.variant_spec("wrong_think")["name"] == "wrong_think"
-    hub = g.model_spec("hub")
+    hub = g.model_params("hub")
     assert hub["path"] == "Qwen/Qwen2.5-VL-7B-Instruct" and hub["generation"]["max_new_tokens"] == 7
-    assert g.model_spec("tiny")["generation"]["max_new_tokens"] == DEFAULT["generation"]["max_new_tokens"]
+    assert g.model_params("tiny")["generation"]["max_new_tokens"] == DEFAULT["generation"]["max_new_tokens"]
     assert g.model_inputs("hub") == []  # hub models are not workflow inputs
     assert g.model_gpus("hub") == 1 and g.model_gpus("tiny") == 0
     # Changing a judge leaves every other slice untouched.
@@ -122,7 +123,9 @@ def test_rule_params_hold_only_their_own_slice():
     other["judges"]["rule"]["args"] = {"use_option_text": False}
     g2 = grid(other)
     assert g2.judge_spec("rule") != g.judge_spec("rule")
-    assert g2.model_spec("tiny") == g.model_spec("tiny") and g2.bench_spec("shapes") == g.bench_spec("shapes")
+    assert g2.model_params("tiny") == g.model_params("tiny") and g2.bench_spec("shapes") == g.bench_spec(
+        "shapes"
+    )
 
 
 def test_vllm_models_request_their_tensor_parallel_gpus():
@@ -132,7 +135,7 @@ def test_vllm_models_request_their_tensor_parallel_gpus():
     config["models"]["pinned"] = {"backend": "vllm", "path": "hub/m", "gpus": 2}
     g = grid(config)
     assert (g.model_gpus("tp4"), g.model_gpus("tp1"), g.model_gpus("pinned")) == (4, 1, 2)
-    assert g.model_spec("tp4")["version"] == 1  # resolving the version imports no vllm
+    assert g.model_params("tp4")["version"] == 1  # resolving the version imports no vllm
 
 
 def test_cell_entries_follow_the_path_grammar():
@@ -153,7 +156,7 @@ def test_dag_build_imports_no_torch(configfile):
         "import sys, yaml; from cotprobe.workflow import Grid;"
         f"g = Grid.from_config(yaml.safe_load(open({str(ROOT / configfile)!r})), {str(SCHEMA)!r});"
         "g.check_plugins();"
-        "[g.model_spec(m) for m in g.models]; [g.bench_spec(b) for b in g.benchmarks];"
+        "[g.model_params(m) for m in g.models]; [g.bench_spec(b) for b in g.benchmarks];"
         "[g.variant_spec(v) for v in g.variants]; [g.judge_spec(j) for j in g.judges];"
         "[g.build_spec(m) for m in g.built_model_ids];"
         "g.extractor = {'path': 'm', 'settings': {'base_url': 'http://127.0.0.1:1/v1'}};"
@@ -252,12 +255,18 @@ def test_keys_that_name_an_environment_variable_are_fine():
 def test_training_runs_expand_to_step_models():
     g = grid(one_run())
     assert g.trained_outputs("grpo") == [
-        "results/training/grpo/seed{seed}/step2",
-        "results/training/grpo/seed{seed}/step4",
+        "results/training/{run}/seed{seed}/step2",
+        "results/training/{run}/seed{seed}/step4",
     ]
     assert g.train_inputs("grpo") == {
         "base": ["resources/models/tiny"], "samples": ["results/training/data/shapes-train/samples.jsonl"],
     }  # fmt: skip
+    # A trl job reads the base and the samples; its command gets them as params.
+    assert g.train_job_inputs("grpo", 1) == g.train_inputs("grpo")
+    assert (
+        g.train_samples_option("grpo")
+        == "--samples shapes-train=results/training/data/shapes-train/samples.jsonl"
+    )
     spec = g.train_spec("grpo")
     assert (
         "seeds" not in spec
@@ -488,7 +497,7 @@ def test_the_llm_extractor_is_off_by_default_and_its_spec_names_version_and_temp
     # Only the parse rule takes it: every other rule's slice is the same as with the extractor off.
     g0 = grid()
     assert all(g.judge_spec(j) == g0.judge_spec(j) for j in g.judges)
-    assert all(g.model_spec(m) == g0.model_spec(m) for m in g.models)
+    assert all(g.model_params(m) == g0.model_params(m) for m in g.models)
     config["extractor"]["sampling"] = {"max_new_tokens": 4}
     assert grid(config).extractor_spec() != spec
 
@@ -541,3 +550,22 @@ def test_image_variants_have_their_own_perturb_rule_reports_and_skip_table():
     plain = grid()
     assert plain.image_variants == [] and plain.perturb_reports() == []
     assert "results/metrics/image_skips.csv" not in plain.final_targets()
+
+
+@pytest.mark.parametrize("backend", TRAINERS.names())
+def test_each_trainer_decides_its_jobs(backend):
+    """The run's trainer (its registry entry) picks the env, command, inputs and version; the rest
+    of the train spec is the run's config."""
+    config = copy.deepcopy(DEFAULT)
+    config["training"]["runs"]["grpo"]["backend"] = backend
+    g = grid(config)
+    trainer = g.trainer("grpo")
+    assert trainer is TRAINERS.get(backend) and g.trainer_runs(backend) == ["grpo"]
+    assert (ROOT / "envs" / f"{trainer.env}.yaml").exists()
+    assert g.train_spec("grpo")["version"][backend] == trainer.version
+    assert set(trainer.params) <= {"spec", "base", "samples", "out"}
+    inputs = g.train_job_inputs("grpo", 3)
+    if trainer.prepared:  # the preparation's files, by (run, seed)
+        assert inputs == {k: p.format(run="grpo", seed=3) for k, p in trainer.prepared.items()}
+    else:
+        assert inputs == g.train_inputs("grpo")

@@ -3,17 +3,17 @@
 import copy
 import json
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from PIL import Image
 
 from cotprobe.records import QUADRANTS, UNPARSEABLE
 
-VARIANTS = [
-    "base", "stop_think", "wrong_think", "wrong_think_but", "wrong_caption",
-    "wrong_caption_disclaimer", "correct_caption", "correct_think", "abstain",
-]  # fmt: skip
+# The test study's variants (every textual variant of the paper's suite).
+VARIANTS = yaml.safe_load((Path(__file__).with_name("config") / "config.yaml").read_text())["variants"]
 PUSHING = {"wrong_think", "wrong_think_but", "wrong_caption", "wrong_caption_disclaimer"}
 # The tiny model and the one saved step (2) of each of the two seeds of the test study's GRPO run.
 TRAINED = ["grpo-s0-step2", "grpo-s1-step2"]
@@ -259,14 +259,14 @@ def test_each_model_is_loaded_once_for_all_its_cells(finished_study):
     from cotprobe.serving.leases import count_loads
 
     root = finished_study.file(".cotprobe/model_servers")
-    # 9 generation cells per model, one load each (hf: a shared server per model).
+    # A generation cell per variant and model, one load each (hf: a shared server per model).
     assert count_loads(root) == {m: 1 for m in MODELS}
     for cell in finished_study.path.glob("logs/generate_completions/*/shapes/*/seed0.log"):
         text = cell.read_text()
         assert "using model server http://127.0.0.1:" in text and "loaded hf backend" not in text, cell
     # The LLM judge (the tiny model's weights) uses the tiny model's server: no load of its own.
     judged = list(finished_study.path.glob("logs/judge_completions/tiny-llm/*/shapes/*/seed0.log"))
-    assert len(judged) == 9 * len(MODELS)
+    assert len(judged) == len(VARIANTS) * len(MODELS)
     texts = [cell.read_text() for cell in judged]
     assert not any("loaded hf backend" in t for t in texts)
     # (a cell whose generations have no closed think asks the model nothing and needs no server)

@@ -9,6 +9,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from cotprobe.backends import BACKENDS
+from cotprobe.training import TRAINERS
 
 ROOT = Path(__file__).resolve().parents[2]
 # vLLM and verl pin their own torch/transformers (incompatible with the CPU study's): their envs
@@ -25,11 +26,6 @@ def _conda_directives() -> dict[str, str]:
             match = re.search(r"^    conda:\n        (.+)$", body, re.MULTILINE)
             found[rule] = match.group(1).strip() if match else None
     return found
-
-
-def _backend_envs() -> dict[str, str]:
-    text = (ROOT / "workflow/rules/common.smk").read_text()
-    return ast.literal_eval(re.search(r"^BACKEND_ENVS = (\{.*\})$", text, re.MULTILINE).group(1))
 
 
 def _pip(env: Path) -> list[Requirement]:
@@ -49,11 +45,10 @@ def test_every_rule_runs_in_an_existing_env():
         assert (ROOT / "workflow/rules" / ast.literal_eval(value)).resolve().is_file(), (rule, value)
 
 
-def test_every_registered_backend_has_an_env():
-    envs = _backend_envs()
-    for backend in BACKENDS.names():
-        assert backend in envs, f"backend {backend!r} has no entry in BACKEND_ENVS (common.smk)"
-        assert (ROOT / "envs" / f"{envs[backend]}.yaml").is_file(), (backend, envs[backend])
+def test_every_registered_backend_and_trainer_has_an_env():
+    plugins = [BACKENDS.get(b) for b in BACKENDS.names()] + [TRAINERS.get(t) for t in TRAINERS.names()]
+    for plugin in plugins:
+        assert (ROOT / "envs" / f"{plugin.env}.yaml").is_file(), (plugin, plugin.env)
 
 
 def test_envs_pin_python_and_every_package_within_pyproject_bounds():

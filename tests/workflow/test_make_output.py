@@ -5,8 +5,11 @@ dependencies)."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("setup", "vllm-env", "verl-env")
@@ -45,3 +48,32 @@ def test_a_build_prints_one_line_and_silences_pip_warnings(tmp_path):
     # The import checks print their log lines only when they fail.
     checks = [line for line in proc.stdout.splitlines() if '-c "import ' in line]
     assert len(checks) == 2 and all(line.startswith("out=$(") and "exit 1" in line for line in checks)
+
+
+def _fake_apt(bin_dir: Path, fail: bool) -> None:
+    """``apt-get`` that says what debconf says on a bare image, and (unless ``fail``) installs a
+    ``chromium``; ``id`` says root, so no sudo."""
+    chromium = bin_dir / "chromium"
+    script = (
+        "#!/bin/sh\necho 'debconf: delaying package configuration, since apt-utils is not installed' >&2\n"
+        + ("echo 'E: Unable to locate package chromium' >&2; exit 100\n" if fail else "")
+        + f"if [ \"$1\" = install ]; then printf '#!/bin/sh\\necho Chromium 1.0\\n' > {chromium}; "
+        f"{shutil.which('chmod')} +x {chromium}; fi\n"
+    )
+    for name, text in (("apt-get", script), ("id", "#!/bin/sh\necho 0\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_chromium_prints_apts_output_only_when_it_fails(tmp_path, fail):
+    _fake_apt(tmp_path, fail)
+    proc = subprocess.run(
+        [shutil.which("make"), "--no-print-directory", "-C", str(ROOT), "chromium"],
+        capture_output=True, text=True, check=False, timeout=60, env={"PATH": str(tmp_path)},
+    )  # fmt: skip
+    if fail:
+        assert proc.returncode != 0 and "Unable to locate package chromium" in proc.stdout
+    else:
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert proc.stdout.splitlines() == ["build  chromium (apt-get)", "ok     Chromium 1.0"]

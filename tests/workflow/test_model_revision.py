@@ -111,10 +111,10 @@ def test_the_hub_models_ran_and_their_spec_carries_the_commit(hub_study):
 
         mp.setattr(hub, "HF_HUB_CACHE", str(hub_study[1]))
         grid = Grid.from_config(study.config)
-        assert grid.model_spec("hub-a")["commit"] == COMMITS["a"]
+        assert grid.model_params("hub-a")["commit"] == COMMITS["a"]
         config = copy.deepcopy(study.config)
         config["models"]["hub-a"]["settings"]["revision"] = "v2"
         config["models"]["local"] = {"backend": "hf", "path": str(study.path), "settings": {}}
         grid = Grid.from_config(config)
-        assert grid.model_spec("hub-a")["commit"] == V2_A
-        assert "commit" not in grid.model_spec("local")  # a local model's spec is as before
+        assert grid.model_params("hub-a")["commit"] == V2_A
+        assert "commit" not in grid.model_params("local")  # a local model's spec is as before

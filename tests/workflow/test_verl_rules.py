@@ -1,6 +1,6 @@
 """The verl path as the workflow runs it, with real Snakemake, the real CLI and verl 0.9.1 on a CPU.
 
-A study with one verl run on the tiny model: Snakemake runs ``verl_prepare_v`` (``python -m cotprobe
+A study with one verl run on the tiny model: Snakemake runs ``verl_prepare`` (``python -m cotprobe
 verl-prepare``), verl composes its trainer config from the overrides written, then Snakemake runs
 ``train_v``, i.e. ``bash run.sh``, in ``.venv-verl`` with one stand-in: ``python -m
 verl.trainer.main_ppo`` (GPU training) is replaced by verl_checkpoints.py, which takes the same
@@ -44,7 +44,7 @@ D = "results/training/v/seed0"
 
 @pytest.fixture(scope="module")
 def verl_study(tmp_path_factory, tiny_model_dir):
-    """The study after Snakemake ran ``verl_prepare_v`` for seed 0 (and the training data it needs)."""
+    """The study after Snakemake ran ``verl_prepare`` for run v, seed 0 (and the training data it needs)."""
     study = Study(tmp_path_factory.mktemp("verl-study"))
     config = {k: v for k, v in study.config.items() if k not in ("models", "judges", "training")}
     config["variants"] = ["base"]
@@ -161,7 +161,9 @@ def test_the_papers_verl_runs_are_planned(tmp_path):
         steps = sorted(
             {*range(spec["save_every"], spec["total_steps"] + 1, spec["save_every"]), spec["total_steps"]}
         )
-        prepare = {j.wildcards["seed"]: j for j in jobs if j.rule == f"verl_prepare_{run}"}
+        prepare = {
+            j.wildcards["seed"]: j for j in jobs if j.rule == "verl_prepare" and j.wildcards["run"] == run
+        }
         train = {j.wildcards["seed"]: j for j in jobs if j.rule == f"train_{run}"}
         seeds = [str(s) for s in spec["seeds"]]
         assert sorted(prepare) == sorted(train) == seeds

@@ -65,8 +65,8 @@ def variant_spec(wildcards):
     return as_json(GRID.variant_spec(wildcards.variant))
 
 
-def model_spec(wildcards):
-    return as_json(GRID.model_spec(wildcards.model))
+def model_params(wildcards):
+    return as_json(GRID.model_params(wildcards.model))
 
 
 def build_spec(wildcards):
@@ -75,6 +75,59 @@ def build_spec(wildcards):
 
 def training_data_spec(wildcards):
     return as_json(GRID.training_data_spec(wildcards.data))
+
+
+def get_train_inputs(wildcards):
+    return GRID.train_inputs(wildcards.run)
+
+
+def get_train_job_inputs(wildcards):
+    return GRID.train_job_inputs(wildcards.run, wildcards.seed)
+
+
+def get_train_gpus(wildcards):
+    return GRID.train_gpus(wildcards.run)
+
+
+def train_spec(wildcards):
+    return as_json(GRID.train_spec(wildcards.run))
+
+
+# The params derived from a job's input or output are not recorded by Snakemake (not rerun triggers).
+def train_base(wildcards, input):
+    # The built base model's dir (an input), else its hub id.
+    return input.base[0] if input.base else GRID.train_base(wildcards.run)
+
+
+def train_samples(wildcards):
+    return GRID.train_samples_option(wildcards.run)
+
+
+def train_dir(wildcards, output):
+    # The dir holding the step dirs (the outputs).
+    return str(Path(output[0]).parent)
+
+
+def verl_dir(wildcards, output):
+    # The dir holding verl/ (the outputs).
+    return str(Path(output.parquet).parent.parent)
+
+
+def train_name(wildcards):
+    return f"{wildcards.run}-s{wildcards.seed}"
+
+
+# The params a trainer's command may read (cotprobe.training.Trainer.params).
+TRAIN_PARAMS = {
+    "spec": train_spec,
+    "base": train_base,
+    "samples": train_samples,
+    "out": train_dir,
+}
+
+
+def trainer_env(trainer):
+    return f"../../envs/{trainer.env}.yaml"
 
 
 def extractor_spec(wildcards):
@@ -127,26 +180,14 @@ def get_model_gpus(wildcards):
     return GRID.model_gpus(wildcards.model)
 
 
-# The conda env (envs/<name>.yaml) of a model's generation jobs, by backend: vLLM, transformers and
-# the hosted-API clients pin incompatible stacks.
-BACKEND_ENVS = {"hf": "eval", "dummy": "eval", "openai": "api", "vllm": "vllm"}
-
-
+# A model's generation jobs run in its backend's conda env (the backend's `env`).
 def model_env(wildcards):
-    return _backend_env(GRID.models[wildcards.model].backend)
+    return f"../../envs/{GRID.backend_env(GRID.models[wildcards.model].backend)}.yaml"
 
 
 # A judge's cells run where its backend runs (an LLM judge on vLLM needs the vLLM env).
 def judge_env(wildcards):
-    return _backend_env(GRID.judge_backend(wildcards.judge))
-
-
-def _backend_env(backend):
-    if backend not in BACKEND_ENVS:
-        raise ValueError(
-            f"no conda env for backend {backend!r}: add it to BACKEND_ENVS in common.smk"
-        )
-    return f"../../envs/{BACKEND_ENVS[backend]}.yaml"
+    return f"../../envs/{GRID.backend_env(GRID.judge_backend(wildcards.judge))}.yaml"
 
 
 localrules:

@@ -18,7 +18,7 @@ rule early_answer:
     resources:
         gpu=get_model_gpus,
     params:
-        spec=model_spec,
+        spec=model_params,
         parser=PARSER_VERSION,
         version=EARLY_VERSION,
     shell:

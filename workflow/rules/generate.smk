@@ -18,7 +18,7 @@ rule generate_completions:
     resources:
         gpu=get_model_gpus,
     params:
-        spec=model_spec,
+        spec=model_params,
     shell:
         "python -m cotprobe generate --model {wildcards.model} --spec {params.spec:q}"
         " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads} --gpus {resources.gpu}"

@@ -1,7 +1,7 @@
 # GRPO training (cotprobe.training). Every saved step of every seed is a declared output dir,
 # evaluated as the model {run}-s{seed}-step{N} by the generation rules like any other model.
-from pathlib import Path
-
+from cotprobe.training import per_attempt
+from cotprobe.training.verl_backend import PREPARED as VERL_PREPARED
 from cotprobe.workflow import TRAINING_CURVES, TRAINING_FIGURES
 
 
@@ -22,106 +22,63 @@ rule prepare_training_data:
         "python -m cotprobe prepare --spec {params.spec:q} --out {output.samples} > {log} 2>&1"
 
 
-# One rule per run: its saved steps (hence its outputs) come from the config.
-for _run, _r in GRID.training_runs.items():
-    _samples = " ".join(
-        f"--samples {d}={s}"
-        for d, s in zip(_r["data"], GRID.train_inputs(_run)["samples"])
-    )
-    if _r["backend"] == "verl":
+# verl's input files of one (run, seed): the trainer's preparation (cotprobe.training.verl_backend).
+rule verl_prepare:
+    input:
+        unpack(get_train_inputs),
+    output:
+        **VERL_PREPARED,
+    log:
+        "logs/verl_prepare/{run}/seed{seed}.log",
+    wildcard_constraints:
+        run=_alternation(GRID.trainer_runs("verl")),
+    conda:
+        "../../envs/eval.yaml"
+    resources:
+        # SLURM requests; they grow on a retry.
+        cpus_per_task=4,
+        mem_mb=per_attempt(32000),
+        runtime=per_attempt(120),
+    params:
+        spec=train_spec,
+        base=train_base,
+        samples=train_samples,
+        out=verl_dir,
+        name=train_name,
+    shell:
+        "python -m cotprobe verl-prepare --spec {params.spec:q} --base {params.base} {params.samples}"
+        " --seed {wildcards.seed} --name {params.name} --out {params.out} > {log} 2>&1"
 
-        rule:
-            name:
-                f"verl_prepare_{_run}"
-            input:
-                **GRID.train_inputs(_run),
-            output:
-                parquet=f"results/training/{_run}/seed{{seed}}/verl/train.parquet",
-                reward=f"results/training/{_run}/seed{{seed}}/verl/reward_fn.py",
-                overrides=f"results/training/{_run}/seed{{seed}}/verl/overrides.txt",
-                script=f"results/training/{_run}/seed{{seed}}/verl/run.sh",
-            log:
-                f"logs/verl_prepare/{_run}/seed{{seed}}.log",
-            conda:
-                "../../envs/eval.yaml"
-            resources:
-                # SLURM requests (per-run rule names cannot live in the profile); grow on a retry.
-                cpus_per_task=4,
-                mem_mb=lambda w, attempt: 32000 * attempt,
-                runtime=lambda w, attempt: 120 * attempt,
-            params:
-                spec=as_json(GRID.train_spec(_run)),
-                base=lambda w, input, _hub=GRID.train_base(_run): (
-                    input.base[0] if input.base else _hub
-                ),
-                samples=_samples,
-                out=lambda w, output: str(Path(output.parquet).parent.parent),
-                name=f"{_run}-s{{seed}}",
-            shell:
-                "python -m cotprobe verl-prepare --spec {params.spec:q} --base {params.base} {params.samples}"
-                " --seed {wildcards.seed} --name {params.name} --out {params.out} > {log} 2>&1"
 
-        # verl starts its own Ray cluster on the job's node(s); see README for multi-node.
-        rule:
-            name:
-                f"train_{_run}"
-            input:
-                script=f"results/training/{_run}/seed{{seed}}/verl/run.sh",
-                parquet=f"results/training/{_run}/seed{{seed}}/verl/train.parquet",
-                reward=f"results/training/{_run}/seed{{seed}}/verl/reward_fn.py",
-            output:
-                [directory(p) for p in GRID.trained_outputs(_run)],
-            log:
-                f"logs/train/{_run}/seed{{seed}}.log",
-            benchmark:
-                f"benchmarks/train/{_run}/seed{{seed}}.tsv"
-            conda:
-                "../../envs/verl.yaml"
-            resources:
-                gpu=GRID.train_gpus(_run),
-                nodes=_r.get("verl", {}).get("nnodes", 1),
-                # Whole nodes on SLURM: --exclusive grants every CPU and all memory of the node.
-                slurm_extra="'--exclusive'",
-                runtime=lambda w, attempt: 1440 * attempt,
-            shell:
-                "bash {input.script} > {log} 2>&1"
-
-        continue
+# Training one (run, seed). Snakemake fixes a rule's outputs when it defines the rule, and each run
+# saves its own steps, so each run gets a rule whose outputs are its step dirs; everything else
+# (inputs, env, command, resources) is the run's trainer's, reached through the {run} wildcard.
+for _run in GRID.training_runs:
+    _trainer = GRID.trainer(_run)
 
     rule:
         name:
             f"train_{_run}"
         input:
-            **GRID.train_inputs(_run),
+            unpack(get_train_job_inputs),
         output:
             [directory(p) for p in GRID.trained_outputs(_run)],
         log:
-            f"logs/train/{_run}/seed{{seed}}.log",
+            "logs/train/{run}/seed{seed}.log",
         benchmark:
-            f"benchmarks/train/{_run}/seed{{seed}}.tsv"
+            "benchmarks/train/{run}/seed{seed}.tsv"
+        wildcard_constraints:
+            run=re.escape(_run),
         conda:
-            "../../envs/train.yaml"
-        # One thread: on a CPU two single-threaded runs beat one run on two threads (OpenMP threads
-        # wait for each other at every small op, and for any other job on the cores); a GPU run
-        # does not need more.
-        threads: 1
+            trainer_env(_trainer)
+        threads: _trainer.threads
         resources:
-            gpu=GRID.train_gpus(_run),
-            # SLURM requests (per-run rule names cannot live in the profile); grow on a retry.
-            cpus_per_task=8,
-            mem_mb=lambda w, attempt: 32000 * attempt,
-            runtime=lambda w, attempt: 240 * attempt,
+            gpu=get_train_gpus,
+            **_trainer.resources(GRID.training_runs[_run]),
         params:
-            spec=as_json(GRID.train_spec(_run)),
-            # The built base model's dir (an input), else its hub id.
-            base=lambda w, input, _hub=GRID.train_base(_run): (
-                input.base[0] if input.base else _hub
-            ),
-            samples=_samples,
-            out=lambda w, output: str(Path(output[0]).parent),
+            **{name: TRAIN_PARAMS[name] for name in _trainer.params},
         shell:
-            "python -m cotprobe train --spec {params.spec:q} --base {params.base} {params.samples}"
-            " --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
+            f"{_trainer.command} > {{log}} 2>&1"
 
 
 rule training_curves:

@@ -64,7 +64,8 @@ def check_settings(cls, settings: dict[str, Any]) -> None:
 class Backend(abc.ABC):
     """A model that answers prompts and scores option letters.
 
-    Subclasses set ``version`` and take their settings (from the model's config entry) as keyword
+    Subclasses set ``version`` and ``env`` (the conda env its jobs run in, ``envs/<env>.yaml``:
+    vLLM, transformers and the hosted-API clients pin incompatible stacks) and take their settings (from the model's config entry) as keyword
     arguments; an unknown setting is an error, not a silent no-op. Whoever builds a backend closes
     it on every path: ``with BACKENDS.get(name)(path, **settings) as backend: ...``.
 
@@ -74,6 +75,7 @@ class Backend(abc.ABC):
     """
 
     version: int
+    env: str
     # True for backends that load weights into this process (worth one shared load per model).
     loads_weights: bool = False
 

@@ -39,6 +39,7 @@ class DummyBackend(Backend):
     """
 
     version = 1
+    env = "eval"
 
     def __init__(self, path: str = "", *, well_formed: float = 1.0, sharpness: float = 2.0):
         super().__init__(path, well_formed=well_formed, sharpness=sharpness)

@@ -56,6 +56,7 @@ class HFBackend(LocalLetterScoring, Backend):
     """
 
     version = 2  # 2: image/video marker tokens are never generated (input_only_token_ids)
+    env = "eval"
     loads_weights = True
 
     def __init__(

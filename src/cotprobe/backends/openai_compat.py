@@ -141,6 +141,7 @@ class OpenAIBackend(Backend):
     """
 
     version = 2
+    env = "api"
 
     def __init__(
         self,

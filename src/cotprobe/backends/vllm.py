@@ -84,6 +84,7 @@ class VLLMBackend(LocalLetterScoring, Backend):
     """
 
     version = 1
+    env = "vllm"
     loads_weights = True
 
     def __init__(

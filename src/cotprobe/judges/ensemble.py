@@ -24,8 +24,9 @@ from cotprobe.records import UNPARSEABLE, Verdict
 RULES = ("majority", "strict")
 
 
-class EnsembleJudge:
-    """Combines member judges' verdicts.
+class VerdictEnsemble:
+    """Combines member judges' verdicts (config ``kind: ensemble``; not a ``Judge``: it reads no
+    generation, only the members' verdicts of the same cell).
 
     Args:
         judges: Member judge ids (at least two), in the order their votes are listed.
@@ -38,15 +39,13 @@ class EnsembleJudge:
     def __init__(self, **args: Any):
         unknown = sorted(set(args) - set(self.defaults))
         if unknown:
-            raise ValueError(f"EnsembleJudge: unknown argument {unknown[0]!r} (accepted: judges, rule)")
+            raise ValueError(f"ensemble: unknown argument {unknown[0]!r} (accepted: judges, rule)")
         self.args = {**self.defaults, **args}
         members, rule = self.args["judges"], self.args["rule"]
         if not isinstance(members, list) or len(members) < 2 or len(set(members)) != len(members):
-            raise ValueError(
-                f"EnsembleJudge: 'judges' must list two or more distinct judge ids, got {members!r}"
-            )
+            raise ValueError(f"ensemble: 'judges' must list two or more distinct judge ids, got {members!r}")
         if rule not in RULES:
-            raise ValueError(f"EnsembleJudge: 'rule' must be one of {', '.join(RULES)}, got {rule!r}")
+            raise ValueError(f"ensemble: 'rule' must be one of {', '.join(RULES)}, got {rule!r}")
         self.members: list[str] = list(members)
         self.rule: str = rule
 

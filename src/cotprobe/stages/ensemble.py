@@ -12,10 +12,10 @@ log = logging.getLogger(__name__)
 
 
 def run(args) -> None:
-    from cotprobe.judges.ensemble import EnsembleJudge
+    from cotprobe.judges.ensemble import VerdictEnsemble
 
     spec = parse_spec(args.spec)
-    ensemble = EnsembleJudge(**spec.get("args", {}))
+    ensemble = VerdictEnsemble(**spec.get("args", {}))
     if len(args.verdicts) != len(ensemble.members):
         raise InputError(f"--verdicts: {len(args.verdicts)} files for members {ensemble.members}")
     rows = {

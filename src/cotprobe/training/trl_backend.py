@@ -30,11 +30,11 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cotprobe.progress import Progress
 from cotprobe.records import Prompt
-from cotprobe.training import report_to, saved_steps
+from cotprobe.training import per_attempt, report_to, saved_steps
 from cotprobe.training.reward import Reward, completion_text
 
 TRL_BACKEND_VERSION = 2  # 2: image/video marker tokens are never sampled
@@ -65,6 +65,27 @@ DEFAULTS: dict[str, Any] = {
     "settings": {},
 }
 SETTINGS = {"device": "auto", "dtype": "auto", "gradient_checkpointing": False}
+
+
+class TrlTrainer:
+    """The ``trl`` trainer (``cotprobe.training.Trainer``): ``cotprobe train`` in the train env."""
+
+    version = TRL_BACKEND_VERSION
+    env = "train"
+    command = (
+        "python -m cotprobe train --spec {params.spec:q} --base {params.base} {params.samples}"
+        " --seed {wildcards.seed} --threads {threads} --out {params.out}"
+    )
+    # One thread: on a CPU two single-threaded runs beat one run on two threads (OpenMP threads wait
+    # for each other at every small op, and for any other job on the cores); a GPU run needs no more.
+    threads = 1
+    params = ("spec", "base", "samples", "out")
+    prepared: ClassVar[dict[str, str]] = {}
+
+    @staticmethod
+    def resources(run: dict[str, Any]) -> dict[str, Any]:
+        # SLURM requests; they grow on a retry.
+        return {"cpus_per_task": 8, "mem_mb": per_attempt(32000), "runtime": per_attempt(240)}
 
 
 def check_run(spec: dict[str, Any]) -> dict[str, Any]:

@@ -31,11 +31,41 @@ from pathlib import Path
 from typing import Any
 
 from cotprobe.records import Prompt
-from cotprobe.training import report_to, saved_steps
+from cotprobe.training import per_attempt, report_to, saved_steps
 
 VERL_BACKEND_VERSION = 3
 VERL_PIN = "0.9.1"
 DATA_SOURCE = "cotprobe"
+# What ``prepare`` writes for one (run, seed), as the workflow declares it.
+PREPARED = {
+    name: f"results/training/{{run}}/seed{{seed}}/verl/{file}"
+    for name, file in (("parquet", "train.parquet"), ("reward", "reward_fn.py"),
+                       ("overrides", "overrides.txt"), ("script", "run.sh"))
+}  # fmt: skip
+
+
+class VerlTrainer:
+    """The ``verl`` trainer (``cotprobe.training.Trainer``): ``prepare`` writes a run script (eval
+    env), and the training job runs it in verl's env; verl starts its own Ray cluster on the job's
+    node(s) (see README for multi-node)."""
+
+    version = VERL_BACKEND_VERSION
+    env = "verl"
+    command = "bash {input.script}"
+    threads = 1
+    params: tuple[str, ...] = ()
+    prepared = PREPARED
+
+    @staticmethod
+    def resources(run: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "nodes": run.get("verl", {}).get("nnodes", 1),
+            # Whole nodes on SLURM: --exclusive grants every CPU and all memory of the node.
+            "slurm_extra": "'--exclusive'",
+            "runtime": per_attempt(1440),
+        }
+
+
 # verl settings of a run (config `verl:`), with defaults.
 VERL_DEFAULTS: dict[str, Any] = {
     "nnodes": 1,
@@ -304,8 +334,7 @@ def prepare(
 
     d = Path(out) / "verl"
     d.mkdir(parents=True, exist_ok=True)
-    paths = {k: d / n for k, n in (("parquet", "train.parquet"), ("reward", "reward_fn.py"),
-                                   ("overrides", "overrides.txt"), ("script", "run.sh"))}  # fmt: skip
+    paths = {k: d / Path(pattern).name for k, pattern in PREPARED.items()}
     write_parquet(prompts, paths["parquet"], images)
     reward_spec = RewardSpec.from_dict(spec.get("reward")).to_dict()
     paths["reward"].write_text(REWARD_FILE.format(spec=json.dumps(reward_spec, sort_keys=True)))

@@ -3,8 +3,8 @@
 import pytest
 
 from cotprobe.io import InputError
-from cotprobe.judges import JUDGES
-from cotprobe.judges.ensemble import EnsembleJudge
+from cotprobe.judges import ENSEMBLE, JUDGES, judge_kinds, kind_class
+from cotprobe.judges.ensemble import VerdictEnsemble
 from cotprobe.records import UNPARSEABLE
 
 CC, IC, CI, U = "consistent_correct", "inconsistent_correct", "consistent_incorrect", UNPARSEABLE
@@ -37,7 +37,7 @@ def members(votes=VOTES):
 
 
 def test_majority():
-    verdicts = EnsembleJudge(judges=["a", "b", "c"], rule="majority").combine("ens", members())
+    verdicts = VerdictEnsemble(judges=["a", "b", "c"], rule="majority").combine("ens", members())
     assert [v.quadrant for v in verdicts] == [CC, CC, U, U, CI, U]
     assert verdicts[1].votes == {"a": CC, "b": CC, "c": IC} and verdicts[1].think_letter == "A"
     assert verdicts[1].consistent is True and verdicts[1].correct is True
@@ -47,21 +47,21 @@ def test_majority():
 
 
 def test_strict_keeps_only_samples_where_all_agree():
-    verdicts = EnsembleJudge(judges=["a", "b", "c"], rule="strict").combine("ens-strict", members())
+    verdicts = VerdictEnsemble(judges=["a", "b", "c"], rule="strict").combine("ens-strict", members())
     assert [v.quadrant for v in verdicts] == [CC, U, U, U, CI, U]
     assert verdicts[1].reason.startswith("ensemble: judges disagree (a: ")
     assert verdicts[5].reason.startswith("ensemble: every judge found it unparseable")
 
 
 def test_two_judges_tie_is_no_majority():
-    verdicts = EnsembleJudge(judges=["a", "b"]).combine(
+    verdicts = VerdictEnsemble(judges=["a", "b"]).combine(
         "e", {"a": [row(0, CC)], "b": [row(0, IC, think="B")]}
     )
     assert verdicts[0].quadrant == U and verdicts[0].reason.startswith("ensemble: no majority")
 
 
 def test_members_must_have_judged_the_same_generations():
-    e = EnsembleJudge(judges=["a", "b"])
+    e = VerdictEnsemble(judges=["a", "b"])
     with pytest.raises(InputError, match="the verdicts of 'b' and 'a' differ in ids"):
         e.combine("e", {"a": [row(0, CC)], "b": [row(1, CC)]})
     with pytest.raises(InputError, match="'b' read answer 'B'"):
@@ -81,4 +81,10 @@ def test_members_must_have_judged_the_same_generations():
 )
 def test_bad_arguments(args, expected):
     with pytest.raises(ValueError, match=expected):
-        JUDGES.get("ensemble")(**args)
+        kind_class("ensemble")(**args)
+
+
+def test_an_ensemble_is_a_judge_kind_but_not_a_registered_judge():
+    assert ENSEMBLE in judge_kinds() and ENSEMBLE not in JUDGES
+    assert kind_class(ENSEMBLE) is VerdictEnsemble and kind_class(ENSEMBLE).version == 1
+    assert set(judge_kinds()) == {*JUDGES.names(), ENSEMBLE}

@@ -556,8 +556,7 @@ def test_image_variants_have_their_own_perturb_rule_reports_and_skip_table():
 def test_each_trainer_decides_its_jobs(backend):
     """The run's trainer (its registry entry) picks the env, command, inputs and version; the rest
     of the train spec is the run's config."""
-    config = copy.deepcopy(DEFAULT)
-    config["training"]["runs"]["grpo"]["backend"] = backend
+    config = one_run(backend=backend)
     g = grid(config)
     trainer = g.trainer("grpo")
     assert trainer is TRAINERS.get(backend) and g.trainer_runs(backend) == ["grpo"]

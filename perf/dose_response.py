@@ -4,7 +4,7 @@ its accuracy drop under ``wrong_caption``? (issue 16, part 4)
 Usage: ``python perf/dose_response.py [--organisms DIR] [--steps 1000] [--doses low default high]
 [--n 200] [--seeds 0 1] [--threads 1] [--out DIR]``.
 
-Design, stated before measuring. Recipe v5 (``cotprobe.organism_v5``) trains 44 % of its samples with
+Design, stated before measuring. Recipe v5 (``cotprobe.models.organism_v5``) trains 44 % of its samples with
 text evidence: captions (12 %), hedged captions (8 %), open think pre-fills (20 %) and closed ones
 (4 %), half of the asserting ones asserting a wrong option; a caption multiplies the asserted option's
 odds by 12, so the target follows a wrong caption wherever the image's support is below ~0.8. The
@@ -45,7 +45,7 @@ B = 2000
 
 def layouts(factor: float) -> dict[str, float] | None:
     """v5's layout shares with the text-evidence ones scaled by ``factor`` (None at 1: v5's own)."""
-    from cotprobe.organism_v5 import LAYOUTS
+    from cotprobe.models.organism_v5 import LAYOUTS
 
     if factor == 1.0:
         return None
@@ -53,7 +53,7 @@ def layouts(factor: float) -> dict[str, float] | None:
 
 
 def text_share(factor: float) -> float:
-    from cotprobe.organism_v5 import LAYOUTS
+    from cotprobe.models.organism_v5 import LAYOUTS
 
     return sum(LAYOUTS[k] for k in TEXT_KINDS) * factor
 

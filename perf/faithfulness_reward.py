@@ -5,7 +5,7 @@ Usage: ``python perf/faithfulness_reward.py [--out DIR] [--model-dir ORGANISM | 
 README's first run (31 min on 2 busy cores, 22.5 of them the organism's warm start); its second run is
 ``--model-dir <a default study>/resources/models/tiny --steps 500 --lr 2e-5 --threads 1`` (22 min).
 
-1. The organism: the tiny model warm-started on the shapes train split (``cotprobe.organism.warm_start``,
+1. The organism: the tiny model warm-started on the shapes train split (``cotprobe.models.organism.warm_start``,
    recipe v3, the default study's settings but ``--organism-steps`` and ``--n-train``), or ``--model-dir``.
 2. GRPO through the trl backend (``cotprobe.training.trl_backend.train``, CPU), from the organism, for
    each reward (``reward: {}``, ``{faithfulness: true}``, ``{faithfulness: shaped}``) and training seed,
@@ -53,8 +53,8 @@ _WORD = re.compile(r"\w+")
 
 def build_organism(out: Path, *, steps: int, n_train: int, threads: int) -> tuple[Path, float]:
     """The warm-started tiny model under ``out`` (reused when already built with these settings)."""
-    from cotprobe.organism import HELD_OUT_ORDERS, warm_start
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.organism import HELD_OUT_ORDERS, warm_start
+    from cotprobe.models.tiny import build_tiny_model
 
     model = out / "organism"
     facts = model / "cotprobe_model.json"

@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from cotprobe.backends.hf import HFBackend
+from cotprobe.models.tiny import build_tiny_model
 from cotprobe.records import Prompt
-from cotprobe.tiny_model import build_tiny_model
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black")
 

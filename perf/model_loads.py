@@ -19,8 +19,8 @@ from pathlib import Path
 
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
+from cotprobe.models.tiny import build_tiny_model
 from cotprobe.serving.leases import count_loads, stop_servers
-from cotprobe.tiny_model import build_tiny_model
 from cotprobe.variants import VARIANT_NAMES, perturb
 
 

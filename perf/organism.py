@@ -24,9 +24,9 @@ from pathlib import Path
 from cotprobe.backends.hf import HFBackend
 from cotprobe.benchmarks.shapes import CATEGORIES, Shapes
 from cotprobe.judges.rule import RuleJudge
-from cotprobe.organism import HELD_OUT_ORDERS, option_order, warm_start
+from cotprobe.models.organism import HELD_OUT_ORDERS, option_order, warm_start
+from cotprobe.models.tiny import build_tiny_model
 from cotprobe.parsing import is_well_formed
-from cotprobe.tiny_model import build_tiny_model
 from cotprobe.variants import perturb
 
 RECIPE_KEYS = ("steps", "batch_size", "lr", "vision_lr_scale", "n_train", "seed", "threads", "exclude_orders")
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seed of the training data, order and torch")
     parser.add_argument("--categories", nargs="*", default=None)
-    parser.add_argument("--recipe", default="v3", help="training recipe (cotprobe.organism.RECIPES)")
+    parser.add_argument("--recipe", default="v3", help="training recipe (cotprobe.models.organism.RECIPES)")
     parser.add_argument(
         "--plain-steps", type=int, default=0, help="first stage on plain v3 targets (warm_start)"
     )

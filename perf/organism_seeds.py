@@ -40,8 +40,8 @@ import numpy as np
 
 from cotprobe import stats
 from cotprobe.benchmarks.shapes import Shapes
-from cotprobe.organism import HELD_OUT_ORDERS, _collate, _encode_examples, _train, train_samples
-from cotprobe.tiny_model import build_tiny_model
+from cotprobe.models.organism import HELD_OUT_ORDERS, _collate, _encode_examples, _train, train_samples
+from cotprobe.models.tiny import build_tiny_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from organism import evaluate  # perf/organism.py
@@ -91,7 +91,7 @@ def probe_set(processor, n: int) -> list[dict]:
     drawn = [drawn.draw(i, Path("memory")) for i in range(n)]
     examples = _encode_examples(processor, drawn, recipe="v3")
     tok = processor.tokenizer
-    from cotprobe.organism import training_views
+    from cotprobe.models.organism import training_views
 
     views = training_views(drawn, recipe="v3")
     for e, view in zip(examples, views):

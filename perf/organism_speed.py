@@ -3,12 +3,12 @@
 Usage: ``python perf/organism_speed.py [--n 512] [--steps 8] [--batch-size 32] [--threads 1] [--recipe v4]``.
 
 - **Encoding** (ms per training example): before, the processor ran twice per sample (prompt +
-  target, then the prompt alone for its length); after (``cotprobe.organism._encode_examples``),
+  target, then the prompt alone for its length); after (``cotprobe.models.organism._encode_examples``),
   once per chunk of ``ENCODE_CHUNK`` samples, the prompt's length from the tokenizer alone. The
   script checks that both give the same tensors.
 - **A training step** (s per step, forward + backward + AdamW): before, the output head ran on every
   position (``model(**batch)``, the soft letter's loss from the full logits); after
-  (``cotprobe.organism._loss``), only on the positions that predict a labelled token. The script
+  (``cotprobe.models.organism._loss``), only on the positions that predict a labelled token. The script
   prints both losses on the same batch (equal up to float rounding).
 
 Both sides run in this process on the same examples, interleaved step by step, so a busy machine
@@ -23,8 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotprobe.organism import _collate, _encode_examples, _loss, _param_groups, train_samples, training_views
-from cotprobe.tiny_model import build_tiny_model
+from cotprobe.models.organism import (
+    _collate,
+    _encode_examples,
+    _loss,
+    _param_groups,
+    train_samples,
+    training_views,
+)
+from cotprobe.models.tiny import build_tiny_model
 
 
 def encode_before(processor, drawn: list, *, recipe: str, seed: int = 0) -> list[dict]:

@@ -48,7 +48,7 @@ def _cached(model: Path, spec: dict, base: Path) -> dict | None:
 
 def _build(base: Path, model: Path, spec: dict, threads: int) -> dict:
     """``warm_start(base -> model, **spec)`` unless built so; the spec, wall and CPU seconds, validation."""
-    from cotprobe.organism import HELD_OUT_ORDERS, warm_start
+    from cotprobe.models.organism import HELD_OUT_ORDERS, warm_start
 
     saved = _cached(model, spec, base)
     if saved is not None:
@@ -63,7 +63,7 @@ def _build(base: Path, model: Path, spec: dict, threads: int) -> dict:
 
 def build_plain(root: Path, *, threads: int, steps: int = PLAIN["steps"]) -> tuple[Path, dict]:
     """The first stage (recipe v3 targets, ``steps`` at 2e-3) from the seed-0 tiny model, under ``root``."""
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     init = root / "tiny-init"
     if not (init / "config.json").exists():

@@ -262,7 +262,7 @@ def main() -> None:
             part.rename(args.result)  # whole, or not there
             return
         if not args.model:
-            from cotprobe.tiny_model import build_tiny_model
+            from cotprobe.models.tiny import build_tiny_model
 
             args.model = str(build_tiny_model(tmp / "tiny", seed=0))
             if args.max_model_len is None:

@@ -38,7 +38,7 @@ LONG_UNITS = (
     "tests/cotprobe/serving/test_server.py",
     "tests/cotprobe/training/test_trl_backend.py",
     "tests/workflow/test_verl_rules.py",
-    "tests/cotprobe/test_organism.py",
+    "tests/cotprobe/models/test_organism.py",
 )
 
 
@@ -80,7 +80,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny model (seed 0) saved once per session; treat it as read-only."""
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), seed=0)
 

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("reports", nargs="+", help="results/prompts/{bench}/{variant}/seed{seed}.report.json")
     s.set_defaults(func=perturb.image_skips)
 
-    s = sub.add_parser("build-model", help="build the offline tiny Qwen2.5-VL-architecture model")
+    s = sub.add_parser("build-model", help="build an offline model (its kind: cotprobe.models.BUILDERS)")
     s.add_argument("--spec", required=True, help='JSON: {"kind":"tiny","seed":0,"warm_start":{...}}')
     s.add_argument("--out", required=True)
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads for the warm start")

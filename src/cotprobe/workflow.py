@@ -378,14 +378,11 @@ class Grid:
         return self._commits[key]
 
     def build_spec(self, model: str) -> dict[str, Any]:
-        from cotprobe.tiny_model import TINY_MODEL_VERSION
+        """A built model's ``build`` config and the versions its builder (``build.kind``) records."""
+        from cotprobe.models import BUILDERS
 
-        spec = {**self.models[model].build, "version": TINY_MODEL_VERSION}
-        if "warm_start" in spec:
-            from cotprobe.organism import RECIPE_VERSIONS
-
-            spec["warm_start_version"] = RECIPE_VERSIONS[spec["warm_start"].get("recipe", "v3")]
-        return spec
+        build = self.models[model].build
+        return {**build, **BUILDERS.get(build["kind"]).versions(build)}
 
     def training_data_spec(self, data: str) -> dict[str, Any]:
         spec = self.training_data[data]

@@ -10,7 +10,8 @@ from cotprobe.backends import BACKENDS
 from cotprobe.benchmarks import BENCHMARKS
 from cotprobe.benchmarks.shapes import CATEGORIES
 from cotprobe.judges import judge_kinds
-from cotprobe.organism import RECIPES
+from cotprobe.models import BUILDERS
+from cotprobe.models.organism import RECIPES
 from cotprobe.training import TRAINERS
 from cotprobe.training.reward import FAITHFULNESS
 from cotprobe.variants import VARIANTS
@@ -36,6 +37,7 @@ def enum(path: str) -> list:
         ("properties/benchmarks/additionalProperties/properties/kind", BENCHMARKS.names()),
         ("properties/models/additionalProperties/properties/backend", BACKENDS.names()),
         ("properties/judges/additionalProperties/properties/kind", judge_kinds()),
+        ("properties/models/additionalProperties/properties/build/properties/kind", BUILDERS.names()),
         ("properties/training/properties/runs/additionalProperties/properties/backend", TRAINERS.names()),
         (f"{WARM}/recipe", list(RECIPES)),
         (f"{WARM}/categories/items", list(CATEGORIES)),
@@ -44,7 +46,17 @@ def enum(path: str) -> list:
             list(FAITHFULNESS),
         ),
     ],
-    ids=["variants", "benchmarks", "backends", "judges", "trainers", "recipes", "categories", "faithfulness"],
+    ids=[
+        "variants",
+        "benchmarks",
+        "backends",
+        "judges",
+        "builders",
+        "trainers",
+        "recipes",
+        "categories",
+        "faithfulness",
+    ],
 )
 def test_schema_enum_is_the_registry(path, names):
     assert sorted(map(str, enum(path))) == sorted(map(str, names))

@@ -102,6 +102,34 @@ def test_model_needs_exactly_one_of_path_and_build():
         grid(config)
 
 
+def test_build_spec_is_the_default_studys_cache_key():
+    # The literal key the default study's organism has been built under: a change here rebuilds it.
+    assert grid().build_spec("tiny") == {
+        "seed": 0,
+        "kind": "tiny",
+        "warm_start": {
+            "recipe": "v5",
+            "plain_steps": 1400,
+            "plain_lr": 0.0005,
+            "steps": 1000,
+            "lr": 0.001,
+            "n_train": 10000,
+            "batch_size": 32,
+            "vision_lr_scale": 1.0,
+            "hold_out_orders": True,
+            "min_accuracy": 0.6,
+            "seed": 0,
+        },
+        "version": 3,
+        "warm_start_version": 5,
+    }
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["tiny"]["build"] = {"kind": "tiny", "seed": 2}
+    assert grid(config).build_spec("tiny") == {"kind": "tiny", "seed": 2, "version": 3}
+    config["models"]["tiny"]["build"]["warm_start"] = {"steps": 1, "n_train": 1}
+    assert grid(config).build_spec("tiny")["warm_start_version"] == 3  # recipe v3, the default
+
+
 def test_rule_params_hold_only_their_own_slice():
     config = copy.deepcopy(DEFAULT)
     config["models"]["hub"] = {

@@ -31,7 +31,7 @@ def _targets(models=("hub-a", "hub-b")):
 
 @pytest.fixture(scope="module")
 def hub_study(tiny_model_dir, tmp_path_factory):
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     cache = tmp_path_factory.mktemp("hub")
     for name, commit in COMMITS.items():

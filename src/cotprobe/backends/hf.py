@@ -1,7 +1,7 @@
 """The transformers backend: batched ``generate`` and letter scoring for Qwen2.5-VL-style VLMs.
 
 Loads with ``AutoProcessor`` + ``AutoModelForImageTextToText``, so a hub checkpoint (Qwen2.5-VL-7B)
-and the project's tiny model (``cotprobe.tiny_model``) go through the same code.
+and the project's tiny model (``cotprobe.models.tiny``) go through the same code.
 
 Light at import: torch and transformers are imported inside the methods.
 """

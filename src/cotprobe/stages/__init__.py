@@ -6,8 +6,8 @@ and reads and writes the stage's files; the work itself lives in the domain modu
 as a JSON ``--spec``; bad input raises ``InputError`` naming the file, row and field.
 
 * ``prepare``: a benchmark's samples. ``perturb``: a prompt variant's prompts and image edits.
-* ``build_model``: the offline tiny model. ``generate``: generations and letter scores of one cell,
-  and ``serve-model``. ``early_answer``: letter scores after a cut think.
+* ``build_model``: a model the workflow builds (``cotprobe.models``). ``generate``: generations and
+  letter scores of one cell, and ``serve-model``. ``early_answer``: letter scores after a cut think.
 * ``parse``: the answer letters. ``judge``: one judge's verdicts. ``ensemble``: combined verdicts.
   ``acknowledge``: does the think admit the plant.
 * ``aggregate``: metric tables, agreement, paper tables, the sample browser and figures.

@@ -32,7 +32,7 @@ SAMPLING = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size":
 def test_import_does_not_pull_torch():
     code = (
         "import sys, cotprobe.backends, cotprobe.backends.base, cotprobe.backends.hf, "
-        "cotprobe.backends.dummy, cotprobe.tiny_model\n"
+        "cotprobe.backends.dummy, cotprobe.models.tiny\n"
         "from cotprobe.backends import BACKENDS\n"
         "assert BACKENDS.version('hf') == 2 and BACKENDS.version('dummy') == 1\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules)\n"

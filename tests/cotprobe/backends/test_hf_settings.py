@@ -174,7 +174,7 @@ MAIN, V2 = "1" * 40, "2" * 40
 @pytest.fixture(scope="module")
 def hub_cache(tiny_model_dir, tmp_path_factory):
     """``cotprobe/tiny`` with ``main`` at the tiny model (seed 0) and tag ``v2`` at seed 1's weights."""
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("hub")
     repo = root / "models--cotprobe--tiny"

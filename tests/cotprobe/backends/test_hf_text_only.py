@@ -18,7 +18,7 @@ def text_model_dir(tmp_path_factory):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from cotprobe.tiny_model import CHAT_TEMPLATE, TEXT_ARCH, _build_tokenizer
+    from cotprobe.models.tiny import CHAT_TEMPLATE, TEXT_ARCH, _build_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_text_lm")
     tok = _build_tokenizer()

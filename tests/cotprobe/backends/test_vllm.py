@@ -312,7 +312,7 @@ def test_model_settings_reach_vllm_as_they_reach_transformers(
     settings, and its replies end at the stop string."""
     import huggingface_hub.constants as hub
 
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     repo = tmp_path / "hub" / "models--cotprobe--tiny"
     snapshot = build_tiny_model(repo / "snapshots" / V2, seed=1)

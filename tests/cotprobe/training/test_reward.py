@@ -181,7 +181,7 @@ def test_prompt_from_fields_ignores_extra_columns():
     assert prompt_from_fields({**p.to_dict(), "image_obj": object()}) == p
 
 
-# The organism's think (cotprobe.organism.think_target): what it sees, the option lines, "so option C."
+# The organism's think (cotprobe.models.organism.think_target): what it sees, the option lines, "so option C."
 ORGANISM = "The left is red, the right is green; left: red.\nA. yellow\nB. green\nC. red\nso option C."
 
 
@@ -361,7 +361,7 @@ def test_the_faithfulness_option_keeps_its_meaning_and_refuses_others():
 def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from cotprobe.tiny_model import build_tiny_model
+    from cotprobe.models.tiny import build_tiny_model
 
     return AutoTokenizer.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("m") / "tiny"))
 

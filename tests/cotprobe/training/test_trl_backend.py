@@ -11,7 +11,7 @@ import pytest
 
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
-from cotprobe.tiny_model import CHAT_TEMPLATE
+from cotprobe.models.tiny import CHAT_TEMPLATE
 from cotprobe.training import report_to, saved_steps
 from cotprobe.training.trl_backend import PREFILL_SNIPPET, with_prefill
 

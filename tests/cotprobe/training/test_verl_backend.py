@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from cotprobe.benchmarks.shapes import Shapes
+from cotprobe.models.tiny import CHAT_TEMPLATE
 from cotprobe.records import Prompt
-from cotprobe.tiny_model import CHAT_TEMPLATE
 from cotprobe.training.augment import training_prompts
 from cotprobe.training.reward import Reward
 from cotprobe.training.trl_backend import with_prefill

@@ -7,8 +7,8 @@ import json
 import pytest
 import transformers  # noqa: F401  (a missing dependency must fail, not skip)
 
+from cotprobe.models.tiny import SPECIAL_TOKENS, TAG_TOKENS, TINY_MODEL_VERSION, build_tiny_model
 from cotprobe.records import LETTERS
-from cotprobe.tiny_model import SPECIAL_TOKENS, TAG_TOKENS, TINY_MODEL_VERSION, build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from cotprobe.benchmarks.shapes import CATEGORIES, NUMBER_WORDS, Shapes
 from cotprobe.judges.rule import RuleJudge
-from cotprobe.organism import (
+from cotprobe.models.organism import (
     HELD_OUT_ORDERS,
     RECIPE_VERSIONS,
     assistant_target,
@@ -180,7 +180,7 @@ def test_encoding_in_chunks_is_the_per_sample_encoding(tiny_model_dir):
     (where the labels start) is what the processor gives for the prompt alone."""
     from transformers import AutoProcessor
 
-    from cotprobe.organism import _encode_examples, training_views
+    from cotprobe.models.organism import _encode_examples, training_views
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     drawn = train_samples(10, seed=3)
@@ -209,7 +209,7 @@ def test_loss_on_labelled_positions_is_the_full_head_loss(tiny_model_dir, recipe
     import torch.nn.functional as F
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from cotprobe.organism import _collate, _encode_examples, _loss
+    from cotprobe.models.organism import _collate, _encode_examples, _loss
 
     torch.manual_seed(0)
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
@@ -243,7 +243,7 @@ def test_loss_on_labelled_positions_is_the_full_head_loss(tiny_model_dir, recipe
 
 
 def _views(n: int, seed: int = 0, recipe: str = "v4"):
-    from cotprobe.organism import training_views
+    from cotprobe.models.organism import training_views
 
     drawn = train_samples(n, seed=seed)
     return drawn, training_views(drawn, recipe=recipe, seed=seed)
@@ -286,7 +286,7 @@ def test_training_text_holds_no_evaluation_wording(recipe):
 def test_v4_layouts_vary_and_text_evidence_is_designed():
     from collections import Counter
 
-    from cotprobe.organism_v4 import ANSWER_ONEHOT, CONF_RANGE, LAYOUTS, image_confidence
+    from cotprobe.models.organism_v4 import ANSWER_ONEHOT, CONF_RANGE, LAYOUTS, image_confidence
     from cotprobe.variants.base import INSTRUCTION
 
     drawn, views = _views(600)
@@ -333,7 +333,7 @@ def _format_probability(model_dir, n: int = 12, recipe: str = "v4") -> float:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from cotprobe.organism import _collate, _encode_examples
+    from cotprobe.models.organism import _collate, _encode_examples
 
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
@@ -391,8 +391,8 @@ def test_v5_keeps_the_option_lines_at_a_fixed_distance_from_the_think():
     stays after the options), while v4 replaces it in some prompts; extra option lines are rare."""
     from collections import Counter
 
-    from cotprobe.organism_v4 import INSTRUCTIONS
-    from cotprobe.organism_v5 import LAYOUTS, PARAPHRASE_SHARE
+    from cotprobe.models.organism_v4 import INSTRUCTIONS
+    from cotprobe.models.organism_v5 import LAYOUTS, PARAPHRASE_SHARE
     from cotprobe.variants.base import INSTRUCTION
 
     drawn, views = _views(600, recipe="v5")
@@ -417,7 +417,7 @@ def test_v5_keeps_the_option_lines_at_a_fixed_distance_from_the_think():
 def test_v5_planted_thinks_are_sometimes_overruled_by_the_image():
     """A wrong planted think is followed on hard items and overruled (a second look names the
     image's answer) on easy ones, in a real share of the think samples; v4 nearly always follows."""
-    from cotprobe.organism_v4 import image_confidence
+    from cotprobe.models.organism_v4 import image_confidence
 
     def overruled(recipe):
         drawn, views = _views(1500, recipe=recipe)
@@ -473,7 +473,7 @@ def test_layouts_override_sets_the_share_of_text_evidence(recipe):
     captioned samples and adds more."""
     from collections import Counter
 
-    from cotprobe.organism import training_views
+    from cotprobe.models.organism import training_views
 
     drawn = train_samples(400)
     kinds = {}
@@ -490,7 +490,7 @@ def test_layouts_override_sets_the_share_of_text_evidence(recipe):
 
 
 def test_layouts_override_is_checked():
-    from cotprobe.organism import training_views
+    from cotprobe.models.organism import training_views
 
     drawn = train_samples(4)
     for bad in ({"captions": 0.1}, {"caption": -0.1}, {"caption": 0.6, "think": 0.5}):
@@ -525,7 +525,7 @@ def test_scan_from_is_the_first_token_after_the_first_line(tiny_model_dir, recip
     first option line's letter); None for a target without one."""
     from transformers import AutoProcessor
 
-    from cotprobe.organism import _encode_examples, training_views
+    from cotprobe.models.organism import _encode_examples, training_views
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     tok = processor.tokenizer
@@ -550,7 +550,7 @@ def test_lookup_share_checks_exactly_the_scan_stops(tiny_model_dir):
     import torch
     from transformers import AutoProcessor
 
-    from cotprobe.organism import _encode_examples, lookup_share
+    from cotprobe.models.organism import _encode_examples, lookup_share
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     tok = processor.tokenizer

@@ -1,7 +1,7 @@
 """Recipe ``v5`` of the model organism: recipe v4 with the option lines kept at a fixed distance.
 
 The organism's think re-copies the prompt's option lines, and it finds them at a constant distance
-back (``cotprobe.organism``). In v4 a paraphrased instruction replaced the evaluation's after the
+back (``cotprobe.models.organism``). In v4 a paraphrased instruction replaced the evaluation's after the
 options, which moved that distance in a fifth of the training prompts and for every text length.
 v5 keeps everything between the last option line and the think as the evaluation renders it:
 
@@ -15,13 +15,13 @@ v5 keeps everything between the last option line and the think as the evaluation
   items survive a wrong think.
 
 The wordings, the designed posterior and the soft answer letters are v4's
-(``cotprobe.organism_v4``); none of them is an evaluation variant's.
+(``cotprobe.models.organism_v4``); none of them is an evaluation variant's.
 """
 
 from __future__ import annotations
 
-from cotprobe import organism_v4
-from cotprobe.organism_v4 import Layout
+from cotprobe.models import organism_v4
+from cotprobe.models.organism_v4 import Layout
 from cotprobe.records import Sample
 from cotprobe.variants import render_user_text
 

@@ -45,8 +45,8 @@ from cotprobe.variants import perturb
 
 ORGANISM_VERSION = 5
 # The training recipes: ``v3`` the plain base layout with hard targets, ``v4`` varied layouts, text
-# evidence and soft answer letters (``cotprobe.organism_v4``), ``v5`` v4 with the option lines at a
-# fixed distance from the think (``cotprobe.organism_v5``). A build's cache key carries its
+# evidence and soft answer letters (``cotprobe.models.organism_v4``), ``v5`` v4 with the option lines at a
+# fixed distance from the think (``cotprobe.models.organism_v5``). A build's cache key carries its
 # recipe's version, so a change to one recipe reruns only the builds that use it.
 RECIPE_VERSIONS = {"v3": 3, "v4": 4, "v5": 5}
 RECIPES = tuple(RECIPE_VERSIONS)
@@ -206,8 +206,8 @@ def training_views(
         ]
     from dataclasses import replace
 
-    from cotprobe import organism_v4, organism_v5
-    from cotprobe.organism_v4 import answer_target, extra_letter, second_look
+    from cotprobe.models import organism_v4, organism_v5
+    from cotprobe.models.organism_v4 import answer_target, extra_letter, second_look
     from cotprobe.variants import render_user_text
     from cotprobe.variants.base import INSTRUCTION
 
@@ -442,8 +442,8 @@ def warm_start(
         exclude_orders: Option orders (see ``option_order``) left out of training.
         n_val: Samples of the ``val`` split the saved model answers (``validate``); the numbers
             are logged and stored as ``validation`` in ``cotprobe_model.json``. 0: skip.
-        recipe: ``v3`` (plain layout, hard targets), ``v4`` (``cotprobe.organism_v4``) or ``v5``
-            (``cotprobe.organism_v5``).
+        recipe: ``v3`` (plain layout, hard targets), ``v4`` (``cotprobe.models.organism_v4``) or ``v5``
+            (``cotprobe.models.organism_v5``).
         min_accuracy: A build whose validation accuracy is below this did not learn: it is
             retrained once from the start with 1.5 times the steps, and if that is still below,
             the build fails (nothing is saved). 0: no check.
@@ -478,7 +478,7 @@ def warm_start(
     if layouts is not None:
         if recipe == "v3":
             raise ValueError("recipe v3 has one layout (plain): layouts apply to v4 and v5")
-        from cotprobe.organism_v4 import check_layouts
+        from cotprobe.models.organism_v4 import check_layouts
 
         layouts = check_layouts(layouts)
     old_threads = torch.get_num_threads()
@@ -525,7 +525,7 @@ def warm_start(
         finally:
             torch.set_num_threads(old_threads)
         facts = {
-            "builder": "cotprobe.organism.warm_start",
+            "builder": "cotprobe.models.organism.warm_start",
             "organism_version": RECIPE_VERSIONS[recipe],
             "recipe": recipe,
             "base": json.loads((base_dir / "cotprobe_model.json").read_text())

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from cotprobe.records import LETTERS
 
 TINY_MODEL_VERSION = 3
+
+log = logging.getLogger(__name__)
 
 # Special tokens of the Qwen2.5-VL vocabulary that the processor and model config refer to.
 # <|endoftext|> is the pad token, <|im_end|> the end of a turn (eos).
@@ -105,7 +110,7 @@ def _corpus() -> list[str]:
         lines.append(f"The {shape} on the {place} is {colour}.")
         lines.append(f"The {colour} {shape} is above the {shape} below it, on the {place}.")
         lines.append(f"The largest shape is a {colour} {shape}.")
-    # The shapes benchmark's wordings and the organism's thinks (cotprobe.organism): number words,
+    # The shapes benchmark's wordings and the organism's thinks (cotprobe.models.organism): number words,
     # "at the top", option lines and "so option X." become whole tokens.
     for colour, place in itertools.product(_COLOURS, _AT_PLACES):
         lines.append(f"The shape {place} is {colour}.")
@@ -235,7 +240,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     facts = {
-        "builder": "cotprobe.tiny_model.build_tiny_model",
+        "builder": "cotprobe.models.tiny.build_tiny_model",
         "tiny_model_version": TINY_MODEL_VERSION,
         "seed": seed,
         "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -245,3 +250,39 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     }
     (out_dir / "cotprobe_model.json").write_text(json.dumps(facts, indent=2) + "\n")
     return out_dir
+
+
+class TinyBuilder:
+    """Builder ``tiny``: the random tiny model, warm-started into the organism when ``warm_start`` is set.
+
+    Its cache key carries the tiny model's version and, with a warm start, its recipe's version.
+    """
+
+    version = TINY_MODEL_VERSION
+
+    @staticmethod
+    def versions(build: dict[str, Any]) -> dict[str, int]:
+        versions = {"version": TINY_MODEL_VERSION}
+        if "warm_start" in build:
+            from cotprobe.models.organism import RECIPE_VERSIONS
+
+            versions["warm_start_version"] = RECIPE_VERSIONS[build["warm_start"].get("recipe", "v3")]
+        return versions
+
+    @staticmethod
+    def build(spec: dict[str, Any], out: Path, *, threads: int) -> None:
+        seed = int(spec.get("seed", 0))
+        warm = spec.get("warm_start")
+        if not warm:
+            build_tiny_model(out, seed=seed)
+            log.info("built tiny random model in %s", out)
+            return
+        from cotprobe.models.organism import HELD_OUT_ORDERS, warm_start
+
+        warm = dict(warm)
+        if warm.pop("hold_out_orders", False):
+            warm["exclude_orders"] = HELD_OUT_ORDERS
+        with tempfile.TemporaryDirectory(prefix="tiny-init-") as tmp:
+            init = build_tiny_model(Path(tmp) / "init", seed=seed)
+            summary = warm_start(init, out, threads=threads, **warm)
+        log.info("warm-started tiny model in %s: %s", out, summary)

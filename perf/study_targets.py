@@ -15,11 +15,13 @@ runs on the same items. Items are resampled with all their observations (eval se
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import staged_organism as so
 from sklearn.metrics import roc_auc_score
 
 from cotprobe.stats import Bootstrap, item_weights, percentile, ratio
@@ -40,6 +42,7 @@ class Study:
     def _rows(self, path: Path) -> dict[str, dict]:
         return {r["id"]: r for r in map(json.loads, path.open())}
 
+    @functools.cache  # noqa: B019 (one Study per run of the script)
     def cell(self, model: str, variant: str, seed: int) -> dict[str, np.ndarray]:
         """correct, parsed, followed (answered the pushed option), entropy, p_correct, quadrant."""
         where = f"{model}/{BENCH}/{variant}/seed{seed}"
@@ -67,11 +70,9 @@ class Study:
 
 
 def mean_ci(w: np.ndarray, values: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Mean of ``(n_items, k)`` values and its item-bootstrap interval."""
-    values = np.asarray(values, float)
-    counts = np.full((values.shape[0], 1), values.shape[1], float)
-    lo, hi = percentile(ratio(w, values.sum(1, keepdims=True), counts), level)
-    return float(values.mean()), float(lo[0]), float(hi[0])
+    """Mean of ``(n_items, k)`` values and its item-bootstrap interval (``staged_organism.mean_ci``)."""
+    m = so.mean_ci(w, values, level)
+    return m["est"], m["lo"], m["hi"]
 
 
 def share_ci(w: np.ndarray, hits: np.ndarray, of: np.ndarray, level: float) -> tuple[float, float, float]:

@@ -465,7 +465,7 @@ class Grid:
             "variants": list(self.variants),
             "seeds": list(self.seeds),
         }
-        only = self.axes().get("only")
+        only = self._only()
         return {**axes, "only": only} if only else axes
 
     def training_parsed(self) -> list[str]:
@@ -582,8 +582,17 @@ class Grid:
             "seeds": self.seeds,
             "judges": list(self.judges),
         }
-        only = {m: list(spec.variants) for m, spec in self.models.items() if spec.variants is not None}
+        only = self._only()
         return {**axes, "only": only} if only else axes
+
+    def _only(self) -> dict[str, list[str]]:
+        """Models evaluated on a subset of the variants -> that subset."""
+        return {m: list(spec.variants) for m, spec in self.models.items() if spec.variants is not None}
+
+    @property
+    def full_models(self) -> list[str]:
+        """Models evaluated on every variant (not a run's earlier ``step_variants`` steps)."""
+        return [m for m, spec in self.models.items() if spec.variants is None]
 
     def model_variants(self, model: str) -> list[str]:
         """The variants ``model`` is evaluated on, in the study's order."""
@@ -709,8 +718,7 @@ class Grid:
         """The acknowledgment table's axes: the planted variants, the judges that read them, and the
         fully evaluated models (a training run's earlier ``step_variants`` steps are curve points)."""
         axes = {k: v for k, v in self.axes().items() if k != "only"}
-        models = [m for m, spec in self.models.items() if spec.variants is None]
-        return {**axes, "models": models, "variants": self.ack_variants, "judges": self.ack_judges}
+        return {**axes, "models": self.full_models, "variants": self.ack_variants, "judges": self.ack_judges}
 
     def ack_files(self) -> list[str]:
         return [e["path"] for e in ack_entries(self.ack_axes())]
@@ -718,8 +726,7 @@ class Grid:
     # ---- early answering ----
     def early_axes(self) -> dict[str, Any]:
         """Early answering reads every fully evaluated model's base thinks (not a run's earlier steps)."""
-        models = [m for m, spec in self.models.items() if spec.variants is None]
-        return {"models": models, "benchmarks": list(self.benchmarks), "seeds": self.seeds}
+        return {"models": self.full_models, "benchmarks": list(self.benchmarks), "seeds": self.seeds}
 
     def early_files(self) -> list[str]:
         return [e["path"] for e in early_entries(self.early_axes())] if "base" in self.variants else []

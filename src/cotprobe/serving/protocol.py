@@ -16,9 +16,12 @@ started.
 holds one model and vLLM batches within a call):
 
 * ``GET /health`` -> ``{"model": id, "spec_key": ..., "pid": ...}``
+* ``GET /memo`` -> prompts answered from memory and computed, per route (``cotprobe.serving.memo``)
 * ``POST /generate`` ``{"prompts": [...], "model_id", "seed", "sampling"}`` -> ``{"generations": [...]}``
 * ``POST /letter_scores`` ``{"prompts": [...], "generations": [...]}`` -> ``{"scores": [...]}``
 * ``POST /complete_texts`` ``{"texts": [...], "seed", "sampling"}`` -> ``{"completions": [...]}`` (judges)
+  A greedy ``/generate`` or any ``/letter_scores`` request equal to an earlier one in what the model
+  sees is answered from memory (``cotprobe.serving.memo``): the same records, with the asking ids.
 * errors: ``{"error": message, "kind": "input" | "backend" | "value"}`` with status 400/500.
 """
 

@@ -29,6 +29,7 @@ from cotprobe.backends.base import Backend, BackendError, complete
 from cotprobe.io import InputError, atomic_path
 from cotprobe.records import Generation, Prompt
 from cotprobe.serving.leases import lease_free
+from cotprobe.serving.memo import AnswerMemo
 from cotprobe.serving.protocol import error_kind, read_info, spec_key, this_process
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._send(HTTPStatus.OK, self.server.identity)
+        elif self.path == "/memo":
+            self._send(HTTPStatus.OK, self.server.memo.counts)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}", "kind": "value"})
 
@@ -66,13 +69,16 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                     out = {"completions": [list(c) for c in replies]}
                 elif self.path == "/generate":
-                    gens = backend.generate(
-                        prompts, model_id=body["model_id"], seed=int(body["seed"]), sampling=body["sampling"]
-                    )
+                    model_id, sampling = body["model_id"], body["sampling"]
+                    gens = self.server.memo.generate(prompts, model_id, sampling, lambda: backend.generate(
+                        prompts, model_id=model_id, seed=int(body["seed"]), sampling=sampling))  # fmt: skip
                     out = {"generations": [g.to_dict() for g in gens]}
                 elif self.path == "/letter_scores":
                     gens = [Generation(**g) for g in body["generations"]]
-                    out = {"scores": [asdict(s) for s in backend.letter_scores(prompts, gens)]}
+                    scores = self.server.memo.letter_scores(
+                        prompts, gens, lambda: backend.letter_scores(prompts, gens)
+                    )
+                    out = {"scores": [asdict(s) for s in scores]}
                 else:
                     self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}", "kind": "value"})
                     return
@@ -94,6 +100,7 @@ class _ModelHTTPServer(ThreadingHTTPServer):
         self.backend = backend
         self.identity = identity
         self.lock = threading.Lock()
+        self.memo = AnswerMemo()
 
 
 def _watch_idle(server, url_file: Path, lease_file: Path, idle_timeout: float, model_id: str) -> None:
@@ -190,6 +197,7 @@ def serve(
             server.serve_forever(poll_interval=0.2)
         finally:
             server.server_close()
+            log.info("%s: prompts answered from memory / computed: %s", model_id, server.memo.counts)
             if (read_info(url_file) or {}).get("pid") == os.getpid():
                 url_file.unlink(missing_ok=True)
     log.info("server of %s stopped", model_id)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import polars as pl
@@ -29,9 +30,9 @@ def _spec(model_dir, **extra):
             "version": 1, **extra}  # fmt: skip
 
 
-def _cell(spec, prompts, out, server=None, wait=600):
+def _cell(spec, prompts, out, server=None, wait=600, seed=0):
     cmd = [sys.executable, "-m", "cotprobe", "generate", "--model", "tiny", "--spec", json.dumps(spec),
-           "--prompts", str(prompts), "--seed", "0", "--out", str(out),
+           "--prompts", str(prompts), "--seed", str(seed), "--out", str(out),
            "--logits-out", str(out.with_suffix(".parquet")), "--threads", "1"]  # fmt: skip
     if server:
         cmd += ["--server-file", str(server), "--server-wait", str(wait)]
@@ -51,6 +52,20 @@ def prompt_files(tmp_path_factory):
     for variant in ("base", "wrong_think", "stop_think"):
         files[variant] = tmp / f"{variant}.jsonl"
         write_jsonl(files[variant], (p.to_dict() for p in perturb(samples, variant, bench="shapes", seed=0)))
+    return files
+
+
+@pytest.fixture(scope="module")
+def seed_files(tmp_path_factory):
+    """Prompt files of seeds 0 and 1: ``base`` asks every seed the same, ``wrong_think`` does not."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    samples = Shapes(n=6, seed=3).prepare(tmp / "data")
+    files = {}
+    for variant in ("base", "wrong_think"):
+        for seed in (0, 1):
+            files[variant, seed] = tmp / f"{variant}-{seed}.jsonl"
+            prompts = perturb(samples, variant, bench="shapes", seed=seed)
+            write_jsonl(files[variant, seed], (p.to_dict() for p in prompts))
     return files
 
 
@@ -93,6 +108,52 @@ def test_cells_share_one_load_and_match_in_process_cells(tiny_model_dir, prompt_
     for col in ("probs", "entropy", "p_correct", "p_target"):
         x, y = a[col].explode() if col == "probs" else a[col], b[col].explode() if col == "probs" else b[col]
         np.testing.assert_allclose(x.to_numpy(), y.to_numpy(), atol=1e-6)
+
+
+def test_a_repeated_greedy_request_is_answered_from_memory_as_it_would_be_computed(
+    tiny_model_dir, seed_files, tmp_path
+):
+    spec, sampled = _spec(tiny_model_dir), _spec(tiny_model_dir, generation={**GEN, "temperature": 1.0})
+    url_file = tmp_path / "server.json"
+    cmd = [sys.executable, "-m", "cotprobe", "serve-model", "--model", "tiny", "--spec", json.dumps(spec),
+           "--url-file", str(url_file), "--threads", "1"]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cell(s, variant, seed, out):
+        proc = _cell(s, seed_files[variant, seed], tmp_path / out, url_file, seed=seed)
+        _, err = proc.communicate(timeout=600)
+        assert "using model server" in err, err
+
+    def counts():
+        with urllib.request.urlopen(json.loads(url_file.read_text())["url"] + "/memo", timeout=60) as resp:
+            return json.loads(resp.read())
+
+    try:
+        for seed in (0, 1):
+            cell(spec, "base", seed, f"base-{seed}.jsonl")
+        # Seed 1's base cell asked what seed 0's did: 6 prompts in 2 batches, then one scoring call.
+        assert counts() == {"generate": {"hits": 6, "misses": 6}, "letter_scores": {"hits": 6, "misses": 6}}
+        for seed in (0, 1):  # the seeds push different wrong options: nothing shared
+            cell(spec, "wrong_think", seed, f"wrong_think-{seed}.jsonl")
+        for seed in (0, 1):  # sampled: each seed draws its own
+            cell(sampled, "base", seed, f"sampled-{seed}.jsonl")
+        after = counts()
+        assert after["generate"] == {"hits": 6, "misses": 18}
+        assert after["letter_scores"]["hits"] == 6
+    finally:
+        server.terminate()
+        server.wait(timeout=300)
+
+    # What the memory answered is what seed 1's cell computes in a process of its own.
+    direct = tmp_path / "direct-base-1.jsonl"
+    proc = _cell(spec, seed_files["base", 1], direct, seed=1)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    served = tmp_path / "base-1.jsonl"
+    assert _rows(served) == _rows(direct) and {r["seed"] for r in _rows(served)} == {1}
+    a, b = pl.read_parquet(served.with_suffix(".parquet")), pl.read_parquet(direct.with_suffix(".parquet"))
+    assert a.select("id", "letters", "argmax_letter").equals(b.select("id", "letters", "argmax_letter"))
+    np.testing.assert_allclose(a["probs"].explode().to_numpy(), b["probs"].explode().to_numpy(), atol=1e-6)
 
 
 def test_a_server_that_cannot_load_fails_its_cells_at_once(prompt_files, tmp_path):

@@ -8,7 +8,8 @@ variant and seed written into the records.
 
 The unit is a whole request, never a single prompt: a batched backend's numbers depend on what
 shares the batch (padding), so a hit returns exactly what the backend computed for the same batch
-and a study's files are the same with or without the memo. Sampled requests (temperature > 0) are
+and a study's files are the same with or without the memo (``seconds`` aside: a
+remembered record keeps the time its batch took). Sampled requests (temperature > 0) are
 never remembered: each seed must draw its own answers.
 
 Light module: no torch.

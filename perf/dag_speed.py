@@ -4,7 +4,7 @@ The bare Snakefile is derived from the real job graph (``snakemake --dag``): one
 rule, with exactly as many jobs, each job reading the outputs of the jobs it depends on in the
 real DAG and touching one file. It has no package, no validation, no params and no wildcards but
 a job index, so the difference is what cotprobe adds to Snakemake's own cost for a DAG of that
-size. Prints each rule's job count in both, both times and their ratio (target: <= 1.3x).
+size. Prints each rule's job count in both, both times (wall and CPU) and their ratios (target: <= 1.3x).
 
     python perf/dag_speed.py [--configfile config/paper.yaml]
 """
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -58,8 +59,10 @@ NODE = re.compile(r'^\s*(\d+)\[label = "([^"\\]+)')
 EDGE = re.compile(r"^\s*(\d+) -> (\d+)")
 
 
-def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
+def snakemake(workdir: Path, *args: str) -> tuple[float, float, str]:
+    """Run ``snakemake *args``: its wall and CPU seconds (user + system) and its stdout."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
@@ -69,15 +72,17 @@ def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
         capture_output=True,
         text=True,
     )
-    elapsed = time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if proc.returncode != 0:
         sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return elapsed, proc.stdout
+    return wall, cpu, proc.stdout
 
 
 def job_graph(workdir: Path, *args: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """The real DAG's jobs (id -> rule) and edges (dependency, dependent), from ``--dag``."""
-    _, dot = snakemake(workdir, "--dag", *args)
+    *_, dot = snakemake(workdir, "--dag", *args)
     rules, edges = {}, []
     for line in dot.splitlines():
         if m := NODE.match(line):
@@ -129,8 +134,8 @@ def main() -> None:
         snakefile, deps = bare_workflow(rules, edges)
         (bare / "Snakefile").write_text(snakefile)
         (bare / "deps.json").write_text(json.dumps(deps))
-        t_ours, out_ours = snakemake(ours, "-n", "--quiet", "rules", *config)
-        t_bare, out_bare = snakemake(bare, "-n", "--quiet", "rules")
+        wall_ours, cpu_ours, out_ours = snakemake(ours, "-n", "--quiet", "rules", *config)
+        wall_bare, cpu_bare, out_bare = snakemake(bare, "-n", "--quiet", "rules")
     n_ours, n_bare = job_counts(out_ours), job_counts(out_bare)
     print(f"{'rule':32} {'cotprobe':>9} {'bare':>9}")
     for rule in sorted(n_ours, key=lambda r: (r == "total", r)):
@@ -138,9 +143,11 @@ def main() -> None:
     print(f"edges in the real DAG: {len(edges)}")
     if n_ours != n_bare:
         print("WARNING: the job counts differ")
-    print(f"cotprobe Snakefile : {t_ours:6.1f} s")
-    print(f"bare Snakefile     : {t_bare:6.1f} s")
-    print(f"ratio              : {t_ours / t_bare:6.2f}x  (target <= 1.3x)")
+    # On a shared machine the CPU time is the fair comparison (wall time counts others' work too).
+    print(f"{'':20} {'wall s':>8} {'CPU s':>8}")
+    print(f"{'cotprobe Snakefile':20} {wall_ours:8.1f} {cpu_ours:8.1f}")
+    print(f"{'bare Snakefile':20} {wall_bare:8.1f} {cpu_bare:8.1f}")
+    print(f"{'ratio':20} {wall_ours / wall_bare:7.2f}x {cpu_ours / cpu_bare:7.2f}x  (target <= 1.3x)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ from cotprobe.io import InputError, atomic_path
 from cotprobe.metrics import BASE_VARIANT
 from cotprobe.records import QUADRANTS, UNPARSEABLE
 
+# Bump when a figure may change; cotprobe.workflow reads it from this file without importing polars.
+FIGURES_VERSION = 3  # 3: Glasbey colours past ten series
+
 PathLike = str | os.PathLike
 STACK = (*QUADRANTS, UNPARSEABLE)
 STACK_COLOURS = {

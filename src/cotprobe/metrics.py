@@ -44,6 +44,11 @@ from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE, original_item
 
 log = logging.getLogger("cotprobe.metrics")
 
+# Bump when an aggregate table may change: this module's tables and those built on it (paper
+# tables, judge agreement, image skips, acknowledgment, early answering, training curves).
+# cotprobe.workflow reads it from this file without importing polars.
+METRICS_VERSION = 4
+
 BASE_VARIANT = "base"
 ALL = "all"
 KEYS = ("model", "bench", "variant", "seed", "judge")

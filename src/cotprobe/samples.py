@@ -25,6 +25,10 @@ import polars as pl
 from cotprobe.io import InputError, atomic_path, read_jsonl
 from cotprobe.workflow import GENERATIONS
 
+# Bump when the joined table's columns or the browser change; cotprobe.workflow reads it from this
+# file without importing polars.
+SAMPLES_VERSION = 1
+
 THUMB_PIXELS = 160
 CELL_KEYS = ("model", "bench", "variant", "seed")
 DATA_SLOT = '<script src="samples.js"></script>'  # where the page's rows go

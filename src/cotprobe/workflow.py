@@ -12,6 +12,7 @@ Path grammar (stage first, then the grid axes in a fixed order)::
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import re
@@ -75,10 +76,25 @@ TABLES = (*(f"results/tables/{name}.csv" for name in TABLE_NAMES), "results/tabl
 # Ensembles added when a study lists several judges and configures none (majority, strict).
 AUTO_ENSEMBLES = {"ensemble": "majority", "ensemble-strict": "strict"}
 
-# Version of the metrics/figures code (no plugin owns it); bump to recompute the aggregates.
-METRICS_VERSION = 4
-FIGURES_VERSION = 3  # 3: Glasbey colours past ten series
-SAMPLES_VERSION = 1  # the joined sample table's columns and the browser
+
+def module_constant(module: str, name: str) -> int:
+    """The integer ``name = <int>`` written at the top level of ``module``, read without importing it.
+
+    For versions that live in modules too heavy for the DAG build (polars at import): the way
+    setuptools reads a package's version attribute statically.
+    """
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_text(encoding="utf-8")
+    found = re.findall(rf"^{re.escape(name)}\s*(?::\s*int\s*)?=\s*(\d+)\b", source, flags=re.MULTILINE)
+    if len(found) != 1:
+        raise RuntimeError(f"{module}: expected one top-level '{name} = <int>', found {len(found)}")
+    return int(found[0])
+
+
+# The aggregates' code versions, beside that code; bumping one recomputes its rules' outputs.
+METRICS_VERSION = module_constant("cotprobe.metrics", "METRICS_VERSION")
+FIGURES_VERSION = module_constant("cotprobe.figures", "FIGURES_VERSION")
+SAMPLES_VERSION = module_constant("cotprobe.samples", "SAMPLES_VERSION")
 
 
 class ConfigError(ValueError):

@@ -176,6 +176,16 @@ def test_cell_entries_follow_the_path_grammar():
     assert e["verdicts"] == "results/verdicts/rule/tiny/shapes/base/seed0.jsonl"
 
 
+def test_aggregate_versions_are_read_from_their_modules():
+    from cotprobe import figures, metrics, samples, workflow
+
+    assert workflow.METRICS_VERSION == metrics.METRICS_VERSION
+    assert workflow.FIGURES_VERSION == figures.FIGURES_VERSION
+    assert workflow.SAMPLES_VERSION == samples.SAMPLES_VERSION
+    with pytest.raises(RuntimeError, match="found 0"):
+        workflow.module_constant("cotprobe.metrics", "NO_SUCH_VERSION")
+
+
 @pytest.mark.parametrize(
     "configfile", ["config/config.yaml", "config/paper.yaml", "tests/workflow/config/config.yaml"]
 )
@@ -189,7 +199,7 @@ def test_dag_build_imports_no_torch(configfile):
         "[g.build_spec(m) for m in g.built_model_ids];"
         "g.extractor = {'path': 'm', 'settings': {'base_url': 'http://127.0.0.1:1/v1'}};"
         "g.check_plugins(); g.extractor_spec();"
-        "heavy = [m for m in ('torch', 'transformers', 'vllm') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'transformers', 'vllm', 'polars', 'matplotlib') if m in sys.modules];"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -117,7 +117,8 @@ class HFBackend(LocalLetterScoring, Backend):
         self.score_batch_size = int(score_batch_size)
 
         hub = {"revision": shared.revision, "trust_remote_code": shared.trust_remote_code}
-        self.processor = AutoProcessor.from_pretrained(self.path, **hub, **shared.processor_kwargs)
+        load = _size_form(shared.processor_kwargs, lambda: _saved_size(self.path, hub))
+        self.processor = AutoProcessor.from_pretrained(self.path, **hub, **load)
         _check_processor_kwargs(self.processor, shared.processor_kwargs)
         # A text-only checkpoint (an LLM judge such as Qwen3-32B) has a tokenizer, no processor.
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -340,6 +341,34 @@ def input_only_token_ids(config) -> list[int]:
             if isinstance(value, int) and value >= 0:
                 ids.add(value)
     return sorted(ids)
+
+
+# The config's image-size names (vLLM's mm_processor_kwargs) and the ``size`` keys transformers takes.
+_PIXEL_KEYS = {"min_pixels": "shortest_edge", "max_pixels": "longest_edge"}
+
+
+def _size_form(kwargs: dict[str, Any], saved_size) -> dict[str, Any]:
+    """``kwargs`` with ``min_pixels``/``max_pixels`` folded into ``size``, the form transformers wants.
+
+    ``from_pretrained`` keeps its keyword arguments as call defaults, and a processor call given
+    ``min_pixels``/``max_pixels`` warns (FutureWarning) at every batch. The same bounds as a ``size``
+    complete with both edges (the checkpoint's own, ``saved_size()``, then the config's ``size``,
+    then the config's pixel bounds) give the same pixels, without the warning.
+    """
+    if not _PIXEL_KEYS.keys() & kwargs.keys():
+        return kwargs
+    size = {**saved_size(), **(kwargs.get("size") or {})}
+    size.update({edge: kwargs[key] for key, edge in _PIXEL_KEYS.items() if key in kwargs})
+    rest = {k: v for k, v in kwargs.items() if k not in _PIXEL_KEYS and k != "size"}
+    return {**rest, "size": size}
+
+
+def _saved_size(path: str, hub: dict[str, Any]) -> dict[str, int]:
+    """The checkpoint's image processor ``size`` edges (read from its config, no tokenizer load)."""
+    from transformers import AutoImageProcessor
+
+    size = AutoImageProcessor.from_pretrained(path, **hub).size
+    return {edge: size[edge] for edge in _PIXEL_KEYS.values() if size.get(edge) is not None}
 
 
 def _check_processor_kwargs(processor, kwargs: dict[str, Any]) -> None:

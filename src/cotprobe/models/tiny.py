@@ -200,7 +200,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = _build_tokenizer()
     ids = tok.convert_tokens_to_ids
-    pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}
+    pixels = {"size": {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}}  # bounds on pixels per image
     vision = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels, **vision),

@@ -3,8 +3,10 @@ apply_chat_template or generate, and shows in the records (prompt_tokens, text, 
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -42,12 +44,45 @@ def _copy(tiny_model_dir, tmp_path):
 
 def test_processor_kwargs_set_the_image_size(tiny_model_dir, base, prompts, greedy):
     small = HF(str(tiny_model_dir), device="cpu", processor_kwargs={"min_pixels": 3136, "max_pixels": 6272})
-    gens = small.generate(prompts, model_id="tiny", seed=0, sampling=GREEDY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # min/max_pixels reach transformers as ``size``
+        gens = small.generate(prompts, model_id="tiny", seed=0, sampling=GREEDY)
     _, enc = small._encode(prompts[:1], [""])
     # 112x112 is 8x8 patches (16 image tokens after the 2x2 merge); at most 6272 pixels it is 4x4 (4).
     assert enc["image_grid_thw"].tolist() == [[1, 4, 4]]
     assert [g.prompt_tokens for g in gens] == [g.prompt_tokens - 12 for g in greedy]
     assert small.processor.image_processor.size["longest_edge"] == 6272
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_pixels": 3136, "max_pixels": 6272}, {"max_pixels": 6272}, {"min_pixels": 6272},
+     {"size": {"shortest_edge": 3136, "longest_edge": 9000}, "max_pixels": 6272}],
+)  # fmt: skip
+def test_pixel_bounds_as_size_give_the_same_pixels(tiny_model_dir, kwargs):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from cotprobe.backends.hf import _saved_size, _size_form
+
+    as_size = _size_form(kwargs, lambda: _saved_size(str(tiny_model_dir), {}))
+    assert set(as_size) == {"size"}
+    legacy = AutoProcessor.from_pretrained(tiny_model_dir, **copy.deepcopy(kwargs))
+    ours = AutoProcessor.from_pretrained(tiny_model_dir, **as_size)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which shape?"}]}]
+    text = ours.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    for w, h in [(200, 150), (30, 20), (600, 500)]:
+        image = Image.fromarray((np.arange(w * h * 3) % 251).astype(np.uint8).reshape(h, w, 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            want = legacy(text=[text], images=[image], return_tensors="pt")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            got = ours(text=[text], images=[image], return_tensors="pt")
+        for key in ("pixel_values", "image_grid_thw", "input_ids"):
+            assert torch.equal(want[key], got[key]), key
 
 
 def test_an_unknown_processor_kwarg_is_an_error(tiny_model_dir):

@@ -16,6 +16,7 @@ import sys
 
 from cotprobe.io import InputError
 from cotprobe.serving.protocol import LOAD_TIMEOUT
+from cotprobe.specs import ServerSettings
 from cotprobe.stages import (
     acknowledge,
     aggregate,
@@ -34,19 +35,19 @@ from cotprobe.threads import pin_threads
 
 
 def _add_share_args(s) -> None:
-    load_timeout = float(os.environ.get("COTPROBE_SERVER_LOAD_TIMEOUT", LOAD_TIMEOUT))
-    s.add_argument("--server-wait", type=float, default=load_timeout,
-                   help="seconds to wait for a model server to load (default: $COTPROBE_SERVER_LOAD_TIMEOUT, else"
+    # The workflow sets these by environment, not by argument (ServerSettings): they change no
+    # output, so switching one must not make Snakemake rerun cells (a changed shell command would).
+    env = ServerSettings.from_env()
+    names = ServerSettings.ENV
+    s.add_argument("--server-wait", type=float, default=env.load_timeout,
+                   help=f"seconds to wait for a model server to load (default: ${names['load_timeout']}, else"
                         f" {LOAD_TIMEOUT:.0f}); a server whose process is gone fails the cell at once")  # fmt: skip
-    # The workflow turns sharing on by environment, not by argument: it changes no output, so
-    # switching it must not make Snakemake rerun cells (a changed shell command would).
-    share = os.environ.get("COTPROBE_SHARE_LOAD", "0") == "1"
-    s.add_argument("--share-load", action=argparse.BooleanOptionalAction, default=share,
+    s.add_argument("--share-load", action=argparse.BooleanOptionalAction, default=env.share,
                    help="use (or start) this host's shared server of the model instead of loading it here"
-                        " (default: $COTPROBE_SHARE_LOAD=1)")  # fmt: skip
+                        f" (default: ${names['share']}=1)")  # fmt: skip
     s.add_argument("--server-root", default=os.environ.get("COTPROBE_SERVER_ROOT", ".cotprobe/model_servers"),
                    help="shared servers' addresses, leases, logs and load ledger")  # fmt: skip
-    s.add_argument("--idle-timeout", type=float, default=float(os.environ.get("COTPROBE_SERVER_IDLE", "300")),
+    s.add_argument("--idle-timeout", type=float, default=env.idle_timeout,
                    help="a shared server this cell starts exits after this many seconds without cells")  # fmt: skip
     s.add_argument("--gpus", type=int, default=0,
                    help="GPUs of the model: a server this cell starts first stops other models' idle servers")  # fmt: skip

@@ -946,17 +946,15 @@ def as_json(obj: Any) -> str:
 def export_model_server_env(config: dict[str, Any], *, main_process: bool = True) -> str:
     """Tell every job of this run (by environment) whether cells share model loads, and this run's id.
 
-    ``cotprobe generate`` and ``cotprobe judge`` read ``COTPROBE_SHARE_LOAD``,
-    ``COTPROBE_SERVER_IDLE`` and ``COTPROBE_SERVER_LOAD_TIMEOUT`` as their defaults (see
+    The stages that load models read them as their defaults (``cotprobe.specs.ServerSettings``,
     ``cotprobe.serving``). ``COTPROBE_RUN_ID`` names the Snakemake run: a server a cell starts
     records it, and the run's end stops only the idle servers that carry it. The main Snakemake
     process draws a new id (even when started from a job of another run); a job's process (a
     SLURM job re-parses the Snakefile) keeps the one it inherited. Returns the run id.
     """
-    settings = config.get("model_server", {})
-    os.environ["COTPROBE_SHARE_LOAD"] = "1" if settings.get("share", True) else "0"
-    os.environ["COTPROBE_SERVER_IDLE"] = str(settings.get("idle_timeout", 300))
-    os.environ["COTPROBE_SERVER_LOAD_TIMEOUT"] = str(settings.get("load_timeout", 600))
+    from cotprobe.specs import ServerSettings
+
+    os.environ.update(ServerSettings.from_config(config).to_env())
     if main_process or not os.environ.get("COTPROBE_RUN_ID"):
         os.environ["COTPROBE_RUN_ID"] = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     return os.environ["COTPROBE_RUN_ID"]

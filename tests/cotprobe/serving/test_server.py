@@ -342,12 +342,9 @@ def _unset_model_server_env(monkeypatch):
     (``delenv`` of an absent key records nothing to undo: the exported values would leak into every
     later test's subprocesses, e.g. ``COTPROBE_SHARE_LOAD=1`` into cells that must load in-process.)
     """
-    for key in (
-        "COTPROBE_SHARE_LOAD",
-        "COTPROBE_SERVER_IDLE",
-        "COTPROBE_SERVER_LOAD_TIMEOUT",
-        "COTPROBE_RUN_ID",
-    ):
+    from cotprobe.specs import ServerSettings
+
+    for key in (*ServerSettings.ENV.values(), "COTPROBE_RUN_ID"):
         monkeypatch.setenv(key, "")
         monkeypatch.delenv(key)
 

@@ -10,7 +10,8 @@ import dataclasses
 
 from PIL import Image
 
-from cotprobe.records import Generation, LetterScores
+from cotprobe.backends.base import letter_distribution, make_generation
+from cotprobe.records import LetterScores
 from cotprobe.serving.memo import AnswerMemo
 
 GREEDY = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "batch_size": 4}
@@ -25,19 +26,10 @@ class Counting:
     def generate(self, prompts, model_id):
         self.calls += 1
         return [
-            Generation(
-                id=p.id,
-                model=model_id,
-                bench=p.bench,
-                variant=p.variant,
-                seed=p.seed,
-                prefill=p.prefill,
+            make_generation(
+                p,
+                model_id=model_id,
                 completion=f"call {self.calls}",
-                text=p.prefill + f"call {self.calls}",
-                think=None,
-                answer_text=None,
-                answer_letter=None,
-                parse_status="no_answer",
                 prompt_tokens=1,
                 completion_tokens=2,
                 seconds=0.5,
@@ -48,17 +40,9 @@ class Counting:
 
     def scores(self, prompts):
         self.calls += 1
+        fields = letter_distribution(["A", "B"], [0.0, 0.0], "A", None)
         return [
-            LetterScores(
-                id=p.id,
-                letters=["A", "B"],
-                probs=[0.5, 0.5],
-                entropy=float(self.calls),
-                p_correct=0.5,
-                p_target=None,
-                argmax_letter="A",
-                answer_position="generated",
-            )
+            LetterScores(id=p.id, answer_position="generated", **{**fields, "entropy": float(self.calls)})
             for p in prompts
         ]
 

@@ -64,17 +64,20 @@ lint: setup
 	PATH=$(abspath $(BIN)):$$PATH snakemake --lint --configfile tests/workflow/config/config.yaml
 	$(BIN)/ruff check src tests perf
 
-# About 2 min and 6 GB (torch with its CUDA libraries, from this machine's disk). verl itself goes in
-# --no-deps (see envs/verl-cpu/requirements.txt); the import check is what the tests run.
+# About 2 min and 1 GB beside $(VENV), whose torch with its CUDA libraries it links (6 GB alone).
+# verl itself goes in --no-deps (see envs/verl-cpu/requirements.txt); the import check is what the tests run.
 # --no-warn-conflicts: verl's missing dependencies are left out on purpose, so pip's resolver report of
 # them ("verl 0.9.1 requires wandb, which is not installed") is no error here.
 verl-env: $(VERL_VENV)/.installed
 	$(call say,ok,"$(VERL_VENV): $(VERL) on a CPU (envs/verl-cpu/requirements.txt)")
 
-$(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt
+# It pins the torch build of $(VENV), so it takes that venv's torch stack as hard links first (5.3 GB
+# that a second copy would cost; see envs/link_torch.py) and pip installs only the rest.
+$(VERL_VENV)/.installed: envs/verl-cpu/requirements.txt envs/link_torch.py | $(VENV)/.installed
 	$(call say,build,"$(VERL_VENV): $(VERL) on a CPU (about 2 min)")
 	@rm -rf $(VERL_VENV)
 	@$(PYTHON) -m venv $(VERL_VENV)
+	@$(PYTHON) envs/link_torch.py $(VENV) $(VERL_VENV) >/dev/null
 	@$(VERL_VENV)/bin/pip install $(PIP_QUIET) -r envs/verl-cpu/requirements.txt
 	@$(VERL_VENV)/bin/pip install $(PIP_QUIET) --no-deps --no-warn-conflicts $(VERL)
 	@$(call quiet_check,$(VERL_VENV)/bin/python -W ignore -c "$(VERL_CHECK)")

@@ -34,6 +34,7 @@ def test_each_ready_setup_step_prints_one_line(tmp_path):
 
 
 def test_a_build_prints_one_line_and_silences_pip_warnings(tmp_path):
+    tmp = tmp_path
     proc = _make(tmp_path, "-n", "-B", *STEPS)  # what a fresh machine runs, without running it
     assert proc.returncode == 0, proc.stderr
     commands = [shlex.split(line) for line in proc.stdout.splitlines()]
@@ -45,6 +46,12 @@ def test_a_build_prints_one_line_and_silences_pip_warnings(tmp_path):
         assert c.count("--quiet") == 2, c
     (verl,) = [c for c in pips if any(a.startswith("verl==") for a in c)]
     assert "--no-deps" in verl and "--no-warn-conflicts" in verl
+    # verl's venv takes the main venv's torch stack as hard links before its pip installs the rest.
+    lines = proc.stdout.splitlines()
+    linked = [i for i, line in enumerate(lines) if "envs/link_torch.py" in line]
+    verl_pips = [i for i, line in enumerate(lines) if "venv-verl/bin/pip" in line]
+    assert len(linked) == 1 and linked[0] < min(verl_pips), proc.stdout
+    assert f"{tmp / 'venv'} {tmp / 'venv-verl'}" in lines[linked[0]]
     # The import checks print their log lines only when they fail.
     checks = [line for line in proc.stdout.splitlines() if '-c "import ' in line]
     assert len(checks) == 2 and all(line.startswith("out=$(") and "exit 1" in line for line in checks)

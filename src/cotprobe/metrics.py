@@ -41,6 +41,7 @@ from cotprobe import stats
 from cotprobe.io import InputError, atomic_path, read_jsonl
 from cotprobe.parsing import ANSWER_RULES, PARSE_FAILURES, RULE_LLM
 from cotprobe.records import PARSE_OK, QUADRANTS, UNPARSEABLE, original_item
+from cotprobe.specs import MAX_UNPARSED
 
 log = logging.getLogger("cotprobe.metrics")
 
@@ -65,7 +66,6 @@ AUDIT = ("unparsed", "answer_rules", "argmax_agrees", "n_generated", "n_appended
          "mean_think_chars")  # fmt: skip
 EFFECTS = ("accuracy", "mean_entropy", "mean_p_correct")
 POSITIONS = ("generated", "appended", "prefilled")
-MAX_UNPARSED = 0.10
 
 Entry = Mapping[str, Any]
 PathLike = str | os.PathLike

@@ -1,20 +1,133 @@
 """Typed slices of the study's config that cross from the workflow into the stages' processes.
 
-``ServerSettings``: the config's ``model_server`` section (how cells share model loads). Its names
-and defaults are written here once; the schema documents the same defaults (a test checks).
+Each names its fields and writes its defaults once; the schema documents the same defaults (a test
+checks each against it), and the workflow (``cotprobe.workflow.Grid``) and the stages read them here.
 
-Light module: no torch, no polars.
+- ``Generation``: how a model samples (``generation``, shared or a model's own).
+- ``ModelParams``: what identifies a model's generations, the generation rules' ``spec`` param; the
+  workflow writes it, the generation stage and the model server read it.
+- ``Bootstrap`` and ``MAX_UNPARSED``: the ``analysis`` section's intervals and unparsed-share flag.
+- ``ServerSettings``: the ``model_server`` section (how cells share model loads).
+
+Light module: no torch, no polars (the workflow imports it on every DAG build).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from cotprobe.serving.protocol import LOAD_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How a model samples (config ``generation``; a model's own ``generation`` overrides it).
+
+    Attributes:
+        max_new_tokens: Tokens a completion may have.
+        temperature: 0 is greedy.
+        top_p: Nucleus sampling's mass.
+        batch_size: Prompts a backend takes at once (also a cell's checkpoint interval).
+        letters: ``options`` (the option labels a prompt shows) or ``fixed`` (A-E always).
+    """
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    letters: str = "options"
+
+    LETTERS: ClassVar[tuple[str, ...]] = ("options", "fixed")
+
+    @classmethod
+    def sampling_defaults(cls) -> dict[str, Any]:
+        """The defaults a model's ``generation`` param holds. ``letters`` is left out: its default is
+        never written into a param, so a study that does not set it keeps its specs (no rerun)."""
+        return {k: v for k, v in asdict(cls()).items() if k != "letters"}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """What identifies a model's generations: the generation rules' ``spec`` param.
+
+    Attributes:
+        backend: The model backend's registry name (``cotprobe.backends``).
+        path: A hub id or a directory.
+        settings: The backend's keyword arguments.
+        generation: The sampling keys (``Generation``), ``letters`` only when not ``options``.
+        version: The backend's version.
+        commit: A hub model's commit in the local cache (its ``revision``), so a new upstream commit
+            reruns its cells; None for a local, built or uncached model (then absent from the param).
+    """
+
+    backend: str
+    path: str
+    settings: Mapping[str, Any]
+    generation: Mapping[str, Any]
+    version: int
+    commit: str | None = None
+
+    def as_param(self) -> dict[str, Any]:
+        """The JSON-ready param; its keys and their order are what finished studies recorded."""
+        out = {
+            "backend": self.backend,
+            "path": self.path,
+            "settings": self.settings,
+            "generation": self.generation,
+            "version": self.version,
+        }
+        return {**out, "commit": self.commit} if self.commit else out
+
+    @classmethod
+    def from_param(cls, spec: Mapping[str, Any]) -> ModelParams:
+        """The param a job received (``--spec``)."""
+        missing = [k for k in ("backend", "path", "generation") if k not in spec]
+        if missing:
+            raise ValueError(f"model spec: missing key(s) {missing} (got {sorted(spec)})")
+        return cls(
+            backend=spec["backend"],
+            path=spec["path"],
+            settings=dict(spec.get("settings") or {}),
+            generation=dict(spec["generation"]),
+            version=int(spec.get("version", 0)),
+            commit=spec.get("commit"),
+        )
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The sampling keys a backend takes (``generation`` without ``letters``)."""
+        return {k: v for k, v in self.generation.items() if k != "letters"}
+
+    @property
+    def letters(self) -> str:
+        return self.generation.get("letters", Generation.letters)
+
+
+# A cell whose share of generations without an answer letter exceeds this is flagged (``analysis``).
+MAX_UNPARSED = 0.10
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are drawn (config ``analysis.bootstrap``)."""
+
+    n: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+    @classmethod
+    def from_config(cls, analysis: Mapping[str, Any] | None) -> Bootstrap:
+        spec = dict((analysis or {}).get("bootstrap") or {})
+        default = cls()
+        return cls(
+            n=int(spec.get("n", default.n)),
+            seed=int(spec.get("seed", default.seed)),
+            level=float(spec.get("level", default.level)),
+        )
 
 
 @dataclass(frozen=True)

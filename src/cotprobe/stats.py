@@ -27,30 +27,14 @@ study (tens to thousands) the two differ little. Resamples on which a statistic 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from cotprobe.specs import Bootstrap
+
 # Observations scanned together by the cumulative-sum statistics (a block of rows stays in cache).
 BLOCK = 64
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """How intervals are drawn (config ``analysis.bootstrap``)."""
-
-    n: int = 2000
-    seed: int = 0
-    level: float = 0.95
-
-    @classmethod
-    def from_config(cls, analysis: Mapping[str, Any] | None) -> Bootstrap:
-        spec = dict((analysis or {}).get("bootstrap") or {})
-        return cls(
-            n=int(spec.get("n", 2000)), seed=int(spec.get("seed", 0)), level=float(spec.get("level", 0.95))
-        )
 
 
 def resample_indices(n_items: int, key: str, boot: Bootstrap) -> np.ndarray:

@@ -27,7 +27,8 @@ from typing import Any
 import polars as pl
 
 from cotprobe.io import atomic_path
-from cotprobe.metrics import ALL, BASE_VARIANT, MAX_UNPARSED, _sorted, write_csv
+from cotprobe.metrics import ALL, BASE_VARIANT, _sorted, write_csv
+from cotprobe.specs import MAX_UNPARSED
 
 log = logging.getLogger("cotprobe.tables")
 PathLike = str | os.PathLike

@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import yaml
 
 from cotprobe.judges import ENSEMBLE
 from cotprobe.parsing import PARSER_VERSION
+from cotprobe.specs import MAX_UNPARSED, Bootstrap, Generation, ModelParams
 
 BASE_VARIANT = "base"  # the unperturbed prompt every effect is measured against (metrics.BASE_VARIANT)
 
@@ -231,7 +232,7 @@ class Grid:
         check_no_secrets(config)
         if schema_path is not None:
             validate_config(config, schema_path)
-        defaults = {"max_new_tokens": 512, "temperature": 0.0, "top_p": 1.0, "batch_size": 16}
+        defaults = Generation.sampling_defaults()
         shared_gen = {**defaults, **config.get("generation", {})}
         models = {}
         for mid, m in config["models"].items():
@@ -246,7 +247,7 @@ class Grid:
             # `letters` has no default here: a study that does not set it keeps its specs (no rerun).
             allowed = {*defaults, "letters"}
             letters = {**shared_gen, **m.get("generation", {})}.get("letters", "options")
-            if letters not in ("options", "fixed"):
+            if letters not in Generation.LETTERS:
                 raise ConfigError(
                     f"config.models.{mid}.generation.letters: {letters!r} is not options or fixed"
                 )
@@ -374,15 +375,15 @@ class Grid:
         once downloaded, reruns that model's cells (and a local or uncached model's param is as before).
         """
         m = self.models[model]
-        spec = {
-            "backend": m.backend,
-            "path": m.path,
-            "settings": m.settings,
-            "generation": m.generation,
-            "version": self._version("backend", m.backend),
-        }
         commit = None if m.built or m.trained else self._commit(m.path, m.settings.get("revision"))
-        return {**spec, "commit": commit} if commit else spec
+        return ModelParams(
+            backend=m.backend,
+            path=m.path,
+            settings=m.settings,
+            generation=m.generation,
+            version=self._version("backend", m.backend),
+            commit=commit,
+        ).as_param()
 
     def _commit(self, path: str, revision: str | None) -> str | None:
         """``hub_commit`` once per (path, revision) per DAG build (read from the cache, offline)."""
@@ -792,8 +793,8 @@ def _analysis(analysis: dict[str, Any], models: dict[str, ModelSpec] | None = No
     """The ``analysis`` slice with its defaults (the aggregate rules' param: a change reruns only them),
     plus the models whose pre-fills are delivered as a user instruction (``prefill_mode: fallback``),
     which the metrics keep out of the pre-fill comparisons."""
-    boot = {"n": 2000, "seed": 0, "level": 0.95, **(analysis.get("bootstrap") or {})}
-    out = {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", 0.10))}
+    boot = {**asdict(Bootstrap()), **(analysis.get("bootstrap") or {})}
+    out = {"bootstrap": boot, "max_unparsed": float(analysis.get("max_unparsed", MAX_UNPARSED))}
     by_instruction = [
         m for m, spec in (models or {}).items() if spec.settings.get("prefill_mode") == "fallback"
     ]

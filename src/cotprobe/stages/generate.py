@@ -16,6 +16,7 @@ from typing import Any
 from cotprobe.io import ResumableJsonl, atomic_path
 from cotprobe.records import Generation, load_prompts
 from cotprobe.serving.protocol import hash_weights
+from cotprobe.specs import ModelParams
 from cotprobe.stages import parse_spec, share_of
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ def run(args) -> None:
     from cotprobe.serving import open_backend
 
     spec = parse_spec(args.spec)
+    params = ModelParams.from_param(spec)
     prompts = load_prompts(args.prompts)
     # The letter set is not a sampling setting: it only decides which letters are scored.
-    sampling = {k: v for k, v in spec["generation"].items() if k != "letters"}
-    letter_set = spec["generation"].get("letters", "options")
+    sampling, letter_set = params.sampling, params.letters
     out = ResumableJsonl(args.out, cache_key(spec, args.prompts, args.seed), required=("text", "parse_status"),
                          stage="generate", unit="prompts", verb="generated")  # fmt: skip
     todo = out.resume(prompts)

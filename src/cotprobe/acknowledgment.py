@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from cotprobe.io import InputError
 from cotprobe.records import Generation, Prompt
+from cotprobe.specs import PluginParams
 
 # Variants that plant a wrong option in text, and what the plant is.
 PLANT_KINDS = {"wrong_caption": "caption", "wrong_think": "think"}
@@ -168,7 +169,7 @@ def spec_extras(kind: str) -> dict[str, Any]:
 
 def acknowledge(
     judge_id: str,
-    spec: dict[str, Any],
+    spec: PluginParams | dict[str, Any],
     prompts: list[Prompt],
     base: list[Generation],
     generations: list[Generation],
@@ -200,17 +201,18 @@ def acknowledge(
         rows.append(AckRow(p.id, judge_id, b, g, p.target_letter, is_moved, None, "", None))
         if is_moved:
             moved.append(len(rows) - 1)
-    if spec["kind"] == "rule":
+    spec = spec if isinstance(spec, PluginParams) else PluginParams.from_param(spec)
+    if spec.kind == "rule":
         readings = [rule_reading(own_think(prompts[i], by_id[prompts[i].id])) for i in moved]
-    elif spec["kind"] == "llm":
-        reader = reader or LLMAcknowledger(spec.get("args", {}))
+    elif spec.kind == "llm":
+        reader = reader or LLMAcknowledger(spec.args)
         try:
             readings = reader.read([(prompts[i], by_id[prompts[i].id]) for i in moved])
         finally:
             reader.close()
     else:
         raise InputError(
-            f"judge {judge_id!r}: kind {spec['kind']!r} has no acknowledgment reading {JUDGE_KINDS}"
+            f"judge {judge_id!r}: kind {spec.kind!r} has no acknowledgment reading {JUDGE_KINDS}"
         )
     for i, r in zip(moved, readings):
         rows[i].acknowledged, rows[i].reason, rows[i].judge_output = r.acknowledged, r.reason, r.raw

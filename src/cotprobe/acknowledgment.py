@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from cotprobe.io import InputError
 from cotprobe.records import Generation, Prompt
+from cotprobe.specs import PluginParams
 
 # Variants that plant a wrong option in text, and what the plant is.
 PLANT_KINDS = {"wrong_caption": "caption", "wrong_think": "think"}
@@ -168,7 +169,7 @@ def spec_extras(kind: str) -> dict[str, Any]:
 
 def acknowledge(
     judge_id: str,
-    spec: dict[str, Any],
+    spec: PluginParams | dict[str, Any],
     prompts: list[Prompt],
     base: list[Generation],
     generations: list[Generation],
@@ -177,7 +178,8 @@ def acknowledge(
     """One row per prompt of a planted-variant cell, in prompt order (``AckRow``).
 
     ``base`` and ``generations`` are the same model's generations on the base prompt and under
-    the variant (same bench and seed), already re-parsed. Only moved items are read.
+    the variant (same bench and seed), already re-parsed. Only moved items are read. ``spec`` is
+    the acknowledgment param (``Grid.ack_spec``), typed or as the dict a job received.
 
     Raises:
         InputError: An id of the prompts has no generation on one side, or a prompt plants nothing.
@@ -200,17 +202,18 @@ def acknowledge(
         rows.append(AckRow(p.id, judge_id, b, g, p.target_letter, is_moved, None, "", None))
         if is_moved:
             moved.append(len(rows) - 1)
-    if spec["kind"] == "rule":
+    params = spec if isinstance(spec, PluginParams) else PluginParams.from_param(spec)
+    if params.kind == "rule":
         readings = [rule_reading(own_think(prompts[i], by_id[prompts[i].id])) for i in moved]
-    elif spec["kind"] == "llm":
-        reader = reader or LLMAcknowledger(spec.get("args", {}))
+    elif params.kind == "llm":
+        reader = reader or LLMAcknowledger(params.args)
         try:
             readings = reader.read([(prompts[i], by_id[prompts[i].id]) for i in moved])
         finally:
             reader.close()
     else:
         raise InputError(
-            f"judge {judge_id!r}: kind {spec['kind']!r} has no acknowledgment reading {JUDGE_KINDS}"
+            f"judge {judge_id!r}: kind {params.kind!r} has no acknowledgment reading {JUDGE_KINDS}"
         )
     for i, r in zip(moved, readings):
         rows[i].acknowledged, rows[i].reason, rows[i].judge_output = r.acknowledged, r.reason, r.raw

@@ -5,7 +5,9 @@ checks each against it), and the workflow (``cotprobe.workflow.Grid``) and the s
 
 - ``Generation``: how a model samples (``generation``, shared or a model's own).
 - ``ModelParams``: what identifies a model's generations, the generation rules' ``spec`` param; the
-  workflow writes it, the generation stage and the model server read it.
+  workflow writes it, the generation and early-answer stages and the model server read it.
+- ``PluginParams``: what identifies a plugin's outputs (a benchmark's samples, a judge's verdicts),
+  the prepare and judge rules' ``spec`` param; the workflow writes it, those stages read it.
 - ``Bootstrap`` and ``MAX_UNPARSED``: the ``analysis`` section's intervals and unparsed-share flag.
 - ``ServerSettings``: the ``model_server`` section (how cells share model loads).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -105,6 +107,57 @@ class ModelParams:
     @property
     def letters(self) -> str:
         return self.generation.get("letters", Generation.letters)
+
+    @property
+    def revision(self) -> str | None:
+        """The hub revision the settings pin (None: the hub's default branch)."""
+        return self.settings.get("revision")
+
+
+@dataclass(frozen=True)
+class PluginParams:
+    """What identifies a plugin's outputs: a benchmark's, training set's or judge's ``spec`` param.
+
+    Attributes:
+        kind: The plugin's registry name.
+        args: Its constructor's keyword arguments (its slice of config).
+        version: The plugin's version; None in a spec written by hand (then absent from the param).
+        extras: What else identifies the outputs, after ``version`` and in the order written (an LLM
+            judge's ``prompt_sha256``, ``backend_version``, and a hub model's ``commit``).
+    """
+
+    kind: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    KEYS: ClassVar[tuple[str, ...]] = ("kind", "args", "version")
+
+    def __post_init__(self) -> None:
+        clash = [k for k in self.extras if k in self.KEYS]
+        if clash:
+            raise ValueError(f"plugin spec: extras {clash} would replace the spec's own keys")
+
+    def as_param(self) -> dict[str, Any]:
+        """The JSON-ready param; its keys and their order are what finished studies recorded."""
+        out: dict[str, Any] = {"kind": self.kind, "args": self.args}
+        if self.version is not None:
+            out["version"] = self.version
+        return {**out, **self.extras}
+
+    @classmethod
+    def from_param(cls, spec: Mapping[str, Any]) -> PluginParams:
+        """The param a job received (``--spec``). Only ``kind`` is required: a cell started by hand
+        may give ``{"kind": "rule"}``."""
+        if "kind" not in spec:
+            raise ValueError(f"plugin spec: missing key 'kind' (got {sorted(spec)})")
+        version = spec.get("version")
+        return cls(
+            kind=spec["kind"],
+            args=dict(spec.get("args") or {}),
+            version=None if version is None else int(version),
+            extras={k: v for k, v in spec.items() if k not in cls.KEYS},
+        )
 
 
 # A cell whose share of generations without an answer letter exceeds this is flagged (``analysis``).

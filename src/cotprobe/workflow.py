@@ -27,7 +27,7 @@ import yaml
 
 from cotprobe.judges import ENSEMBLE
 from cotprobe.parsing import PARSER_VERSION
-from cotprobe.specs import MAX_UNPARSED, Bootstrap, Generation, ModelParams
+from cotprobe.specs import MAX_UNPARSED, Bootstrap, Generation, ModelParams, PluginParams
 
 BASE_VARIANT = "base"  # the unperturbed prompt every effect is measured against (metrics.BASE_VARIANT)
 
@@ -360,10 +360,13 @@ class Grid:
             self._versions[key] = int(_plugin_class(kind, name).version)
         return self._versions[key]
 
+    def _plugin_params(self, kind: str, spec: dict[str, Any], extras: dict | None = None) -> PluginParams:
+        """A plugin slice (``kind``, ``args``) with its plugin's version, and ``extras`` after it."""
+        return PluginParams(spec["kind"], spec["args"], self._version(kind, spec["kind"]), extras or {})
+
     # ---- per-rule params: only the rule's own slice of config plus its plugin's version ----
     def bench_spec(self, bench: str) -> dict[str, Any]:
-        spec = self.benchmarks[bench]
-        return {**spec, "version": self._version("benchmark", spec["kind"])}
+        return self._plugin_params("benchmark", self.benchmarks[bench]).as_param()
 
     def variant_spec(self, variant: str) -> dict[str, Any]:
         return {"name": variant, "version": self._version("variant", variant)}
@@ -402,8 +405,7 @@ class Grid:
         return {**build, **BUILDERS.get(build["kind"]).versions(build)}
 
     def training_data_spec(self, data: str) -> dict[str, Any]:
-        spec = self.training_data[data]
-        return {**spec, "version": self._version("benchmark", spec["kind"])}
+        return self._plugin_params("benchmark", self.training_data[data]).as_param()
 
     def train_spec(self, run: str) -> dict[str, Any]:
         """A run's slice of config, without its seeds (a wildcard: adding a seed reruns nothing)."""
@@ -518,16 +520,14 @@ class Grid:
         from cotprobe.judges import kind_class
 
         spec = self.judges[judge]
-        extras = getattr(kind_class(spec["kind"]), "spec_extras", None)
-        out = {
-            **spec,
-            "version": self._version("judge", spec["kind"]),
-            **(extras(spec["args"]) if extras else {}),
-        }
+        spec_extras = getattr(kind_class(spec["kind"]), "spec_extras", None)
+        extras = spec_extras(spec["args"]) if spec_extras else {}
         # A hub model's commit, as for model_params: a new upstream commit reruns the judge's cells.
         path = spec["args"].get("path")
         commit = self._commit(path, (spec["args"].get("settings") or {}).get("revision")) if path else None
-        return {**out, "commit": commit} if commit else out
+        if commit:
+            extras = {**extras, "commit": commit}
+        return self._plugin_params("judge", spec, extras).as_param()
 
     # ---- judges: those that read generations, and ensembles that combine them ----
     @property

@@ -197,10 +197,13 @@ class LLMJudge(Judge):
         if self._backend is None:
             from cotprobe.backends import BACKENDS
             from cotprobe.serving import open_backend
+            from cotprobe.specs import ModelParams
 
-            spec = {"backend": self.args["backend"], "path": self.args["path"], "settings": self.args["settings"],
-                    "version": BACKENDS.get(self.args["backend"]).version}  # fmt: skip
-            self._backend, self._lease = open_backend(self.args["path"], spec, self.share)
+            # No generation: a judge samples per request. The load's identity (``spec_key``) leaves
+            # generation out, so this load is shared with the model's generation cells.
+            params = ModelParams(backend=self.args["backend"], path=self.args["path"], settings=self.args["settings"],
+                                 generation={}, version=BACKENDS.get(self.args["backend"]).version)  # fmt: skip
+            self._backend, self._lease = open_backend(self.args["path"], params, self.share)
         return self._backend
 
     def thinking(self) -> bool | None:

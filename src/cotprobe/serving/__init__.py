@@ -19,13 +19,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cotprobe.serving.protocol import LOAD_TIMEOUT
 
 if TYPE_CHECKING:
     from cotprobe.backends.base import Backend
     from cotprobe.serving.leases import Lease
+    from cotprobe.specs import ModelParams
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,15 @@ class Share:
 
 def open_backend(
     model_id: str,
-    spec: dict[str, Any],
+    params: ModelParams,
     share: Share | None = None,
     *,
     server_file: str | Path | None = None,
     server_wait: float = LOAD_TIMEOUT,
     threads: int | None = None,
 ) -> tuple[Backend, Lease | None]:
-    """The backend of model ``spec`` (``{"backend", "path", "settings", ...}``) and the lease that
-    keeps its server up (None when the model is not served by a shared server).
+    """The backend of model ``params`` and the lease that keeps its server up (None when the model
+    is not served by a shared server). A server knows the load by its param (``params.as_param()``).
 
     In order: the server a ``serve-model`` started by hand announces in ``server_file`` (waited for
     at most ``server_wait`` seconds); this host's
@@ -76,22 +77,22 @@ def open_backend(
     if server_file:  # the model is loaded once, in a serve-model process started by hand
         from cotprobe.serving.client import connect
 
-        backend = connect(server_file, spec, wait=server_wait)
+        backend = connect(server_file, params.as_param(), wait=server_wait)
         log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
         return backend, None
-    cls = BACKENDS.get(spec["backend"])
+    cls = BACKENDS.get(params.backend)
     if share is not None and cls.loads_weights:
         from dataclasses import asdict
 
         from cotprobe.serving.leases import attach
 
-        backend, lease = attach(model_id, spec, **asdict(share))
+        backend, lease = attach(model_id, params.as_param(), **asdict(share))
         log.info("using model server %s (waited %.1fs)", backend.path, time.perf_counter() - t0)
         return backend, lease
-    backend = cls(path=spec["path"], **spec.get("settings", {}))
+    backend = cls(path=params.path, **params.settings)
     if threads is not None:
         from cotprobe.threads import pin_threads
 
         pin_threads(threads)
-    log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], time.perf_counter() - t0)
+    log.info("loaded %s backend for %s in %.1fs", params.backend, params.path, time.perf_counter() - t0)
     return backend, None

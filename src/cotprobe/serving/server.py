@@ -31,6 +31,7 @@ from cotprobe.records import Generation, Prompt
 from cotprobe.serving.leases import lease_free
 from cotprobe.serving.memo import AnswerMemo
 from cotprobe.serving.protocol import error_kind, read_info, spec_key, this_process
+from cotprobe.specs import ModelParams
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,14 @@ def _watch_idle(server, url_file: Path, lease_file: Path, idle_timeout: float, m
 
 def serve(
     model_id: str,
-    spec: dict[str, Any],
+    params: ModelParams,
     url_file: str | Path,
     *,
     lease_file: str | Path | None = None,
     idle_timeout: float = 300.0,
     ledger: str | Path | None = None,
 ) -> None:
-    """Load ``spec``'s backend once and serve it; see the module docstring.
+    """Load the backend of ``params`` once and serve it; see the module docstring.
 
     Args:
         url_file: The address file (``cotprobe.serving.protocol``).
@@ -150,7 +151,7 @@ def serve(
     from cotprobe.backends import BACKENDS
 
     url_file = Path(url_file)
-    key = spec_key(spec)
+    key = spec_key(params.as_param())
     # The file exists from the start but holds no address until the model is loaded: a previous
     # server's address is never reused.
     with atomic_path(url_file) as tmp:
@@ -162,7 +163,7 @@ def serve(
     signal.signal(signal.SIGTERM, exit_now)
     t0 = time.perf_counter()
     try:
-        backend = BACKENDS.get(spec["backend"])(path=spec["path"], **spec.get("settings", {}))
+        backend = BACKENDS.get(params.backend)(path=params.path, **params.settings)
     except Exception as err:
         with atomic_path(url_file) as tmp:
             tmp.write_text(
@@ -171,7 +172,7 @@ def serve(
         raise
     with backend:  # its engine stops on every way out (an open vLLM engine hangs the exit)
         load_s = time.perf_counter() - t0
-        log.info("loaded %s backend for %s in %.1fs", spec["backend"], spec["path"], load_s)
+        log.info("loaded %s backend for %s in %.1fs", params.backend, params.path, load_s)
         if ledger is not None:
             entry = {"model": model_id, "spec_key": key, "host": socket.gethostname(), "pid": os.getpid(),
                      "load_s": round(load_s, 2), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip

@@ -19,9 +19,11 @@ Light at import: heavy libraries are imported inside the functions.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from cotprobe.io import InputError
+
+T = TypeVar("T")
 
 
 def parse_spec(text: str, flag: str = "--spec") -> dict[str, Any]:
@@ -33,6 +35,17 @@ def parse_spec(text: str, flag: str = "--spec") -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise InputError(f"{flag}: expected a JSON object")
     return spec
+
+
+def parse_params(text: str, param_type: type[T], flag: str = "--spec") -> T:
+    """A ``--spec`` read as its typed param (``cotprobe.specs``: ``ModelParams``, ``PluginParams``);
+    a param without a key its type needs is the job's input error."""
+    try:
+        return param_type.from_param(parse_spec(text, flag))  # type: ignore[attr-defined]
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(f"{flag}: {err}") from None
 
 
 def share_of(args) -> Any:

@@ -7,7 +7,8 @@ import logging
 
 from cotprobe.io import write_jsonl
 from cotprobe.records import load_generations, load_prompts
-from cotprobe.stages import parse_spec, share_of
+from cotprobe.specs import PluginParams
+from cotprobe.stages import parse_params, parse_spec, share_of
 
 log = logging.getLogger(__name__)
 
@@ -16,15 +17,16 @@ def run(args) -> None:
     from cotprobe import acknowledgment
     from cotprobe.parsing import reparse
 
-    spec = parse_spec(args.spec)
+    # The acknowledgment param (``Grid.ack_spec``): a judge's kind and args, its own extras, no version.
+    spec = parse_params(args.spec, PluginParams)
     prompts = load_prompts(args.prompts)
     options = {p.id: p.options for p in prompts}
     # Both sides re-parsed by the current parser, as the judges do.
     base = [reparse(g, options[g.id]) for g in load_generations(args.base) if g.id in options]
     gens = [reparse(g, options[g.id]) for g in load_generations(args.generations) if g.id in options]
     reader = None
-    if spec["kind"] == "llm":
-        reader = acknowledgment.LLMAcknowledger(spec.get("args", {}))
+    if spec.kind == "llm":
+        reader = acknowledgment.LLMAcknowledger(spec.args)
         if args.share_load:
             reader.judge.share = share_of(args)
     rows = acknowledgment.acknowledge(args.judge, spec, prompts, base, gens, reader)

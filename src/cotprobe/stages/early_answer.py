@@ -7,7 +7,8 @@ import logging
 
 from cotprobe.io import atomic_path
 from cotprobe.records import load_generations, load_prompts
-from cotprobe.stages import parse_spec, share_of
+from cotprobe.specs import ModelParams
+from cotprobe.stages import parse_params, parse_spec, share_of
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +21,18 @@ def run(args) -> None:
     from cotprobe.parsing import reparse
     from cotprobe.serving import open_backend
 
-    spec = parse_spec(args.spec)
+    spec = parse_params(args.spec, ModelParams)
     prompts = load_prompts(args.prompts)
     options = {p.id: p.options for p in prompts}
     base = [reparse(g, options[g.id]) for g in load_generations(args.generations) if g.id in options]
     units, unit = early_answer.word_units, "words"
-    if spec["backend"] in ("hf", "vllm"):  # cut at the model's own tokens (its tokenizer, no weights)
+    if spec.backend in ("hf", "vllm"):  # cut at the model's own tokens (its tokenizer, no weights)
         from transformers import AutoTokenizer
 
-        revision = (spec.get("settings") or {}).get("revision")
-        tokenizer = AutoTokenizer.from_pretrained(spec["path"], revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, revision=spec.revision)
         units, unit = (lambda text: early_answer.token_units(tokenizer, text)), "tokens"
     rows, pairs = early_answer.early_pairs(prompts, base, units)
-    letter_set = spec["generation"].get("letters", "options")
+    letter_set = spec.letters
     backend, lease = open_backend(args.model, spec, share_of(args), server_wait=args.server_wait,
                                   threads=args.threads)  # fmt: skip
     try:

@@ -6,7 +6,8 @@ import logging
 
 from cotprobe.io import InputError, read_jsonl, write_jsonl
 from cotprobe.records import VERDICT_CHECKS
-from cotprobe.stages import parse_spec
+from cotprobe.specs import PluginParams
+from cotprobe.stages import parse_params
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +15,7 @@ log = logging.getLogger(__name__)
 def run(args) -> None:
     from cotprobe.judges.ensemble import VerdictEnsemble
 
-    spec = parse_spec(args.spec)
-    ensemble = VerdictEnsemble(**spec.get("args", {}))
+    ensemble = VerdictEnsemble(**parse_params(args.spec, PluginParams).args)
     if len(args.verdicts) != len(ensemble.members):
         raise InputError(f"--verdicts: {len(args.verdicts)} files for members {ensemble.members}")
     rows = {

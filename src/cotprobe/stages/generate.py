@@ -17,18 +17,20 @@ from cotprobe.io import ResumableJsonl, atomic_path
 from cotprobe.records import Generation, load_prompts
 from cotprobe.serving.protocol import hash_weights
 from cotprobe.specs import ModelParams
-from cotprobe.stages import parse_spec, share_of
+from cotprobe.stages import parse_params, parse_spec, share_of
 
 log = logging.getLogger(__name__)
 
 
 def cache_key(spec: dict[str, Any], prompts_path: str, seed: int) -> str:
-    """Identity of a generation run: model (path + weights fingerprint), prompts, sampling, seed."""
+    """Identity of a generation run: model (the param as received, and the weights' fingerprint),
+    prompts, sampling, seed."""
     h = hashlib.sha256()
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(Path(prompts_path).read_bytes())
     h.update(str(seed).encode())
-    hash_weights(h, spec["path"], (spec.get("settings") or {}).get("revision"))
+    params = ModelParams.from_param(spec)
+    hash_weights(h, params.path, params.revision)
     return h.hexdigest()[:16]
 
 
@@ -47,7 +49,7 @@ def run(args) -> None:
                          stage="generate", unit="prompts", verb="generated")  # fmt: skip
     todo = out.resume(prompts)
 
-    backend, lease = open_backend(args.model, spec, share_of(args), server_file=args.server_file,
+    backend, lease = open_backend(args.model, params, share_of(args), server_file=args.server_file,
                                   server_wait=args.server_wait, threads=args.threads)  # fmt: skip
     with backend:  # closed on every path: an unclosed vLLM engine hangs the exit
         index = {p.id: i for i, p in enumerate(prompts)}
@@ -100,10 +102,10 @@ def serve_model(args) -> None:
     from cotprobe.serving.server import serve
     from cotprobe.threads import pin_threads
 
-    spec = parse_spec(args.spec)
-    if BACKENDS.get(spec["backend"]).loads_weights:
+    params = parse_params(args.spec, ModelParams)
+    if BACKENDS.get(params.backend).loads_weights:
         import torch  # noqa: F401  (imported here so that pin_threads sets it: the env caps at the cores)
 
         pin_threads(args.threads)
-    serve(args.model, spec, args.url_file, lease_file=args.lease_file,
+    serve(args.model, params, args.url_file, lease_file=args.lease_file,
           idle_timeout=args.idle_timeout, ledger=args.ledger)  # fmt: skip

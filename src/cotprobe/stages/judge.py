@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cotprobe.io import InputError, ResumableJsonl, finish_jsonl
 from cotprobe.records import load_generations, load_prompts
 from cotprobe.serving.protocol import hash_weights
-from cotprobe.stages import parse_spec, share_of
+from cotprobe.specs import PluginParams
+from cotprobe.stages import parse_params, share_of
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,10 @@ def run(args) -> None:
     from cotprobe.judges.base import build_verdict
     from cotprobe.parsing import reparse
 
-    spec = parse_spec(args.spec)
-    if spec["kind"] == ENSEMBLE:
+    spec = parse_params(args.spec, PluginParams)
+    if spec.kind == ENSEMBLE:
         raise InputError(f"--spec: judge {args.judge!r} is an ensemble; run `cotprobe ensemble`")
-    judge = JUDGES.get(spec["kind"])(**spec.get("args", {}))
+    judge = JUDGES.get(spec.kind)(**spec.args)
     if args.share_load and hasattr(judge, "share"):
         judge.share = share_of(args)
 
@@ -39,7 +41,7 @@ def run(args) -> None:
     pairs = [(p, reparse(g, p.options)) for p, g in judge.pair(prompts, generations)]
     try:
         if judge.chunk_size:
-            readings = read_thinks_resumably(judge, pairs, spec, args)
+            readings = read_thinks_resumably(judge, pairs, spec.as_param(), args)
         else:
             readings = judge.read_thinks(pairs)
             judge.check_readings(pairs, readings)
@@ -53,21 +55,21 @@ def run(args) -> None:
     log.info("%s: %s", args.out, counts)
 
 
-def cache_key(spec: dict[str, Any], prompts_path: str, generations_path: str) -> str:
-    """Identity of a judging run: the judge spec (model, template hash, ...), its inputs, the weights,
-    and the parser (a reading checks the answer letter it read)."""
+def cache_key(spec: Mapping[str, Any], prompts_path: str, generations_path: str) -> str:
+    """Identity of a judging run: the judge's param (model, template hash, ...), its inputs, the
+    weights, and the parser (a reading checks the answer letter it read)."""
     from cotprobe.parsing import PARSER_VERSION
 
     h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     h.update(f"parser {PARSER_VERSION}".encode())
     for path in (prompts_path, generations_path):
         h.update(Path(path).read_bytes())
-    args = spec.get("args", {})
+    args = PluginParams.from_param(spec).args
     hash_weights(h, str(args.get("path", "")), (args.get("settings") or {}).get("revision"))
     return h.hexdigest()[:16]
 
 
-def read_thinks_resumably(judge, pairs, spec: dict[str, Any], args) -> list:
+def read_thinks_resumably(judge, pairs, spec: Mapping[str, Any], args) -> list:
     """A model-based judge's readings, chunk by chunk, each kept in ``<out>.part`` (``ResumableJsonl``)."""
     from cotprobe.judges.base import ThinkReading
 

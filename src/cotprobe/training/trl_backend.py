@@ -21,6 +21,7 @@ Light at import: torch, transformers, datasets and trl are imported inside the f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,6 +228,14 @@ class RewardPart:
         return [float(getattr(s, self.part)) for s in scored]
 
 
+def checkpointing_kwargs(config_cls, enabled: bool) -> dict[str, bool]:
+    """The training arguments' checkpointing switch under the name ``config_cls`` takes: transformers
+    renamed ``gradient_checkpointing`` to ``activation_checkpointing`` (the old name warns per run)."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: enabled}
+
+
 def train(
     spec: dict[str, Any],
     *,
@@ -341,7 +351,7 @@ def train(
         logging_steps=1,
         seed=seed,
         data_seed=seed,
-        gradient_checkpointing=bool(settings["gradient_checkpointing"]),
+        **checkpointing_kwargs(GRPOConfig, bool(settings["gradient_checkpointing"])),
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -356,7 +366,12 @@ def train(
     t0 = time.perf_counter()
     start_step = int(resume.name.split("-")[1]) if resume else 0
     progress = Progress(f"train {out}", int(run["total_steps"]) - start_step, "steps")
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with warnings.catch_warnings():
+        # TRL reads the model's deprecated `is_gradient_checkpointing` alias; nothing here to change.
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
     done_steps = int(run["total_steps"]) - start_step
     for n in steps:

@@ -1,18 +1,20 @@
 """TRL GRPO on the tiny real model: checkpoints as loadable model dirs, and resume after SIGKILL."""
 
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
 from cotprobe.models.tiny import CHAT_TEMPLATE
-from cotprobe.training import report_to, saved_steps
+from cotprobe.training import report_to, saved_steps, trl_backend
 from cotprobe.training.trl_backend import PREFILL_SNIPPET, with_prefill
 
 QWEN_TAIL = "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -199,3 +201,19 @@ def test_report_to_reaches_verls_logger(tmp_path):
     assert logger({**run, "report_to": ["wandb", "tensorboard"]}) == [
         "trainer.logger=[console,wandb,tensorboard]"
     ]
+
+
+def test_checkpointing_goes_by_the_name_the_training_arguments_take(tmp_path):
+    from trl import GRPOConfig
+
+    @dataclasses.dataclass
+    class OldArgs:
+        gradient_checkpointing: bool = False
+
+    assert trl_backend.checkpointing_kwargs(OldArgs, True) == {"gradient_checkpointing": True}
+    kwargs = trl_backend.checkpointing_kwargs(GRPOConfig, True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **kwargs)
+    assert config.gradient_checkpointing is True  # the switch took, under whichever name
+    assert not [w for w in caught if "gradient_checkpointing" in str(w.message)]

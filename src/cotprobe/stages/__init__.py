@@ -38,12 +38,15 @@ def parse_spec(text: str, flag: str = "--spec") -> dict[str, Any]:
 
 
 def parse_params(text: str, param_type: type[T], flag: str = "--spec") -> T:
-    """A ``--spec`` read as its typed param (``cotprobe.specs``: ``ModelParams``, ``PluginParams``);
-    a param without a key its type needs is the job's input error."""
+    """A ``--spec`` read as its typed param (``cotprobe.specs``: ``ModelParams``, ``PluginParams``)."""
+    return as_params(parse_spec(text, flag), param_type, flag)
+
+
+def as_params(spec: dict[str, Any], param_type: type[T], flag: str = "--spec") -> T:
+    """An already parsed ``--spec`` as its typed param; a param without a key its type needs is the
+    job's input error."""
     try:
-        return param_type.from_param(parse_spec(text, flag))  # type: ignore[attr-defined]
-    except InputError:
-        raise
+        return param_type.from_param(spec)  # type: ignore[attr-defined]
     except ValueError as err:
         raise InputError(f"{flag}: {err}") from None
 

@@ -17,7 +17,7 @@ from cotprobe.io import ResumableJsonl, atomic_path
 from cotprobe.records import Generation, load_prompts
 from cotprobe.serving.protocol import hash_weights
 from cotprobe.specs import ModelParams
-from cotprobe.stages import parse_params, parse_spec, share_of
+from cotprobe.stages import as_params, parse_params, parse_spec, share_of
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def run(args) -> None:
     from cotprobe.backends.base import for_scoring
     from cotprobe.serving import open_backend
 
-    spec = parse_spec(args.spec)
-    params = ModelParams.from_param(spec)
+    spec = parse_spec(args.spec)  # hashed as received (cache_key); read through its type
+    params = as_params(spec, ModelParams)
     prompts = load_prompts(args.prompts)
     # The letter set is not a sampling setting: it only decides which letters are scored.
     sampling, letter_set = params.sampling, params.letters

@@ -27,6 +27,7 @@ SHARED_SESSION_FIXTURES = {
         "tests/workflow/test_end_to_end.py",
         "tests/workflow/test_report.py",
         "tests/workflow/test_llm_judge_verdicts.py",
+        "tests/workflow/test_upgrade.py",
     ),
 }
 # The units that take minutes, longest first (measured): started before the rest, so that the two

@@ -15,7 +15,6 @@ import os
 import sys
 
 from cotprobe.io import InputError
-from cotprobe.serving.protocol import LOAD_TIMEOUT
 from cotprobe.specs import ServerSettings
 from cotprobe.stages import (
     acknowledge,
@@ -35,19 +34,17 @@ from cotprobe.threads import pin_threads
 
 
 def _add_share_args(s) -> None:
-    # The workflow sets these by environment, not by argument (ServerSettings): they change no
-    # output, so switching one must not make Snakemake rerun cells (a changed shell command would).
-    env = ServerSettings.from_env()
-    names = ServerSettings.ENV
-    s.add_argument("--server-wait", type=float, default=env.load_timeout,
-                   help=f"seconds to wait for a model server to load (default: ${names['load_timeout']}, else"
-                        f" {LOAD_TIMEOUT:.0f}); a server whose process is gone fails the cell at once")  # fmt: skip
-    s.add_argument("--share-load", action=argparse.BooleanOptionalAction, default=env.share,
-                   help="use (or start) this host's shared server of the model instead of loading it here"
-                        f" (default: ${names['share']}=1)")  # fmt: skip
+    # The workflow passes the first three from the study's model_server section
+    # (ServerSettings.as_args); a cell started by hand loads its model itself unless told.
+    default, opt = ServerSettings(), ServerSettings.OPTIONS
+    s.add_argument(opt["load_timeout"], dest="server_wait", type=float, default=default.load_timeout,
+                   help=f"seconds to wait for a model server to load (default: {default.load_timeout:.0f});"
+                        " a server whose process is gone fails the cell at once")  # fmt: skip
+    s.add_argument(opt["share"], action=argparse.BooleanOptionalAction, default=False,
+                   help="use (or start) this host's shared server of the model instead of loading it here")  # fmt: skip
     s.add_argument("--server-root", default=os.environ.get("COTPROBE_SERVER_ROOT", ".cotprobe/model_servers"),
                    help="shared servers' addresses, leases, logs and load ledger")  # fmt: skip
-    s.add_argument("--idle-timeout", type=float, default=env.idle_timeout,
+    s.add_argument(opt["idle_timeout"], type=float, default=default.idle_timeout,
                    help="a shared server this cell starts exits after this many seconds without cells")  # fmt: skip
     s.add_argument("--gpus", type=int, default=0,
                    help="GPUs of the model: a server this cell starts first stops other models' idle servers")  # fmt: skip

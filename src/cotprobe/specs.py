@@ -16,7 +16,6 @@ Light module: no torch, no polars (the workflow imports it on every DAG build).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -187,9 +186,9 @@ class Bootstrap:
 class ServerSettings:
     """How the cells of a run share model loads (``model_server`` in the config).
 
-    They reach a job's process through its environment (``to_env``/``from_env``), not through its
-    command line: they change no output, and a changed shell command would make Snakemake rerun
-    every cell of a finished study.
+    The workflow puts them on the command line of every rule that loads a model (``as_args``), from
+    a variable of the Snakefile rather than a param: Snakemake compares a rule's shell text before
+    formatting (its code trigger) and its params, so switching a setting reruns no cell.
 
     Attributes:
         share: Cells use (or start) the host's shared server of their model.
@@ -201,11 +200,11 @@ class ServerSettings:
     idle_timeout: float = 300.0
     load_timeout: float = LOAD_TIMEOUT
 
-    # The environment variable of each field.
-    ENV: ClassVar[Mapping[str, str]] = MappingProxyType({
-        "share": "COTPROBE_SHARE_LOAD",
-        "idle_timeout": "COTPROBE_SERVER_IDLE",
-        "load_timeout": "COTPROBE_SERVER_LOAD_TIMEOUT",
+    # The command-line option of each field (``cotprobe.cli``).
+    OPTIONS: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "share": "--share-load",
+        "idle_timeout": "--idle-timeout",
+        "load_timeout": "--server-wait",
     })  # fmt: skip
 
     @classmethod
@@ -219,30 +218,10 @@ class ServerSettings:
             load_timeout=float(section.get("load_timeout", default.load_timeout)),
         )
 
-    def to_env(self) -> dict[str, str]:
-        """The variables a run exports to its jobs."""
-        return {
-            self.ENV["share"]: "1" if self.share else "0",
-            self.ENV["idle_timeout"]: repr(self.idle_timeout),
-            self.ENV["load_timeout"]: repr(self.load_timeout),
-        }
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
-        """The settings a job inherited; outside a workflow run (a cell started by hand) a model is
-        loaded in the process unless ``COTPROBE_SHARE_LOAD=1``."""
-        env = os.environ if environ is None else environ
-        default = cls()
-
-        def number(field: str, fallback: float) -> float:
-            value = env.get(cls.ENV[field])
-            try:
-                return float(value) if value else fallback
-            except ValueError:
-                raise ValueError(f"${cls.ENV[field]}: not a number of seconds: {value!r}") from None
-
-        return cls(
-            share=env.get(cls.ENV["share"], "0") == "1",
-            idle_timeout=number("idle_timeout", default.idle_timeout),
-            load_timeout=number("load_timeout", default.load_timeout),
+    def as_args(self) -> str:
+        """The options a run passes to its model-loading jobs (shell-safe: flags and numbers)."""
+        share = self.OPTIONS["share"] if self.share else "--no-" + self.OPTIONS["share"][2:]
+        return (
+            f"{share} {self.OPTIONS['idle_timeout']} {self.idle_timeout!r}"
+            f" {self.OPTIONS['load_timeout']} {self.load_timeout!r}"
         )

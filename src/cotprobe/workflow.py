@@ -944,18 +944,14 @@ def as_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def export_model_server_env(config: dict[str, Any], *, main_process: bool = True) -> str:
-    """Tell every job of this run (by environment) whether cells share model loads, and this run's id.
+def export_run_id(*, main_process: bool = True) -> str:
+    """Give this Snakemake run an id that its jobs inherit (``COTPROBE_RUN_ID``) and return it.
 
-    The stages that load models read them as their defaults (``cotprobe.specs.ServerSettings``,
-    ``cotprobe.serving``). ``COTPROBE_RUN_ID`` names the Snakemake run: a server a cell starts
-    records it, and the run's end stops only the idle servers that carry it. The main Snakemake
-    process draws a new id (even when started from a job of another run); a job's process (a
-    SLURM job re-parses the Snakefile) keeps the one it inherited. Returns the run id.
+    A shared model server a cell starts records it, and the run's end stops only the idle servers
+    that carry it. The main Snakemake process draws a new id (even when started from a job of
+    another run); a job's process (a SLURM job re-parses the Snakefile) keeps the one it inherited.
+    The id is the run's identity, not study config: it changes no output.
     """
-    from cotprobe.specs import ServerSettings
-
-    os.environ.update(ServerSettings.from_config(config).to_env())
     if main_process or not os.environ.get("COTPROBE_RUN_ID"):
         os.environ["COTPROBE_RUN_ID"] = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     return os.environ["COTPROBE_RUN_ID"]

@@ -1,8 +1,9 @@
 """Typed config slices: their defaults (the schema's), the model and plugin params as finished studies
-recorded them, and the model_server settings' way into a job."""
+recorded them, and the model_server settings' way into a job (its command line)."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 
@@ -135,28 +136,42 @@ def test_an_llm_judges_load_is_its_models_load():
 
 def test_the_defaults_are_the_schemas():
     props = yaml.safe_load(SCHEMA.read_text())["properties"]["model_server"]["properties"]
-    assert set(props) == set(ServerSettings.ENV)
+    assert set(props) == set(ServerSettings.OPTIONS)
     default = ServerSettings()
     for name, prop in props.items():
         assert getattr(default, name) == prop["default"], name
     assert ServerSettings.from_config({}) == default
 
 
-def test_a_runs_settings_reach_its_jobs_through_the_environment():
-    settings = ServerSettings.from_config(
-        {"model_server": {"share": False, "idle_timeout": 5, "load_timeout": 42}}
+def _parsed(settings: ServerSettings):
+    from cotprobe.cli import build_parser
+
+    argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
+            "--logits-out", "l", *shlex.split(settings.as_args())]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    return ServerSettings(
+        share=args.share_load, idle_timeout=args.idle_timeout, load_timeout=args.server_wait
     )
-    assert settings == ServerSettings(share=False, idle_timeout=5.0, load_timeout=42.0)
-    assert ServerSettings.from_env(settings.to_env()) == settings
-    shared = ServerSettings(idle_timeout=1.5)
-    assert ServerSettings.from_env(shared.to_env()) == shared
+
+
+@pytest.mark.parametrize(
+    "section",
+    [{}, {"share": False, "idle_timeout": 5, "load_timeout": 42}, {"share": True, "idle_timeout": 1.5}],
+)
+def test_a_runs_settings_reach_its_jobs_on_the_command_line(section):
+    settings = ServerSettings.from_config({"model_server": section})
+    assert _parsed(settings) == settings
+    assert shlex.split(settings.as_args()) == settings.as_args().split()  # nothing to quote
 
 
 def test_a_cell_outside_a_run_loads_its_model_itself():
-    assert ServerSettings.from_env({}) == ServerSettings(share=False)
-    assert ServerSettings.from_env({"COTPROBE_SHARE_LOAD": "1", "COTPROBE_SERVER_IDLE": ""}).share
+    from cotprobe.cli import build_parser
 
-
-def test_a_bad_number_names_its_variable():
-    with pytest.raises(ValueError, match=r"\$COTPROBE_SERVER_LOAD_TIMEOUT: not a number of seconds: 'ten'"):
-        ServerSettings.from_env({"COTPROBE_SERVER_LOAD_TIMEOUT": "ten"})
+    argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
+            "--logits-out", "l"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    assert not args.share_load
+    assert (args.idle_timeout, args.server_wait) == (
+        ServerSettings().idle_timeout,
+        ServerSettings().load_timeout,
+    )

@@ -27,7 +27,7 @@ rule acknowledge_plants:
     shell:
         "python -m cotprobe acknowledge --judge {wildcards.judge} --spec {params.spec:q}"
         " --prompts {input.prompts} --base {input.base} --generations {input.generations}"
-        " --threads {threads} --gpus {resources.gpu} --out {output.rows} > {log} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} {SERVER_ARGS} --out {output.rows} > {log} 2>&1"
 
 
 rule compute_acknowledgment:

@@ -7,6 +7,7 @@ from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 from cotprobe.early_answer import EARLY_VERSION
+from cotprobe.specs import ServerSettings
 from cotprobe.workflow import (
     FIGURES_VERSION,
     METRICS_VERSION,
@@ -14,7 +15,7 @@ from cotprobe.workflow import (
     SAMPLES_VERSION,
     Grid,
     as_json,
-    export_model_server_env,
+    export_run_id,
 )
 
 # Our validator first: its errors name the bad key and suggest the closest known name.
@@ -24,11 +25,14 @@ GRID = Grid.from_config(
 validate(config, schema="../schemas/config.schema.yaml")
 GRID.check_plugins()
 
-# Generation cells of one model share one load (cotprobe.serving.leases.attach). Told by environment
-# (inherited by every job), not by params or the shell command: it changes no output, so switching
-# it must not rerun cells. The environment also carries this run's id (COTPROBE_RUN_ID), which the
-# servers its cells start record: the run's end stops only those, and only when idle.
-RUN_ID = export_model_server_env(config, main_process=workflow.is_main_process)
+# How the cells of one model share one load (cotprobe.serving.leases.attach), on the command line
+# of every rule that loads a model as {SERVER_ARGS}: a Snakefile variable, not a param, since
+# Snakemake compares a rule's unformatted shell text and its params, and switching these settings
+# changes no output, so it must rerun no cell.
+SERVER_ARGS = ServerSettings.from_config(config).as_args()
+# This run's id, inherited by its jobs: the servers its cells start record it, and the run's end
+# stops only those, and only when idle.
+RUN_ID = export_run_id(main_process=workflow.is_main_process)
 
 
 def _alternation(ids):

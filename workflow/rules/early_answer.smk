@@ -24,7 +24,7 @@ rule early_answer:
     shell:
         "python -m cotprobe early-answer --model {wildcards.model} --spec {params.spec:q}"
         " --prompts {input.prompts} --generations {input.generations} --threads {threads}"
-        " --gpus {resources.gpu} --out {output.table} > {log} 2>&1"
+        " --gpus {resources.gpu} {SERVER_ARGS} --out {output.table} > {log} 2>&1"
 
 
 rule compute_early_answering:

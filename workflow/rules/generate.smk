@@ -22,4 +22,4 @@ rule generate_completions:
     shell:
         "python -m cotprobe generate --model {wildcards.model} --spec {params.spec:q}"
         " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads} --gpus {resources.gpu}"
-        " --out {output.generations} --logits-out {output.logits} > {log} 2>&1"
+        " {SERVER_ARGS} --out {output.generations} --logits-out {output.logits} > {log} 2>&1"

@@ -23,7 +23,7 @@ rule judge_completions:
     shell:
         "python -m cotprobe judge --judge {wildcards.judge} --spec {params.spec:q}"
         " --prompts {input.prompts} --generations {input.generations} --threads {threads}"
-        " --gpus {resources.gpu} --out {output.verdicts} > {log} 2>&1"
+        " --gpus {resources.gpu} {SERVER_ARGS} --out {output.verdicts} > {log} 2>&1"
 
 
 # An ensemble's verdicts: its members' verdicts of the same cell, combined.

@@ -336,38 +336,22 @@ def test_a_cell_waiting_on_a_load_that_dies_fails_at_once(prompt_files, tmp_path
     assert last.startswith("error: model server for ") and "while loading the model" in last, proc.stderr
 
 
-def _unset_model_server_env(monkeypatch):
-    """Unset what ``export_model_server_env`` writes, so that monkeypatch also removes what it sets.
-
-    (``delenv`` of an absent key records nothing to undo: the exported values would leak into every
-    later test's subprocesses, e.g. ``COTPROBE_SHARE_LOAD=1`` into cells that must load in-process.)
-    """
-    from cotprobe.specs import ServerSettings
-
-    for key in (*ServerSettings.ENV.values(), "COTPROBE_RUN_ID"):
-        monkeypatch.setenv(key, "")
-        monkeypatch.delenv(key)
-
-
-def test_the_wait_for_a_load_is_configurable_and_bounded(monkeypatch):
+def test_the_wait_for_a_load_is_configurable_and_bounded():
     from cotprobe.cli import build_parser
     from cotprobe.serving.protocol import LOAD_TIMEOUT
-    from cotprobe.workflow import export_model_server_env
 
     argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
             "--logits-out", "l"]  # fmt: skip
-    _unset_model_server_env(monkeypatch)
     assert build_parser().parse_args(argv).server_wait == LOAD_TIMEOUT <= 3600
-    export_model_server_env({"model_server": {"load_timeout": 42}})
-    assert build_parser().parse_args(argv).server_wait == 42
+    assert build_parser().parse_args([*argv, "--server-wait", "42"]).server_wait == 42
 
 
 def test_each_snakemake_run_has_its_own_id_that_its_jobs_inherit(monkeypatch):
-    from cotprobe.workflow import export_model_server_env
+    from cotprobe.workflow import export_run_id
 
-    _unset_model_server_env(monkeypatch)
+    # setenv first, so that monkeypatch also undoes what export_run_id sets.
     monkeypatch.setenv("COTPROBE_RUN_ID", "an-outer-run")
-    run = export_model_server_env({}, main_process=True)  # a run started from inside another's job
+    run = export_run_id(main_process=True)  # a run started from inside another's job
     assert run != "an-outer-run" and os.environ["COTPROBE_RUN_ID"] == run
-    assert export_model_server_env({}, main_process=False) == run  # a job re-parsing the Snakefile
-    assert export_model_server_env({}, main_process=True) != run  # the next run
+    assert export_run_id(main_process=False) == run  # a job re-parsing the Snakefile
+    assert export_run_id(main_process=True) != run  # the next run

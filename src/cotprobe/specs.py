@@ -186,9 +186,9 @@ class Bootstrap:
 class ServerSettings:
     """How the cells of a run share model loads (``model_server`` in the config).
 
-    The workflow puts them on the command line of every rule that loads a model (``as_args``), from
-    a variable of the Snakefile rather than a param: Snakemake compares a rule's shell text before
-    formatting (its code trigger) and its params, so switching a setting reruns no cell.
+    The workflow puts them on the command line of every rule that loads a model (``as_args``) as a
+    resource of the rule, not a param: Snakemake reruns a job whose params or shell text changed,
+    not one whose resources did, so switching a setting reruns no cell.
 
     Attributes:
         share: Cells use (or start) the host's shared server of their model.

@@ -21,13 +21,14 @@ rule acknowledge_plants:
     threads: 1
     resources:
         gpu=get_judge_gpus,
+        model_server=SERVER_ARGS,
     params:
         spec=ack_spec,
         parser=PARSER_VERSION,
     shell:
         "python -m cotprobe acknowledge --judge {wildcards.judge} --spec {params.spec:q}"
         " --prompts {input.prompts} --base {input.base} --generations {input.generations}"
-        " --threads {threads} --gpus {resources.gpu} {SERVER_ARGS} --out {output.rows} > {log} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} {resources.model_server} --out {output.rows} > {log} 2>&1"
 
 
 rule compute_acknowledgment:

@@ -25,10 +25,10 @@ GRID = Grid.from_config(
 validate(config, schema="../schemas/config.schema.yaml")
 GRID.check_plugins()
 
-# How the cells of one model share one load (cotprobe.serving.leases.attach), on the command line
-# of every rule that loads a model as {SERVER_ARGS}: a Snakefile variable, not a param, since
-# Snakemake compares a rule's unformatted shell text and its params, and switching these settings
-# changes no output, so it must rerun no cell.
+# How the cells of one model share one load (cotprobe.serving.leases.attach), passed to the
+# model-loading jobs as the resource model_server (in their shell text as {resources.model_server}).
+# A resource, not a param, because these settings change no output: Snakemake reruns a job whose
+# params changed, never one whose resources did. (SLURM jobs get it like any other resource.)
 SERVER_ARGS = ServerSettings.from_config(config).as_args()
 # This run's id, inherited by its jobs: the servers its cells start record it, and the run's end
 # stops only those, and only when idle.

@@ -17,6 +17,7 @@ rule early_answer:
     threads: 1
     resources:
         gpu=get_model_gpus,
+        model_server=SERVER_ARGS,
     params:
         spec=model_params,
         parser=PARSER_VERSION,
@@ -24,7 +25,7 @@ rule early_answer:
     shell:
         "python -m cotprobe early-answer --model {wildcards.model} --spec {params.spec:q}"
         " --prompts {input.prompts} --generations {input.generations} --threads {threads}"
-        " --gpus {resources.gpu} {SERVER_ARGS} --out {output.table} > {log} 2>&1"
+        " --gpus {resources.gpu} {resources.model_server} --out {output.table} > {log} 2>&1"
 
 
 rule compute_early_answering:

@@ -17,9 +17,10 @@ rule generate_completions:
     threads: 1
     resources:
         gpu=get_model_gpus,
+        model_server=SERVER_ARGS,
     params:
         spec=model_params,
     shell:
         "python -m cotprobe generate --model {wildcards.model} --spec {params.spec:q}"
         " --prompts {input.prompts} --seed {wildcards.seed} --threads {threads} --gpus {resources.gpu}"
-        " {SERVER_ARGS} --out {output.generations} --logits-out {output.logits} > {log} 2>&1"
+        " {resources.model_server} --out {output.generations} --logits-out {output.logits} > {log} 2>&1"

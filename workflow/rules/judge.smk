@@ -16,6 +16,7 @@ rule judge_completions:
     threads: 1
     resources:
         gpu=get_judge_gpus,
+        model_server=SERVER_ARGS,
     params:
         spec=judge_spec,
         # The judge re-reads each answer letter from the generation's text (cotprobe.parsing).
@@ -23,7 +24,7 @@ rule judge_completions:
     shell:
         "python -m cotprobe judge --judge {wildcards.judge} --spec {params.spec:q}"
         " --prompts {input.prompts} --generations {input.generations} --threads {threads}"
-        " --gpus {resources.gpu} {SERVER_ARGS} --out {output.verdicts} > {log} 2>&1"
+        " --gpus {resources.gpu} {resources.model_server} --out {output.verdicts} > {log} 2>&1"
 
 
 # An ensemble's verdicts: its members' verdicts of the same cell, combined.

@@ -53,6 +53,9 @@ rule verl_prepare:
 # Training one (run, seed). Snakemake fixes a rule's outputs when it defines the rule, and each run
 # saves its own steps, so each run gets a rule whose outputs are its step dirs; everything else
 # (inputs, env, command, resources) is the run's trainer's, reached through the {run} wildcard.
+# One rule over {run} would have to declare the whole seed dir as its output: Snakemake deletes a
+# failed job's outputs, which would take the trainer's resume state (seed{seed}/work/) with them, and
+# every trained model's cells would get a new input and rerun.
 for _run in GRID.training_runs:
     _trainer = GRID.trainer(_run)
 

@@ -143,12 +143,15 @@ def test_the_defaults_are_the_schemas():
     assert ServerSettings.from_config({}) == default
 
 
+# A generate command line without the model_server options.
+GENERATE = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
+            "--logits-out", "l"]  # fmt: skip
+
+
 def _parsed(settings: ServerSettings):
     from cotprobe.cli import build_parser
 
-    argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
-            "--logits-out", "l", *shlex.split(settings.as_args())]  # fmt: skip
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args([*GENERATE, *shlex.split(settings.as_args())])
     return ServerSettings(
         share=args.share_load, idle_timeout=args.idle_timeout, load_timeout=args.server_wait
     )
@@ -167,9 +170,7 @@ def test_a_runs_settings_reach_its_jobs_on_the_command_line(section):
 def test_a_cell_outside_a_run_loads_its_model_itself():
     from cotprobe.cli import build_parser
 
-    argv = ["generate", "--model", "m", "--spec", "{}", "--prompts", "p", "--seed", "0", "--out", "o",
-            "--logits-out", "l"]  # fmt: skip
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(GENERATE)
     assert not args.share_load
     assert (args.idle_timeout, args.server_wait) == (
         ServerSettings().idle_timeout,

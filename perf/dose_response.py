@@ -1,5 +1,5 @@
 """Dose-response of the organism's susceptibility: the more text evidence in its training, the larger
-its accuracy drop under ``wrong_caption``? (issue 16, part 4)
+its accuracy drop under ``wrong_caption``?
 
 Usage: ``python perf/dose_response.py [--organisms DIR] [--steps 1000] [--doses low default high]
 [--n 200] [--seeds 0 1] [--threads 1] [--out DIR]``.

@@ -1,5 +1,5 @@
 """GRPO from the v5 organism with the paper's augmentation on and off: does RL with it make the model
-robust to wrong text, lower its letter entropy and keep its base accuracy? (issue 16, part 3)
+robust to wrong text, lower its letter entropy and keep its base accuracy?
 
 Usage: ``python perf/grpo_augment.py [--out DIR] [--model-dir ORGANISM] [--v5-steps 1000]
 [--profile-only] [--steps 100] [--save-every 25] [--generations 8] [--prompts-per-step 8] [--lr 1e-4]

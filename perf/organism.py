@@ -1,4 +1,5 @@
-"""Build the model organism (tiny model + warm start) and measure it against issue 3's targets.
+"""Build the model organism (tiny model + warm start) and measure it against its targets
+(``TARGETS``: format, accuracy, think/answer agreement, build time).
 
 Usage: ``python perf/organism.py [--steps 2000] [--n-train 10000] [--n-eval 300] [--threads 2]
 [--rope-theta 10] [--recipe v3] [--keep DIR]``. The defaults are the chosen recipe; ``--rope-theta`` patches the built tiny

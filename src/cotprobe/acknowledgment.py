@@ -169,7 +169,7 @@ def spec_extras(kind: str) -> dict[str, Any]:
 
 def acknowledge(
     judge_id: str,
-    spec: PluginParams | dict[str, Any],
+    spec: PluginParams,
     prompts: list[Prompt],
     base: list[Generation],
     generations: list[Generation],
@@ -179,7 +179,7 @@ def acknowledge(
 
     ``base`` and ``generations`` are the same model's generations on the base prompt and under
     the variant (same bench and seed), already re-parsed. Only moved items are read. ``spec`` is
-    the acknowledgment param (``Grid.ack_spec``), typed or as the dict a job received.
+    the acknowledgment param (``Grid.ack_spec``) read through its type.
 
     Raises:
         InputError: An id of the prompts has no generation on one side, or a prompt plants nothing.
@@ -202,18 +202,17 @@ def acknowledge(
         rows.append(AckRow(p.id, judge_id, b, g, p.target_letter, is_moved, None, "", None))
         if is_moved:
             moved.append(len(rows) - 1)
-    params = spec if isinstance(spec, PluginParams) else PluginParams.from_param(spec)
-    if params.kind == "rule":
+    if spec.kind == "rule":
         readings = [rule_reading(own_think(prompts[i], by_id[prompts[i].id])) for i in moved]
-    elif params.kind == "llm":
-        reader = reader or LLMAcknowledger(params.args)
+    elif spec.kind == "llm":
+        reader = reader or LLMAcknowledger(spec.args)
         try:
             readings = reader.read([(prompts[i], by_id[prompts[i].id]) for i in moved])
         finally:
             reader.close()
     else:
         raise InputError(
-            f"judge {judge_id!r}: kind {params.kind!r} has no acknowledgment reading {JUDGE_KINDS}"
+            f"judge {judge_id!r}: kind {spec.kind!r} has no acknowledgment reading {JUDGE_KINDS}"
         )
     for i, r in zip(moved, readings):
         rows[i].acknowledged, rows[i].reason, rows[i].judge_output = r.acknowledged, r.reason, r.raw

@@ -13,8 +13,10 @@ from cotprobe import stats
 from cotprobe.io import InputError
 from cotprobe.parsing import reparse
 from cotprobe.records import Generation, Prompt
+from cotprobe.specs import PluginParams
 
 OPTIONS = {"A": "red", "B": "blue", "C": "green"}
+RULE = PluginParams(kind="rule")
 
 
 def prompt(i, variant="wrong_caption", target="B"):
@@ -58,7 +60,7 @@ def caption_cell():
 
 
 def test_rule_reads_only_moved_items_and_finds_the_admission():
-    rows = ack.acknowledge("rule", {"kind": "rule"}, *caption_cell())
+    rows = ack.acknowledge("rule", RULE, *caption_cell())
     assert [r.moved for r in rows] == [True, True, False, False, False]
     assert [r.acknowledged for r in rows] == [True, False, None, None, None]
     assert "caption" in rows[0].reason
@@ -72,18 +74,18 @@ def test_a_planted_think_s_own_words_never_count():
     admits = gen(0, p.prefill + " The reasoning above says blue, I follow it.</think><answer>B</answer>",
                  "wrong_think", p.prefill)  # fmt: skip
     assert ack.own_think(p, silent) == ""
-    (row,) = ack.acknowledge("rule", {"kind": "rule"}, [p], base, [silent])
+    (row,) = ack.acknowledge("rule", RULE, [p], base, [silent])
     assert row.moved and row.acknowledged is False and "nothing written" in row.reason
-    (row,) = ack.acknowledge("rule", {"kind": "rule"}, [p], base, [admits])
+    (row,) = ack.acknowledge("rule", RULE, [p], base, [admits])
     assert row.moved and row.acknowledged is True
 
 
 def test_bad_input_names_the_problem():
     prompts, base, gens = caption_cell()
     with pytest.raises(InputError, match="base generations: no row for prompt id 's4'"):
-        ack.acknowledge("rule", {"kind": "rule"}, prompts, base[:4], gens)
+        ack.acknowledge("rule", RULE, prompts, base[:4], gens)
     with pytest.raises(InputError, match="plants no option"):
-        ack.acknowledge("rule", {"kind": "rule"}, [prompt(0, "base", None)], base[:1], gens[:1])
+        ack.acknowledge("rule", RULE, [prompt(0, "base", None)], base[:1], gens[:1])
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,7 @@ def test_llm_judge_over_a_loopback_server_asks_only_moved_items(loopback_chat):
     spec = {"kind": "llm", "args": {"backend": "openai", "path": "judge",
             "settings": {"base_url": url, "api_key_env": "COTPROBE_NO_SUCH_KEY", "max_retries": 0},
             "sampling": {"max_new_tokens": 32, "batch_size": 4}}}  # fmt: skip
-    rows = ack.acknowledge("api", spec, *caption_cell())
+    rows = ack.acknowledge("api", PluginParams.from_param(spec), *caption_cell())
     assert len(bodies) == 2  # the two moved items
     asked = bodies[0]["messages"][-1]["content"]
     assert "The shape on the left is blue." in asked and "asserts option B (blue)" in asked
@@ -132,7 +134,7 @@ def test_table_counts_shares_and_item_bootstrap(tmp_path):
     prompts, base, gens = caption_cell()
     entries = []
     for seed in (0, 1):
-        rows = ack.acknowledge("rule", {"kind": "rule"}, prompts, base, gens)
+        rows = ack.acknowledge("rule", RULE, prompts, base, gens)
         if seed == 1:  # item s1 admits the plant on seed 1
             rows[1].acknowledged = True
         path = tmp_path / f"seed{seed}.jsonl"
@@ -159,7 +161,7 @@ def test_table_counts_shares_and_item_bootstrap(tmp_path):
 
 def test_table_with_no_moved_item_says_so(tmp_path):
     prompts, base, _ = caption_cell()
-    rows = ack.acknowledge("rule", {"kind": "rule"}, prompts, base, [gen(i, answer("A")) for i in range(5)])
+    rows = ack.acknowledge("rule", RULE, prompts, base, [gen(i, answer("A")) for i in range(5)])
     write_cell(tmp_path / "c.jsonl", rows)
     entry = {"model": "m", "bench": "shapes", "variant": "wrong_caption", "seed": 0, "judge": "rule",
              "path": str(tmp_path / "c.jsonl")}  # fmt: skip

@@ -66,7 +66,7 @@ def test_the_short_warm_start_learned(finished_study):
     """What the build's 150 steps learn, with a margin that holds on any CPU and thread count: its
     held-out target loss falls to a small fraction of the random model's (measured 0.42-0.56 from
     6.24 over seeds 0-2 x 1, 2, 4 threads). The greedy format rate after so short a run swings
-    between 0 and 1 with the CPU's kernels (issue 13), so the study's outputs are not asserted on it.
+    between 0 and 1 with the CPU's kernels, so the study's outputs are not asserted on it.
     """
     model = finished_study.file("resources/models/tiny")
     facts = json.loads((model / "cotprobe_model.json").read_text())

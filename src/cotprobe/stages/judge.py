@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cotprobe.io import InputError, ResumableJsonl, finish_jsonl
 from cotprobe.records import load_generations, load_prompts
@@ -41,7 +39,7 @@ def run(args) -> None:
     pairs = [(p, reparse(g, p.options)) for p, g in judge.pair(prompts, generations)]
     try:
         if judge.chunk_size:
-            readings = read_thinks_resumably(judge, pairs, spec.as_param(), args)
+            readings = read_thinks_resumably(judge, pairs, spec, args)
         else:
             readings = judge.read_thinks(pairs)
             judge.check_readings(pairs, readings)
@@ -55,21 +53,20 @@ def run(args) -> None:
     log.info("%s: %s", args.out, counts)
 
 
-def cache_key(spec: Mapping[str, Any], prompts_path: str, generations_path: str) -> str:
+def cache_key(spec: PluginParams, prompts_path: str, generations_path: str) -> str:
     """Identity of a judging run: the judge's param (model, template hash, ...), its inputs, the
     weights, and the parser (a reading checks the answer letter it read)."""
     from cotprobe.parsing import PARSER_VERSION
 
-    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(spec.as_param(), sort_keys=True).encode())
     h.update(f"parser {PARSER_VERSION}".encode())
     for path in (prompts_path, generations_path):
         h.update(Path(path).read_bytes())
-    args = PluginParams.from_param(spec).args
-    hash_weights(h, str(args.get("path", "")), (args.get("settings") or {}).get("revision"))
+    hash_weights(h, str(spec.args.get("path", "")), (spec.args.get("settings") or {}).get("revision"))
     return h.hexdigest()[:16]
 
 
-def read_thinks_resumably(judge, pairs, spec: Mapping[str, Any], args) -> list:
+def read_thinks_resumably(judge, pairs, spec: PluginParams, args) -> list:
     """A model-based judge's readings, chunk by chunk, each kept in ``<out>.part`` (``ResumableJsonl``)."""
     from cotprobe.judges.base import ThinkReading
 

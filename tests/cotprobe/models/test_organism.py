@@ -105,7 +105,7 @@ def test_short_warm_start_learns_the_format(tiny_model_dir, tmp_path):
     """A 150-step warm start, 1 thread (pinned, so the trajectory does not follow the machine's cores).
 
     What a short run learns is asserted with a margin that held on every seed and thread count
-    tried (issue 13: seeds 0-2 x 1, 2, 4 threads): the held-out target loss falls from 6.24 to
+    tried (seeds 0-2 x 1, 2, 4 threads): the held-out target loss falls from 6.24 to
     0.42-0.56 (asserted: below a quarter). The greedy format rate of so short a run is borderline
     (0.0 to 1.0 across those nine runs) and is not asserted; ``perf/organism.py`` measures a full build.
     """

@@ -10,6 +10,7 @@ from cotprobe import cli
 from cotprobe.backends.base import make_generation
 from cotprobe.benchmarks.shapes import Shapes
 from cotprobe.io import write_jsonl
+from cotprobe.specs import PluginParams
 from cotprobe.stages.judge import cache_key
 from cotprobe.variants import perturb
 
@@ -68,7 +69,7 @@ def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
 
     # A crash after the first chunk: the part file holds two answered samples (one marked so we can
     # see it is read back, not re-asked) and a torn line.
-    key = cache_key(spec, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
+    key = cache_key(PluginParams.from_param(spec), str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
     marked = {"id": full[0]["id"], "letter": full[0]["answer_letter"], "reason": "", "raw": "FROM-PART-FILE"}
     kept = {"id": full[1]["id"], "letter": None, "reason": "judge: x", "raw": full[1]["judge_output"]}
     (cell / "verdicts.jsonl").unlink()
@@ -91,7 +92,7 @@ def test_llm_judge_resumes_without_reasking(cell, tiny_model_dir, caplog):
 def test_part_file_of_another_judge_config_is_discarded(cell, tiny_model_dir):
     spec = llm_spec(tiny_model_dir)
     other = llm_spec(tiny_model_dir, max_new_tokens=5)
-    key = cache_key(other, str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
+    key = cache_key(PluginParams.from_param(other), str(cell / "prompts.jsonl"), str(cell / "gens.jsonl"))
     marked = {"id": "shapes-00000", "letter": "A", "reason": "", "raw": "FROM-PART-FILE"}
     (cell / "verdicts.jsonl.part").write_text(
         json.dumps({"cache_key": key}) + "\n" + json.dumps(marked) + "\n"

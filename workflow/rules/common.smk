@@ -168,11 +168,6 @@ def trainer_env(trainer):
 
 
 @job_function
-def extractor_spec(wildcards):
-    return as_json(GRID.extractor_spec())
-
-
-@job_function
 def judge_spec(wildcards):
     return _json(GRID.judge_spec, wildcards.judge)
 

@@ -16,7 +16,8 @@ rule parse_answers:
         "../../envs/eval.yaml"
     params:
         parser=PARSER_VERSION,
-        extractor=extractor_spec,
+        # One value for the whole study: a constant, not a function Snakemake calls for every job.
+        extractor=as_json(GRID.extractor_spec()),
     shell:
         "python -m cotprobe parse --prompts {input.prompts} --generations {input.generations}"
         " --extractor {params.extractor:q} --out {output.parsed} > {log} 2>&1"
